@@ -1,0 +1,47 @@
+"""The ``ediv`` command line: one click group; each area adds its commands from its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ediv import __version__
+from ediv.errors import EdivError, InputError
+
+
+class EdivGroup(click.Group):
+    """Turns user-facing errors into messages and exit codes, never tracebacks."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except InputError as exc:
+            for d in exc.diagnostics:
+                click.echo(str(d), err=True)
+            sys.exit(1)
+        except EdivError as exc:
+            click.echo(f"ediv: error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=EdivGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ediv")
+def cli() -> None:
+    """Deploy VNUML network-emulation scenarios across a cluster of Linux hosts."""
+
+
+def _register() -> None:
+    from ediv.client import offline, ovf_cmd
+
+    for mod in (offline, ovf_cmd):
+        mod.register(cli)
+
+
+def main() -> None:
+    _register()
+    cli(prog_name="ediv")
+
+
+if __name__ == "__main__":
+    main()

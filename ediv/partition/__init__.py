@@ -1,0 +1,1 @@
+"""Partition algorithms: place the VMs of a scenario on cluster hosts."""

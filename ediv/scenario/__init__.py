@@ -1,0 +1,1 @@
+"""The VNUML scenario language: model, parser, checks, serializer."""
