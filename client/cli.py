@@ -32,10 +32,10 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from ediv.client import offline, ovf_cmd
+    import importlib
 
-    for mod in (offline, ovf_cmd):
-        mod.register(cli)
+    for name in ("offline", "testbed_cmd", "ovf_cmd"):
+        importlib.import_module(f"ediv.client.{name}").register(cli)
 
 
 def main() -> None:

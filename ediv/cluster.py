@@ -18,6 +18,7 @@ class Host:
     ssh_user: str = "root"
     ssh_port: int = 22
     vm_type: str = "uml"  # extension: default driver for VMs without vm@type
+    agent: str = "ediv-host"  # extension: command that runs the host agent over SSH
     load: float = 0.0  # 1-minute load as a fraction (0.0 idle, 1.0 fully loaded)
 
     def capacity(self) -> int | None:
@@ -42,6 +43,8 @@ class Cluster:
     interconnect: str = "vxlan"  # vlan | vxlan
     vlan: Pool = field(default_factory=lambda: Pool(100, 199))
     vxlan: Pool = field(default_factory=lambda: Pool(1000, 16000))
+    ssh_key: str | None = None  # extension: private key for the hosts (default: ssh agent/~/.ssh)
+    known_hosts: str | None = None  # extension: host keys to verify (default: ~/.ssh/known_hosts)
     source: str = "<embedded>"
     warnings: list[str] = field(default_factory=list)
 
@@ -50,3 +53,204 @@ class Cluster:
             if h.name == name:
                 return h
         return None
+
+
+# --- cluster.conf -------------------------------------------------------------------------
+# EDIV wrote cluster.conf for Perl's AppConfig: INI sections, `key = value`, `#` comments and
+# *repeated* keys (`host = a` / `host = b`) whose order matters. configparser cannot keep
+# repeated keys, so this small reader does; it is the only INI dialect ediv reads.
+
+_HOST_KEYS = {
+    "mem": "mem",
+    "cpu": "cpu",
+    "max_vhost": "max_vhost",
+    "max_vhosts": "max_vhost",
+    "max_vms": "max_vhost",
+    "ifname": "ifname",
+    "if_name": "ifname",
+    "address": "address",
+    "host_name": "address",
+    "ssh_user": "ssh_user",
+    "ssh_port": "ssh_port",
+    "vm_type": "vm_type",
+    "agent": "agent",
+}
+_INT_HOST_KEYS = {"mem", "cpu", "max_vhost", "ssh_port"}
+_INTERCONNECTS = ("vlan", "vxlan")
+_VM_TYPES = ("uml", "container")
+
+
+def _read_ini(text: str, source: str) -> list[tuple[str, str, str, int]]:
+    """(section, key, value, line) in file order; repeated keys kept."""
+    from ediv.errors import Diagnostic, InputError
+
+    entries: list[tuple[str, str, str, int]] = []
+    errors: list[Diagnostic] = []
+    section = ""
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1].strip()
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            errors.append(
+                Diagnostic(source, lineno, f"expected 'key = value', got {raw.strip()!r}")
+            )
+            continue
+        entries.append((section, key.strip().lower(), value.strip(), lineno))
+    if errors:
+        raise InputError(errors)
+    return entries
+
+
+def parse_cluster(text: str, source: str = "<cluster.conf>") -> Cluster:
+    """Read an EDIV cluster.conf (0.9.4 or vnx-ediv spelling) plus ediv's extensions.
+
+    Unknown keys and sections are warnings (``Cluster.warnings``), never errors."""
+    from ediv.errors import Diagnostic, InputError
+
+    entries = _read_ini(text, source)
+    cluster = Cluster(source=source)
+    errors: list[Diagnostic] = []
+    host_order: list[tuple[str, int]] = []
+    host_props: dict[str, list[tuple[str, str, int]]] = {}
+    pools: dict[str, dict[str, tuple[str, int]]] = {"vlan": {}, "vxlan": {}}
+    explicit_interconnect = False
+
+    def as_int(value: str, line: int, what: str, minimum: int = 0) -> int | None:
+        try:
+            n = int(value)
+        except ValueError:
+            errors.append(Diagnostic(source, line, f"{what} must be an integer, got {value!r}"))
+            return None
+        if n < minimum:
+            errors.append(Diagnostic(source, line, f"{what} must be >= {minimum}, got {n}"))
+            return None
+        return n
+
+    for section, key, value, line in entries:
+        sec = section.lower()
+        if sec == "cluster":
+            if key == "host":
+                host_order.append((value, line))
+            elif key == "default_segmentation":
+                cluster.default_segmentation = value
+            elif key == "mgmt_network":
+                cluster.mgmt_network = value
+            elif key == "mgmt_network_mask":
+                n = as_int(value, line, "mgmt_network_mask")
+                if n is not None:
+                    if not 8 <= n <= 30:
+                        errors.append(Diagnostic(source, line, "mgmt_network_mask must be 8..30"))
+                    cluster.mgmt_network_mask = n
+            elif key == "interconnect":
+                if value.lower() not in _INTERCONNECTS:
+                    errors.append(
+                        Diagnostic(
+                            source, line, f"interconnect must be vlan or vxlan, got {value!r}"
+                        )
+                    )
+                else:
+                    cluster.interconnect = value.lower()
+                    explicit_interconnect = True
+            elif key in ("ssh_key", "known_hosts"):
+                setattr(cluster, key, value)
+            else:
+                cluster.warnings.append(
+                    f"{source}:{line}: unknown key '{key}' in [cluster] ignored"
+                )
+        elif sec in pools:
+            if key in ("first", "last"):
+                pools[sec][key] = (value, line)
+            else:
+                cluster.warnings.append(
+                    f"{source}:{line}: unknown key '{key}' in [{section}] ignored"
+                )
+        elif sec == "db":
+            continue  # EDIV's MySQL/SQLite settings: ediv keeps its own state store
+        else:
+            host_props.setdefault(section, []).append((key, value, line))
+
+    for kind, spec in pools.items():
+        if not spec:
+            continue
+        default = getattr(cluster, kind)
+        first = as_int(*spec.get("first", (str(default.first), 0)), f"[{kind}] first", 1)
+        last = as_int(*spec.get("last", (str(default.last), 0)), f"[{kind}] last", 1)
+        limit = 4094 if kind == "vlan" else 16777215
+        if first is not None and last is not None:
+            line = spec.get("last", spec.get("first"))[1]
+            if first > last:
+                errors.append(
+                    Diagnostic(source, line, f"[{kind}] first {first} is after last {last}")
+                )
+            elif last > limit:
+                errors.append(
+                    Diagnostic(source, line, f"[{kind}] ids go up to {limit}, got {last}")
+                )
+            else:
+                setattr(cluster, kind, Pool(first, last))
+    if not explicit_interconnect:
+        # EDIV files only know 802.1q; a file that declares a VXLAN pool wants VXLAN.
+        cluster.interconnect = "vxlan" if pools["vxlan"] and not pools["vlan"] else "vlan"
+
+    seen: set[str] = set()
+    for name, line in host_order:
+        if name in seen:
+            errors.append(Diagnostic(source, line, f"host {name!r} listed twice"))
+            continue
+        seen.add(name)
+        host = Host(name=name)
+        for key, value, pline in host_props.get(name, []):
+            attr = _HOST_KEYS.get(key)
+            if attr is None:
+                cluster.warnings.append(
+                    f"{source}:{pline}: unknown key '{key}' for host {name} ignored"
+                )
+            elif attr in _INT_HOST_KEYS:
+                n = as_int(value, pline, f"{name}: {key}", 1 if attr in ("cpu", "ssh_port") else 0)
+                if n is not None:
+                    setattr(host, attr, n)
+            elif attr == "vm_type" and value not in _VM_TYPES:
+                errors.append(
+                    Diagnostic(source, pline, f"{name}: vm_type must be uml or container")
+                )
+            else:
+                setattr(host, attr, value)
+        cluster.hosts.append(host)
+    for section, props in host_props.items():
+        if section not in seen:
+            line = props[0][2]
+            cluster.warnings.append(
+                f"{source}:{line}: section [{section}] is not a host of [cluster]; ignored"
+            )
+    if not cluster.hosts:
+        errors.append(
+            Diagnostic(source, 0, "the cluster has no hosts ([cluster] host = ... lines)")
+        )
+    if errors:
+        raise InputError(errors)
+    return cluster
+
+
+def load_cluster(path: str) -> Cluster:
+    from ediv.errors import Diagnostic, InputError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise InputError(Diagnostic(path, 0, f"cannot read cluster file: {exc.strerror}")) from None
+    return parse_cluster(text, path)
+
+
+def default_cluster(hosts: int = 3) -> Cluster:
+    """The embedded cluster used when none is given: the local testbed's shape."""
+    return Cluster(
+        hosts=[Host(name=f"host{i}", vm_type="container") for i in range(1, hosts + 1)],
+        interconnect="vxlan",
+        source="<embedded default>",
+    )

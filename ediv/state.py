@@ -1,0 +1,480 @@
+"""The state store: SQLite in WAL mode, shared by CLI processes and the WBEM server.
+
+What it keeps: hosts (as last probed), scenarios (spec, plan, state, lock), the part of each
+scenario on each host (sub-scenario, agent input, state), VMs, segments (pool, id) and jobs.
+Every allocation that must not collide between scenarios running at once (segment ids,
+management /30 blocks, MAC bases) happens inside one ``BEGIN IMMEDIATE`` transaction, so two
+processes cannot take the same id. The schema is versioned with ``PRAGMA user_version`` and
+upgraded by the ordered ``MIGRATIONS`` below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ediv.errors import EdivError
+
+DEFAULT_PATH = os.environ.get("EDIV_STATE", "/var/lib/ediv/state.db")
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE hosts (
+        name TEXT PRIMARY KEY, address TEXT, cpu INTEGER, mem INTEGER, max_vhost INTEGER,
+        ifname TEXT, vm_type TEXT, load REAL, mem_free INTEGER, cpus INTEGER,
+        features TEXT, status TEXT, last_probe REAL
+    );
+    CREATE TABLE scenarios (
+        name TEXT PRIMARY KEY, state TEXT NOT NULL, spec TEXT, restrictions TEXT,
+        algorithm TEXT, plan TEXT, cluster TEXT, basedir TEXT,
+        mac_base INTEGER UNIQUE, mgmt_offset INTEGER, mgmt_count INTEGER,
+        lock_owner TEXT, lock_time REAL, error TEXT, created REAL, updated REAL
+    );
+    CREATE TABLE parts (
+        scenario TEXT NOT NULL REFERENCES scenarios(name) ON DELETE CASCADE,
+        host TEXT NOT NULL, key TEXT NOT NULL UNIQUE, subscenario TEXT, deploy TEXT,
+        state TEXT NOT NULL, error TEXT, PRIMARY KEY (scenario, host)
+    );
+    CREATE TABLE vms (
+        scenario TEXT NOT NULL REFERENCES scenarios(name) ON DELETE CASCADE,
+        name TEXT NOT NULL, host TEXT, type TEXT, state TEXT NOT NULL,
+        PRIMARY KEY (scenario, name)
+    );
+    CREATE TABLE segments (
+        kind TEXT NOT NULL, id INTEGER NOT NULL,
+        scenario TEXT NOT NULL REFERENCES scenarios(name) ON DELETE CASCADE,
+        net TEXT NOT NULL, hosts TEXT NOT NULL, PRIMARY KEY (kind, id)
+    );
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, scenario TEXT,
+        state TEXT NOT NULL, percent INTEGER NOT NULL DEFAULT 0, log TEXT NOT NULL DEFAULT '',
+        result TEXT, error TEXT, owner TEXT, started REAL, finished REAL
+    );
+    CREATE INDEX jobs_scenario ON jobs(scenario);
+    """,
+]
+
+# Scenario states
+DEFINED, DEPLOYING, DEPLOYED, RELEASING, RELEASED, FAILED = (
+    "defined",
+    "deploying",
+    "deployed",
+    "releasing",
+    "released",
+    "failed",
+)
+ACTIVE_STATES = (DEPLOYING, DEPLOYED, RELEASING, FAILED)
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str | None) -> bool:
+    if not owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True  # another machine's process: assume alive
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class ScenarioRow:
+    name: str
+    state: str
+    spec: str | None
+    plan: dict | None
+    algorithm: str | None
+    basedir: str | None
+    mac_base: int | None
+    mgmt_offset: int | None
+    error: str | None
+    lock_owner: str | None
+    updated: float | None
+
+
+class StateStore:
+    def __init__(self, path: str | Path = DEFAULT_PATH):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(
+            self.path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- schema --------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self.transaction():
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise EdivError(
+                    f"{self.path}: state store schema {version} is newer than this ediv "
+                    f"({len(MIGRATIONS)}); upgrade ediv"
+                )
+            for i in range(version, len(MIGRATIONS)):
+                # statement by statement: executescript() would commit the open transaction
+                for statement in MIGRATIONS[i].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE) so allocations serialize."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- scenarios -----------------------------------------------------------------------
+    def create_scenario(
+        self,
+        name: str,
+        spec: str,
+        *,
+        basedir: str,
+        algorithm: str | None,
+        restrictions: str | None = None,
+        state: str = DEFINED,
+    ) -> None:
+        """Register a scenario and lock it for this process. A scenario of the same name
+        that is still active (deploying, deployed, failed half way) is refused."""
+        now = time.time()
+        with self.transaction() as db:
+            row = db.execute("SELECT state FROM scenarios WHERE name=?", (name,)).fetchone()
+            if row and row["state"] in (*ACTIVE_STATES, DEFINED) and state != DEFINED:
+                raise EdivError(
+                    f"scenario {name!r} is already {row['state']}; release it first "
+                    f"('ediv release {name}')"
+                )
+            if row:
+                db.execute("DELETE FROM scenarios WHERE name=?", (name,))
+            db.execute(
+                "INSERT INTO scenarios (name, state, spec, restrictions, algorithm, basedir,"
+                " lock_owner, lock_time, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (name, state, spec, restrictions, algorithm, basedir, owner_id(), now, now, now),
+            )
+
+    def scenario(self, name: str) -> ScenarioRow | None:
+        row = self.db.execute("SELECT * FROM scenarios WHERE name=?", (name,)).fetchone()
+        return _scenario_row(row) if row else None
+
+    def scenarios(self) -> list[ScenarioRow]:
+        rows = self.db.execute("SELECT * FROM scenarios ORDER BY created, name").fetchall()
+        return [_scenario_row(r) for r in rows]
+
+    def set_scenario_state(self, name: str, state: str, error: str | None = None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE scenarios SET state=?, error=?, updated=? WHERE name=?",
+                (state, error, time.time(), name),
+            )
+
+    def set_plan(self, name: str, plan: dict, algorithm: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE scenarios SET plan=?, algorithm=?, updated=? WHERE name=?",
+                (json.dumps(plan), algorithm, time.time(), name),
+            )
+
+    def delete_scenario(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM scenarios WHERE name=?", (name,))
+
+    @contextmanager
+    def locked(self, name: str) -> Iterator[None]:
+        """Hold the scenario's lock: a scenario being changed is refused to others."""
+        self.lock(name)
+        try:
+            yield
+        finally:
+            self.unlock(name)
+
+    def lock(self, name: str) -> None:
+        me = owner_id()
+        with self.transaction() as db:
+            row = db.execute("SELECT lock_owner FROM scenarios WHERE name=?", (name,)).fetchone()
+            if row is None:
+                raise EdivError(f"no scenario named {name!r}")
+            owner = row["lock_owner"]
+            if owner and owner != me and _owner_alive(owner):
+                raise EdivError(f"scenario {name!r} is being changed by {owner}; try later")
+            db.execute(
+                "UPDATE scenarios SET lock_owner=?, lock_time=? WHERE name=?",
+                (me, time.time(), name),
+            )
+
+    def unlock(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE scenarios SET lock_owner=NULL WHERE name=? AND lock_owner=?",
+                (name, owner_id()),
+            )
+
+    # -- allocations ---------------------------------------------------------------------
+    def allocate_segments(
+        self, scenario: str, kind: str, first: int, last: int, nets: list[tuple[str, list[str]]]
+    ) -> list[int]:
+        """Ids for ``nets`` from the pool [first, last], never one in use by anybody."""
+        if not nets:
+            return []
+        with self.transaction() as db:
+            used = {
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM segments WHERE kind=? AND id BETWEEN ? AND ?",
+                    (kind, first, last),
+                )
+            }
+            free = (i for i in range(first, last + 1) if i not in used)
+            ids = []
+            for net, hosts in nets:
+                seg_id = next(free, None)
+                if seg_id is None:
+                    raise EdivError(
+                        f"the {kind} pool [{first}..{last}] is exhausted: {len(used)} ids in use, "
+                        f"{len(nets)} more needed; release a scenario or widen the pool"
+                    )
+                db.execute(
+                    "INSERT INTO segments (kind, id, scenario, net, hosts) VALUES (?,?,?,?,?)",
+                    (kind, seg_id, scenario, net, json.dumps(hosts)),
+                )
+                ids.append(seg_id)
+            return ids
+
+    def free_segments(self, scenario: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM segments WHERE scenario=?", (scenario,))
+
+    def segments(self, scenario: str | None = None) -> list[dict]:
+        q = (
+            "SELECT * FROM segments"
+            + (" WHERE scenario=?" if scenario else "")
+            + " ORDER BY kind, id"
+        )
+        rows = self.db.execute(q, (scenario,) if scenario else ()).fetchall()
+        return [
+            {
+                "kind": r["kind"],
+                "id": r["id"],
+                "scenario": r["scenario"],
+                "net": r["net"],
+                "hosts": json.loads(r["hosts"]),
+            }
+            for r in rows
+        ]
+
+    def allocate_addressing(self, scenario: str, vm_count: int, capacity: int) -> tuple[int, int]:
+        """(mac_base, mgmt_offset) for a scenario: a MAC base no other scenario holds and a
+        run of ``vm_count`` management /30 blocks (of ``capacity``) that overlaps no other."""
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT mac_base, mgmt_offset, mgmt_count FROM scenarios "
+                "WHERE name != ? AND mac_base IS NOT NULL",
+                (scenario,),
+            ).fetchall()
+            bases = {r["mac_base"] for r in rows}
+            mac_base = next(b for b in range(1, 1 << 16) if b not in bases)
+            taken = sorted(
+                (r["mgmt_offset"], r["mgmt_offset"] + r["mgmt_count"])
+                for r in rows
+                if r["mgmt_offset"] is not None
+            )
+            offset = 0
+            for start, end in taken:
+                if offset + vm_count <= start:
+                    break
+                offset = max(offset, end)
+            if offset + vm_count > capacity:
+                free = capacity - sum(e - s for s, e in taken)
+                raise EdivError(
+                    f"the management network has room for {capacity} VMs; {free} are free "
+                    f"and scenario {scenario!r} needs {vm_count} in one run"
+                )
+            db.execute(
+                "UPDATE scenarios SET mac_base=?, mgmt_offset=?, mgmt_count=? WHERE name=?",
+                (mac_base, offset, vm_count, scenario),
+            )
+            return mac_base, offset
+
+    # -- parts and VMs -------------------------------------------------------------------
+    def add_part(self, scenario: str, host: str, key: str, subscenario: str, deploy: dict) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO parts (scenario, host, key, subscenario, deploy, state)"
+                " VALUES (?,?,?,?,?,?)",
+                (scenario, host, key, subscenario, json.dumps(deploy), "planned"),
+            )
+
+    def set_part_state(
+        self, scenario: str, host: str, state: str, error: str | None = None
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE parts SET state=?, error=? WHERE scenario=? AND host=?",
+                (state, error, scenario, host),
+            )
+
+    def parts(self, scenario: str) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT * FROM parts WHERE scenario=? ORDER BY rowid", (scenario,)
+        ).fetchall()
+        return [
+            {
+                "host": r["host"],
+                "key": r["key"],
+                "subscenario": r["subscenario"],
+                "deploy": json.loads(r["deploy"] or "{}"),
+                "state": r["state"],
+                "error": r["error"],
+            }
+            for r in rows
+        ]
+
+    def remove_part(self, scenario: str, host: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM parts WHERE scenario=? AND host=?", (scenario, host))
+
+    def used_keys(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT key FROM parts")}
+
+    def set_vms(self, scenario: str, vms: list[tuple[str, str, str, str]]) -> None:
+        """(name, host, type, state) for every VM of the scenario."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM vms WHERE scenario=?", (scenario,))
+            db.executemany(
+                "INSERT INTO vms (scenario, name, host, type, state) VALUES (?,?,?,?,?)",
+                [(scenario, *v) for v in vms],
+            )
+
+    def set_vm_states(self, scenario: str, host: str | None, state: str) -> None:
+        with self.transaction() as db:
+            if host is None:
+                db.execute("UPDATE vms SET state=? WHERE scenario=?", (state, scenario))
+            else:
+                db.execute(
+                    "UPDATE vms SET state=? WHERE scenario=? AND host=?", (state, scenario, host)
+                )
+
+    def vms(self, scenario: str | None = None) -> list[dict]:
+        q = "SELECT * FROM vms" + (" WHERE scenario=?" if scenario else "") + " ORDER BY rowid"
+        rows = self.db.execute(q, (scenario,) if scenario else ()).fetchall()
+        return [dict(r) for r in rows]
+
+    # -- hosts ---------------------------------------------------------------------------
+    def record_probe(self, host, probe: dict | None, status: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO hosts (name, address, cpu, mem, max_vhost, ifname, vm_type,"
+                " load, mem_free, cpus, features, status, last_probe)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    host.name,
+                    host.address,
+                    host.cpu,
+                    host.mem,
+                    host.max_vhost,
+                    host.ifname,
+                    host.vm_type,
+                    (probe or {}).get("load"),
+                    (probe or {}).get("mem_available_mb"),
+                    (probe or {}).get("cpus"),
+                    json.dumps((probe or {}).get("features", {})),
+                    status,
+                    time.time(),
+                ),
+            )
+
+    def hosts(self) -> list[dict]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM hosts ORDER BY name")]
+
+    # -- jobs ----------------------------------------------------------------------------
+    def start_job(self, kind: str, scenario: str | None) -> int:
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO jobs (kind, scenario, state, owner, started) VALUES (?,?,?,?,?)",
+                (kind, scenario, "running", owner_id(), time.time()),
+            )
+            return int(cur.lastrowid)
+
+    def job_progress(self, job: int, percent: int | None = None, line: str | None = None) -> None:
+        with self.transaction() as db:
+            if percent is not None:
+                db.execute("UPDATE jobs SET percent=? WHERE id=?", (max(0, min(100, percent)), job))
+            if line:
+                db.execute(
+                    "UPDATE jobs SET log = log || ? WHERE id=?", (line.rstrip("\n") + "\n", job)
+                )
+
+    def finish_job(
+        self, job: int, ok: bool, result: object = None, error: str | None = None
+    ) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET state=?, percent=CASE WHEN ? THEN 100 ELSE percent END,"
+                " result=?, error=?, finished=? WHERE id=?",
+                ("completed" if ok else "failed", ok, json.dumps(result), error, time.time(), job),
+            )
+
+    def job(self, job: int) -> dict | None:
+        row = self.db.execute("SELECT * FROM jobs WHERE id=?", (job,)).fetchone()
+        return dict(row) if row else None
+
+    def jobs(self, scenario: str | None = None) -> list[dict]:
+        q = "SELECT * FROM jobs" + (" WHERE scenario=?" if scenario else "") + " ORDER BY id"
+        return [dict(r) for r in self.db.execute(q, (scenario,) if scenario else ())]
+
+    def fail_orphaned_jobs(self) -> int:
+        """Jobs whose process is gone are failed, never left running forever."""
+        n = 0
+        for job in self.db.execute("SELECT id, owner FROM jobs WHERE state='running'").fetchall():
+            if not _owner_alive(job["owner"]):
+                self.finish_job(job["id"], False, error="interrupted: its process ended")
+                n += 1
+        return n
+
+
+def _scenario_row(r: sqlite3.Row) -> ScenarioRow:
+    return ScenarioRow(
+        name=r["name"],
+        state=r["state"],
+        spec=r["spec"],
+        plan=json.loads(r["plan"]) if r["plan"] else None,
+        algorithm=r["algorithm"],
+        basedir=r["basedir"],
+        mac_base=r["mac_base"],
+        mgmt_offset=r["mgmt_offset"],
+        error=r["error"],
+        lock_owner=r["lock_owner"],
+        updated=r["updated"],
+    )
