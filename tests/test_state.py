@@ -1,0 +1,131 @@
+"""The state store: schema versioning, allocations that never collide, locks, jobs."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from ediv.errors import EdivError
+from ediv.state import DEPLOYING, MIGRATIONS, StateStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = StateStore(tmp_path / "state.db")
+    yield s
+    s.close()
+
+
+def test_schema_version_and_wal(store):
+    assert store.schema_version == len(MIGRATIONS)
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "s.db"
+    StateStore(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    raw.commit()
+    raw.close()
+    with pytest.raises(EdivError, match="newer"):
+        StateStore(path)
+
+
+def test_second_deploy_of_same_name_refused(store):
+    store.create_scenario("s", "<x/>", basedir=".", algorithm=None, state=DEPLOYING)
+    with pytest.raises(EdivError, match="already deploying"):
+        store.create_scenario("s", "<x/>", basedir=".", algorithm=None, state=DEPLOYING)
+
+
+def test_segments_never_shared_and_freed(store):
+    for name in ("a", "b"):
+        store.create_scenario(name, "", basedir=".", algorithm=None, state=DEPLOYING)
+    a = store.allocate_segments("a", "vxlan", 10, 14, [("n1", ["h1", "h2"]), ("n2", ["h1", "h3"])])
+    b = store.allocate_segments("b", "vxlan", 10, 14, [("n1", ["h1", "h2"])])
+    assert not set(a) & set(b)
+    with pytest.raises(EdivError, match="exhausted"):
+        store.allocate_segments("b", "vxlan", 10, 14, [("x", []), ("y", []), ("z", [])])
+    assert len(store.segments("b")) == 1  # the failed allocation took nothing
+    store.free_segments("a")
+    c = store.allocate_segments("b", "vxlan", 10, 14, [("n3", [])])
+    assert c[0] in a
+
+
+def test_addressing_disjoint(store):
+    for name in ("a", "b", "c"):
+        store.create_scenario(name, "", basedir=".", algorithm=None, state=DEPLOYING)
+    ma, oa = store.allocate_addressing("a", 10, 100)
+    mb, ob = store.allocate_addressing("b", 20, 100)
+    assert ma != mb
+    assert not set(range(oa, oa + 10)) & set(range(ob, ob + 20))
+    store.delete_scenario("a")
+    mc, oc = store.allocate_addressing("c", 10, 100)  # reuses the hole a left
+    assert oc == oa and mc not in (mb,)
+    with pytest.raises(EdivError, match="management network"):
+        store.create_scenario("d", "", basedir=".", algorithm=None, state=DEPLOYING)
+        store.allocate_addressing("d", 71, 100)
+
+
+def _allocate(path: str, name: str, out) -> None:
+    s = StateStore(path)
+    s.create_scenario(name, "", basedir=".", algorithm=None, state=DEPLOYING)
+    ids = []
+    for i in range(20):
+        ids += s.allocate_segments(name, "vlan", 100, 499, [(f"n{i}", [])])
+    out.put(ids)
+
+
+def test_concurrent_processes_never_take_the_same_id(tmp_path):
+    path = str(tmp_path / "state.db")
+    StateStore(path).close()
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_allocate, args=(path, f"s{i}", q)) for i in range(4)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    ids = [i for r in results for i in r]
+    assert len(ids) == 80 and len(set(ids)) == 80
+
+
+def test_lock_held_by_live_process_refused_dead_taken_over(store, tmp_path):
+    store.create_scenario("s", "", basedir=".", algorithm=None)
+    store.unlock("s")  # the creator holds it first
+    code = (
+        "import sys, time; from ediv.state import StateStore; "
+        f"s = StateStore({str(tmp_path / 'state.db')!r}); s.lock('s'); "
+        "print('locked', flush=True); "
+        "sys.stdin.readline()"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "locked"
+        with pytest.raises(EdivError, match="being changed"):
+            store.lock("s")
+    finally:
+        p.stdin.close()
+        p.wait(timeout=30)
+    store.lock("s")  # its owner is gone: the lock is taken over
+    store.unlock("s")
+
+
+def test_jobs_lifecycle_and_orphans(store):
+    j = store.start_job("deploy", None)
+    store.job_progress(j, 40, "host h1 built")
+    job = store.job(j)
+    assert job["state"] == "running" and job["percent"] == 40 and "h1" in job["log"]
+    store.finish_job(j, True, {"ok": 1})
+    assert store.job(j)["state"] == "completed" and store.job(j)["percent"] == 100
+    orphan = store.start_job("deploy", None)
+    store.db.execute("UPDATE jobs SET owner=? WHERE id=?",
+                     (f"{__import__('socket').gethostname()}:999999999", orphan))
+    assert store.fail_orphaned_jobs() == 1
+    assert store.job(orphan)["state"] == "failed"
