@@ -16,8 +16,21 @@ from ediv.errors import Diagnostic, InputError
 MAX_XML_BYTES = 64 * 1024 * 1024
 
 
+class _RefuseExternal(etree.Resolver):
+    """Answer every request for an external resource (DTD, entity) with nothing.
+
+    Without it libxml2 still reads the external subset named by ``<!DOCTYPE x SYSTEM "...">``
+    (even with load_dtd=False) when the document uses an entity it does not declare, which
+    lets a document pull definitions from local files; and a DOCTYPE naming an http URL fails
+    the parse instead of being ignored.
+    """
+
+    def resolve(self, url, pubid, context):
+        return self.resolve_string("", context)
+
+
 def make_parser(*, remove_comments: bool = False) -> etree.XMLParser:
-    return etree.XMLParser(
+    parser = etree.XMLParser(
         resolve_entities="internal",
         load_dtd=False,
         dtd_validation=False,
@@ -27,6 +40,8 @@ def make_parser(*, remove_comments: bool = False) -> etree.XMLParser:
         remove_pis=True,
         collect_ids=False,
     )
+    parser.resolvers.add(_RefuseExternal())
+    return parser
 
 
 def parse_bytes(data: bytes, source: str = "<input>", max_bytes: int = MAX_XML_BYTES) -> etree._ElementTree:
@@ -45,8 +60,9 @@ def parse_bytes(data: bytes, source: str = "<input>", max_bytes: int = MAX_XML_B
 def parse_file(path: str | Path, max_bytes: int = MAX_XML_BYTES) -> etree._ElementTree:
     p = Path(path)
     try:
-        with p.open("rb") as f:
-            data = f.read(max_bytes + 1)
+        if p.stat().st_size > max_bytes:
+            raise InputError(Diagnostic(str(path), 0, f"document larger than {max_bytes} bytes"))
+        data = p.read_bytes()
     except OSError as exc:
         raise InputError(Diagnostic(str(path), 0, f"cannot read: {exc.strerror}")) from None
     return parse_bytes(data, str(path), max_bytes)

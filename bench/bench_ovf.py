@@ -1,0 +1,107 @@
+"""Benchmark ``ediv.ovf``: read the whole OVF corpus; verify a 1 GiB disk inside an OVA.
+
+Run: ``.venv/bin/python bench/bench_ovf.py [--size-mib N] [--corpus DIR]``. Prints figures;
+asserts nothing. The OVA is built sparse (the disk member is a hole), in a temporary folder
+that is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import sys
+import tarfile
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+from ediv.ovf.inspect import inspect_package
+
+from ediv.errors import EdivError
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "ovf"
+SUFFIXES = (".ovf", ".ova", ".xml", ".ovd", ".expected")
+BLOCK = 512
+
+
+def bench_corpus(corpus: Path) -> None:
+    files = sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix in SUFFIXES)
+    verdicts: collections.Counter[str] = collections.Counter()
+    start = time.perf_counter()
+    for path in files:
+        try:
+            result = inspect_package(path)
+            verdicts["ok with warnings" if result.warnings else "ok"] += 1
+        except EdivError:
+            verdicts["rejected"] += 1
+    elapsed = time.perf_counter() - start
+    print(f"corpus: {len(files)} files in {elapsed:.2f} s "
+          f"({elapsed / max(len(files), 1) * 1000:.2f} ms/file); "
+          + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())))
+
+
+def _member_header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o644
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def build_sparse_ova(folder: Path, size: int) -> Path:
+    """OVA with descriptor, manifest and a ``size``-byte all-zero disk stored as a hole."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))  # the package factory lives with the tests
+    from tests.ovf_factory import descriptor
+
+    ovf = descriptor(disk_href="big-disk1.img", disk_size=size).encode()
+    zero, block = hashlib.sha256(), bytes(1 << 20)
+    remaining = size
+    while remaining:
+        n = min(remaining, len(block))
+        zero.update(block[:n])
+        remaining -= n
+    mf = (f"SHA256(big.ovf)= {hashlib.sha256(ovf).hexdigest()}\n"
+          f"SHA256(big-disk1.img)= {zero.hexdigest()}\n").encode()
+    path = folder / "big.ova"
+    with path.open("wb") as out:
+        for name, data in (("big.ovf", ovf), ("big.mf", mf)):
+            out.write(_member_header(name, len(data)))
+            out.write(data + bytes(-len(data) % BLOCK))
+        out.write(_member_header("big-disk1.img", size))
+        out.seek(size + (-size % BLOCK), 1)  # the disk's data: a hole, read back as zeros
+        out.write(bytes(2 * BLOCK))  # end-of-archive marker
+    return path
+
+
+def bench_large_disk(size_mib: int) -> None:
+    size = size_mib << 20
+    with tempfile.TemporaryDirectory(prefix="ediv-bench-ovf-") as tmp:
+        path = build_sparse_ova(Path(tmp), size)
+        tracemalloc.start()
+        start = time.perf_counter()
+        result = inspect_package(path)
+        elapsed = time.perf_counter() - start
+        _current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    print(f"verify {size_mib} MiB disk in an OVA: manifest {result.manifest.status}, "
+          f"{elapsed:.2f} s, {size_mib / elapsed:.0f} MiB/s, "
+          f"peak traced memory {peak / 2**20:.2f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    args = parser.parse_args()
+    if args.corpus.is_dir():
+        bench_corpus(args.corpus)
+    else:
+        print(f"corpus: skipped ({args.corpus} not found)")
+    bench_large_disk(args.size_mib)
+
+
+if __name__ == "__main__":
+    main()

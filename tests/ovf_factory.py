@@ -1,0 +1,253 @@
+"""Build real OVF packages for tests: descriptor, raw disk, manifest, signing cert, OVA tar."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.x509.oid import NameOID
+
+OVF_NS = "http://schemas.dmtf.org/ovf/envelope/1"
+
+
+def descriptor(*, system_id: str = "router1", name: str = "Router One", mem_mb: int = 256,
+               mem_units: str = "byte * 2^20", cpus: int = 2,
+               networks: tuple[str, ...] = ("mgmt", "lan"), disk_href: str = "disk1.img",
+               disk_size: int = 4096, capacity_gib: int = 1,
+               properties: dict[str, str] | None = None, extra_sections: str = "",
+               namespace: str = OVF_NS) -> str:
+    """An OVF 1.x descriptor with one system, one disk, one NIC per network."""
+    props = properties if properties is not None else {"hostname": "r1", "domain": "lab"}
+    nets = "".join(f'<Network ovf:name="{n}"><Description>{n} net</Description></Network>'
+                   for n in networks)
+    nics = "".join(f"""
+      <Item>
+        <rasd:AutomaticAllocation>true</rasd:AutomaticAllocation>
+        <rasd:Connection>{n}</rasd:Connection>
+        <rasd:ElementName>eth{i}</rasd:ElementName>
+        <rasd:InstanceID>{10 + i}</rasd:InstanceID>
+        <rasd:ResourceSubType>virtio</rasd:ResourceSubType>
+        <rasd:ResourceType>10</rasd:ResourceType>
+      </Item>""" for i, n in enumerate(networks))
+    prop_xml = "".join(f'<Property ovf:key="{k}" ovf:type="string" ovf:value="{v}" '
+                       f'ovf:userConfigurable="true"><Label>{k}</Label></Property>'
+                       for k, v in props.items())
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="{namespace}" xmlns:ovf="{namespace}"
+  xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"
+  xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData">
+  <References>
+    <File ovf:href="{disk_href}" ovf:id="file1" ovf:size="{disk_size}"/>
+  </References>
+  <DiskSection>
+    <Info>Virtual disks</Info>
+    <Disk ovf:capacity="{capacity_gib}" ovf:capacityAllocationUnits="byte * 2^30"
+          ovf:diskId="vmdisk1" ovf:fileRef="file1"
+          ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/>
+  </DiskSection>
+  <NetworkSection>
+    <Info>Networks</Info>
+    {nets}
+  </NetworkSection>
+  {extra_sections}
+  <VirtualSystem ovf:id="{system_id}">
+    <Info>A router appliance</Info>
+    <Name>{name}</Name>
+    <ProductSection>
+      <Info>Product</Info>
+      <Product>Test Router</Product>
+      {prop_xml}
+    </ProductSection>
+    <OperatingSystemSection ovf:id="36">
+      <Info>Guest OS</Info>
+    </OperatingSystemSection>
+    <VirtualHardwareSection>
+      <Info>Hardware</Info>
+      <System>
+        <vssd:ElementName>Virtual Hardware Family</vssd:ElementName>
+        <vssd:InstanceID>0</vssd:InstanceID>
+        <vssd:VirtualSystemType>vmx-07</vssd:VirtualSystemType>
+      </System>
+      <Item>
+        <rasd:AllocationUnits>hertz * 10^6</rasd:AllocationUnits>
+        <rasd:ElementName>{cpus} virtual CPUs</rasd:ElementName>
+        <rasd:InstanceID>1</rasd:InstanceID>
+        <rasd:ResourceType>3</rasd:ResourceType>
+        <rasd:VirtualQuantity>{cpus}</rasd:VirtualQuantity>
+      </Item>
+      <Item>
+        <rasd:AllocationUnits>{mem_units}</rasd:AllocationUnits>
+        <rasd:ElementName>memory</rasd:ElementName>
+        <rasd:InstanceID>2</rasd:InstanceID>
+        <rasd:ResourceType>4</rasd:ResourceType>
+        <rasd:VirtualQuantity>{mem_mb}</rasd:VirtualQuantity>
+      </Item>
+      <Item>
+        <rasd:ElementName>SCSI controller</rasd:ElementName>
+        <rasd:InstanceID>3</rasd:InstanceID>
+        <rasd:ResourceSubType>lsilogic</rasd:ResourceSubType>
+        <rasd:ResourceType>6</rasd:ResourceType>
+      </Item>
+      <Item>
+        <rasd:ElementName>disk0</rasd:ElementName>
+        <rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource>
+        <rasd:InstanceID>4</rasd:InstanceID>
+        <rasd:Parent>3</rasd:Parent>
+        <rasd:ResourceType>17</rasd:ResourceType>
+      </Item>{nics}
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+"""
+
+
+def raw_disk(size: int = 4096, seed: int = 1) -> bytes:
+    """Deterministic, non-repeating bytes standing in for a disk image."""
+    out = bytearray()
+    block = seed.to_bytes(4, "big")
+    while len(out) < size:
+        block = hashlib.sha256(block).digest()
+        out += block
+    return bytes(out[:size])
+
+
+def manifest(files: dict[str, bytes], algorithm: str = "SHA256", spaced: bool = False) -> bytes:
+    """``SHA256(name)= hex`` lines (``SHA1 (name) = hex`` when ``spaced``)."""
+    lines = []
+    for name, data in files.items():
+        digest = hashlib.new(algorithm.lower(), data).hexdigest()
+        lines.append(f"{algorithm} ({name}) = {digest}" if spaced
+                     else f"{algorithm}({name})= {digest}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+@dataclass
+class Signer:
+    key: object
+    cert: x509.Certificate
+    ca_key: object | None = None
+    chain: list[x509.Certificate] = field(default_factory=list)
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    def bundle_pem(self) -> bytes:
+        return self.cert_pem + b"".join(c.public_bytes(serialization.Encoding.PEM)
+                                        for c in self.chain)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ediv tests")])
+
+
+def _cert(subject: str, key, issuer: str, issuer_key, *, expired: bool, ca: bool,
+          algorithm=None) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    start, end = ((now - dt.timedelta(days=400), now - dt.timedelta(days=35)) if expired
+                  else (now - dt.timedelta(days=1), now + dt.timedelta(days=365)))
+    builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(start).not_valid_after(end)
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    return builder.sign(issuer_key, algorithm if algorithm is not None else hashes.SHA256())
+
+
+def make_key(kind: str = "rsa", bits: int = 2048):
+    if kind == "ec":
+        return ec.generate_private_key(ec.SECP256R1())
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def self_signed(cn: str = "Appliance Vendor", *, kind: str = "rsa", bits: int = 2048,
+                expired: bool = False) -> Signer:
+    key = make_key(kind, bits)
+    return Signer(key, _cert(cn, key, cn, key, expired=expired, ca=True))
+
+
+def ca_signed(cn: str = "Appliance Vendor", ca_cn: str = "Test Root CA") -> tuple[Signer, bytes]:
+    """A signer whose cert is issued by a fresh CA; returns (signer, CA PEM)."""
+    ca_key = make_key()
+    ca_cert = _cert(ca_cn, ca_key, ca_cn, ca_key, expired=False, ca=True)
+    key = make_key()
+    leaf = _cert(cn, key, ca_cn, ca_key, expired=False, ca=False)
+    return Signer(key, leaf, ca_key), ca_cert.public_bytes(serialization.Encoding.PEM)
+
+
+def sign(signer: Signer, data: bytes, algorithm: str = "SHA256") -> bytes:
+    h = {"SHA1": hashes.SHA1(), "SHA256": hashes.SHA256(), "SHA512": hashes.SHA512()}[algorithm]
+    if isinstance(signer.key, ec.EllipticCurvePrivateKey):
+        return signer.key.sign(data, ec.ECDSA(h))
+    return signer.key.sign(data, padding.PKCS1v15(), h)
+
+
+def cert_file(manifest_name: str, manifest_bytes: bytes, signer: Signer,
+              algorithm: str = "SHA256", signature: bytes | None = None) -> bytes:
+    sig = signature if signature is not None else sign(signer, manifest_bytes, algorithm)
+    return f"{algorithm}({manifest_name})= {sig.hex()}\n".encode() + signer.bundle_pem()
+
+
+def write_ova(path: Path, members: list[tuple[str, bytes]], *, gzip: bool = False) -> Path:
+    with tarfile.open(path, "w:gz" if gzip else "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def add_special_member(path: Path, name: str, kind: bytes, linkname: str = "") -> None:
+    """Append a link/device member (``tarfile.SYMTYPE``, ``LNKTYPE``, ``CHRTYPE``...)."""
+    with tarfile.open(path, "a", format=tarfile.USTAR_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.type = kind
+        info.linkname = linkname
+        tar.addfile(info)
+
+
+@dataclass
+class Built:
+    path: Path
+    trust: Path | None  # PEM a test passes as --trust
+    members: dict[str, bytes]
+
+
+def build_package(tmp: Path, *, stem: str = "router", sign_with: Signer | None = None,
+                  trust_pem: bytes | None = None, algorithm: str = "SHA256",
+                  tamper_disk: bool = False, tamper_descriptor: bool = False,
+                  wrong_signature: bool = False, disk_size: int = 4096,
+                  gzip: bool = False, descriptor_text: str | None = None) -> Built:
+    """A complete OVA (descriptor, manifest, optional cert, disk) in spec order.
+
+    The manifest and signature are computed first; tampering happens afterwards, the way
+    a corrupted download or a malicious edit would.
+    """
+    disk = raw_disk(disk_size)
+    ovf = (descriptor_text or descriptor(disk_href=f"{stem}-disk1.img", disk_size=disk_size)
+           ).encode()
+    mf_name, ovf_name, disk_name = f"{stem}.mf", f"{stem}.ovf", f"{stem}-disk1.img"
+    mf = manifest({ovf_name: ovf, disk_name: disk}, algorithm)
+    members = {ovf_name: ovf, mf_name: mf}
+    trust = None
+    if sign_with is not None:
+        bad = sign(sign_with, mf + b"tampered", algorithm) if wrong_signature else None
+        members[f"{stem}.cert"] = cert_file(mf_name, mf, sign_with, algorithm, bad)
+        trust = tmp / "trust.pem"
+        trust.write_bytes(trust_pem if trust_pem is not None else sign_with.cert_pem)
+    if tamper_disk:
+        disk = disk[:100] + bytes([disk[100] ^ 0xFF]) + disk[101:]
+    if tamper_descriptor:
+        members[ovf_name] = ovf.replace(b"<rasd:VirtualQuantity>256<",
+                                        b"<rasd:VirtualQuantity>8192<")
+    members[disk_name] = disk
+    path = write_ova(tmp / f"{stem}.ova", list(members.items()), gzip=gzip)
+    return Built(path, trust, members)
