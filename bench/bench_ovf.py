@@ -17,9 +17,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from ediv.ovf.inspect import inspect_package
-
 from ediv.errors import EdivError
+from ediv.ovf.inspect import inspect_package
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "ovf"

@@ -6,6 +6,7 @@ import json
 import sys
 
 import click
+
 from ediv.ovf.inspect import Inspection, inspect_package
 
 EXIT_VERIFY_FAILED = 2

@@ -7,8 +7,8 @@ import tarfile
 
 import pytest
 from click.testing import CliRunner
-from ediv.client import cli as cli_mod
 
+from ediv.client import cli as cli_mod
 from tests import ovf_factory as f
 
 CONTRACT_KEYS = {"ovf_version", "systems", "networks", "properties", "manifest", "signature",

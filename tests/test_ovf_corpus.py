@@ -9,11 +9,11 @@ from __future__ import annotations
 import collections
 
 import pytest
+
+from ediv.errors import EdivError
 from ediv.ovf.inspect import inspect_package
 from ediv.ovf.package import open_package
 from ediv.ovf.reader import read_descriptor
-
-from ediv.errors import EdivError
 
 pytestmark = pytest.mark.corpus
 SUFFIXES = (".ovf", ".ova", ".xml", ".ovd", ".expected")

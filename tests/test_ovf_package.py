@@ -8,11 +8,11 @@ import tarfile
 import tracemalloc
 
 import pytest
+
+from ediv.errors import InputError
 from ediv.ovf.inspect import inspect_package
 from ediv.ovf.manifest import hash_stream, parse_manifest
 from ediv.ovf.package import open_package
-
-from ediv.errors import InputError
 from tests import ovf_factory as f
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+
+from ediv.errors import InputError
 from ediv.ovf.envelope import VirtualSystemCollection
 from ediv.ovf.inspect import Inspection, system_summary
 from ediv.ovf.reader import read_descriptor
 from ediv.ovf.units import byte_multiplier, parse_int
-
-from ediv.errors import InputError
 from tests import ovf_factory as f
 
 RASD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+
 from ediv.ovf.inspect import inspect_package
 from ediv.ovf.signature import parse_cert_file
-
 from tests import ovf_factory as f
 
 

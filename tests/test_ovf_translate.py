@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from ediv.ovf.reader import read_descriptor
 from ediv.ovf.translate import to_vms, vm_name
-
 from tests import ovf_factory as f
 
 
