@@ -34,7 +34,7 @@ def cli() -> None:
 def _register() -> None:
     import importlib
 
-    for name in ("offline", "testbed_cmd", "ovf_cmd"):
+    for name in ("offline", "cluster_cmd", "testbed_cmd", "ovf_cmd"):
         importlib.import_module(f"ediv.client.{name}").register(cli)
 
 

@@ -78,6 +78,7 @@ class Interface:
     mac: str | None = None
     addresses: list[Address] = field(default_factory=list)
     line: int = 0
+    name: str | None = None  # if@name (VNX 1.93+: the guest's own name for the interface)
 
 
 @dataclass
@@ -130,6 +131,7 @@ class VmDefaults:
     users: list[User] = field(default_factory=list)
     filetrees: list[Filetree] = field(default_factory=list)
     line: int = 0
+    extra: dict[str, str] = field(default_factory=dict)  # VNX 1.94 <display_console> text
 
 
 @dataclass
@@ -145,6 +147,7 @@ class Global:
     vm_defaults: VmDefaults | None = None
     extensions: list[dict[str, str]] = field(default_factory=list)  # plugin=, conf=
     line: int = 0
+    extra: dict[str, str] = field(default_factory=dict)  # VNX <dynamips_ext>, <olive_ext> text
 
 
 @dataclass
@@ -185,6 +188,9 @@ class VM:
     filetrees: list[Filetree] = field(default_factory=list)
     execs: list[Exec] = field(default_factory=list)
     line: int = 0
+    # VNX 1.9x text elements the deployment ignores (dynamips_conf, conf, display_console,
+    # on_boot), kept so that a file keeps its meaning through parse -> serialize.
+    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def nets(self) -> list[str]:

@@ -1,0 +1,300 @@
+"""Semantic checks of a scenario model: what the XSD cannot say.
+
+``check(scenario, deployable=False)`` returns every problem at once, as diagnostics
+(``file:line: message``), errors and warnings (``severity="warning"``: tolerated, but the user
+should know), sorted by line. All rules are O(size of the scenario).
+
+Rules (errors unless noted):
+- VM names and net names are unique; names are usable as file and device names (no ``/``,
+  no blanks or control characters, not ``.``/``..``);
+- every ``<if net=>`` and ``<hostif net=>`` names a declared net; an ``<if>`` id appears once
+  per VM;
+- a ``type="ppp"`` net has exactly two ends (VM interfaces plus host interfaces);
+- addresses: ``<ipv4>`` is ``a.b.c.d`` or ``a.b.c.d/nn``, its mask a prefix length (``24``,
+  ``/24``) or a dotted netmask; ``<ipv6>`` is an IPv6 address with an optional ``/nn``, its mask
+  a prefix length; when both a ``/nn`` and a mask are given they must agree;
+- routes: the destination is ``default`` or an address/prefix of the route's family, the
+  gateway an address of that family; ``<physicalif>`` ip/mask/gw likewise;
+- ``<mac>`` is six hexadecimal pairs separated by ``:`` and not a multicast address;
+- ``<mem>``: a positive number with an optional unit K, M or G (``65536K``, ``64M``, ``1G``);
+  a bare number means megabytes (see ``mem_megabytes``);
+- ``<vm_mgmt type="private">``: the management network is an IPv4 network and it is large
+  enough. ediv gives each VM a /30 (EDIV's rule: host end .1, VM end .2), VM *i* (0-based,
+  in VM order) taking block ``offset + i``; so ``2**(32 - mask)`` must hold
+  ``4 * (offset + number of VMs)`` addresses;
+- ``vm@type``: VNUML 1.9x files carry types such as ``libvirt`` or ``dynamips``; the model
+  keeps them. With ``deployable=True`` (what ``ediv validate`` and deployment use) a type
+  other than ``uml``, ``container`` or empty (the host's default driver) is an error;
+  otherwise it is a warning;
+- warning: ``mode="uml_switch"`` nets are deployed as bridges (``sock`` is ignored).
+
+The checks assume the document already went through the XSD: a name or reference that is
+empty was reported there (a missing required attribute) and is not reported again here.
+Non-numbers in numeric attributes (vm@order, if@id, ...) are reported by the parser.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+
+from ediv.errors import Diagnostic
+from ediv.scenario.model import VM_TYPES, Address, Route, Scenario
+
+_MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
+_MEM = re.compile(r"^(\d+)\s*([KkMmGg]?)[Bb]?$")
+_UNSAFE_NAME = re.compile(r"[/\s\x00-\x1f\x7f]")
+_MEM_FACTOR = {"": 1.0, "k": 1 / 1024, "m": 1.0, "g": 1024.0}
+
+
+def mem_megabytes(value: str) -> float | None:
+    """``<mem>`` in MiB: ``64M`` -> 64, ``65536K`` -> 64, ``1G`` -> 1024, ``128`` -> 128
+    (a bare number is megabytes); None when the text is not a memory size."""
+    m = _MEM.match(value.strip())
+    if m is None:
+        return None
+    return int(m.group(1)) * _MEM_FACTOR[m.group(2).lower()]
+
+
+def check(scenario: Scenario, *, deployable: bool = False) -> list[Diagnostic]:
+    """Every semantic problem of ``scenario`` (errors and warnings), sorted by line."""
+    c = _Checker(scenario, deployable)
+    c.run()
+    return sorted(c.out, key=lambda d: d.line)
+
+
+class _Checker:
+    def __init__(self, scenario: Scenario, deployable: bool):
+        self.s = scenario
+        self.deployable = deployable
+        self.out: list[Diagnostic] = []
+
+    def error(self, line: int, message: str) -> None:
+        self.out.append(Diagnostic(self.s.source, line, message))
+
+    def warning(self, line: int, message: str) -> None:
+        self.out.append(Diagnostic(self.s.source, line, message, "warning"))
+
+    def run(self) -> None:
+        self.names()
+        self.nets()
+        self.vms()
+        self.host()
+        self.ppp_ends()
+        self.vm_mgmt()
+        if self.s.global_.vm_defaults is not None:
+            d = self.s.global_.vm_defaults
+            self.mem(d.mem, d.line, "<vm_defaults>")
+            for r in d.routes:
+                self.route(r, "<vm_defaults>")
+
+    # --- names ---------------------------------------------------------------------
+
+    def names(self) -> None:
+        g = self.s.global_
+        if g.simulation_name:
+            self.safe_name(g.simulation_name, g.line, "scenario name")
+        seen_nets: dict[str, int] = {}
+        for n in self.s.nets:
+            if not n.name:
+                continue
+            self.safe_name(n.name, n.line, "net name")
+            if n.name in seen_nets:
+                self.error(n.line, f"net {n.name!r} is declared twice (first at line "
+                                   f"{seen_nets[n.name]})")
+            else:
+                seen_nets[n.name] = n.line
+        seen_vms: dict[str, int] = {}
+        for v in self.s.vms:
+            if not v.name:
+                continue
+            self.safe_name(v.name, v.line, "vm name")
+            if v.name in seen_vms:
+                self.error(v.line, f"vm {v.name!r} is declared twice (first at line "
+                                   f"{seen_vms[v.name]})")
+            else:
+                seen_vms[v.name] = v.line
+
+    def safe_name(self, name: str, line: int, what: str) -> None:
+        if _UNSAFE_NAME.search(name) or name in (".", ".."):
+            self.error(line, f"{what} {name!r} cannot be used: no '/', blanks or control "
+                             "characters, not '.' or '..'")
+
+    # --- nets ----------------------------------------------------------------------
+
+    def nets(self) -> None:
+        for n in self.s.nets:
+            if n.mode == "uml_switch":
+                self.warning(n.line, f"net {n.name!r}: mode uml_switch is deployed as a bridge"
+                             + (" (sock is ignored)" if n.sock else ""))
+
+    def ppp_ends(self) -> None:
+        ends: Counter[str] = Counter()
+        for v in self.s.vms:
+            for i in v.interfaces:
+                ends[i.net] += 1
+        if self.s.host is not None:
+            for h in self.s.host.hostifs:
+                ends[h.net] += 1
+        for n in self.s.nets:
+            if n.type == "ppp" and ends[n.name] != 2:
+                self.error(n.line, f"ppp net {n.name!r} has {ends[n.name]} end"
+                                   f"{'' if ends[n.name] == 1 else 's'}; a ppp net needs "
+                                   "exactly two")
+
+    # --- vms -----------------------------------------------------------------------
+
+    def vms(self) -> None:
+        nets = {n.name for n in self.s.nets}
+        for v in self.s.vms:
+            what = f"vm {v.name!r}"
+            if v.type and v.type not in VM_TYPES:
+                msg = (f"{what}: type {v.type!r} cannot be deployed by ediv (supported: "
+                       f"{', '.join(VM_TYPES)}, or no type for the host's default)")
+                (self.error if self.deployable else self.warning)(v.line, msg)
+            self.mem(v.mem, v.line, what)
+            seen_ids: dict[int, int] = {}
+            for i in v.interfaces:
+                where = f"{what} interface {i.id}"
+                if i.id in seen_ids:
+                    self.error(i.line, f"{where}: id {i.id} is used twice in this vm (first at "
+                                       f"line {seen_ids[i.id]})")
+                else:
+                    seen_ids[i.id] = i.line
+                if i.net and i.net not in nets:
+                    self.error(i.line, f"{where}: net {i.net!r} is not declared")
+                if i.mac is not None:
+                    self.mac(i.mac, i.line, where)
+                for a in i.addresses:
+                    self.address(a, where)
+            for r in v.routes:
+                self.route(r, what)
+
+    def mem(self, mem: str | None, line: int, what: str) -> None:
+        if mem is None:
+            return
+        value = mem_megabytes(mem)
+        if value is None:
+            self.error(line, f"{what}: mem {mem!r} is not a memory size (e.g. 64M, 65536K, 1G)")
+        elif value <= 0:
+            self.error(line, f"{what}: mem {mem!r} must be more than zero")
+
+    def mac(self, mac: str, line: int, where: str) -> None:
+        if not _MAC.match(mac):
+            self.error(line, f"{where}: mac {mac!r} is not a MAC address (xx:xx:xx:xx:xx:xx)")
+        elif int(mac[:2], 16) & 1:
+            self.error(line, f"{where}: mac {mac!r} is a multicast address")
+
+    # --- addresses -----------------------------------------------------------------
+
+    def address(self, a: Address, where: str) -> None:
+        tag = f"<ipv{a.family}>"
+        text, _, prefix = a.address.partition("/")
+        try:
+            addr = ipaddress.ip_address(text)
+        except ValueError:
+            self.error(a.line, f"{where}: {tag} {a.address!r} is not an IPv{a.family} address")
+            return
+        if addr.version != a.family:
+            self.error(a.line, f"{where}: {tag} {a.address!r} is not an IPv{a.family} address")
+            return
+        bits = 32 if a.family == 4 else 128
+        plen = None
+        if prefix:
+            plen = prefix_length(prefix, a.family)
+            if plen is None:
+                self.error(a.line, f"{where}: {tag} {a.address!r}: prefix /{prefix} is not "
+                                   f"between 0 and {bits}")
+                return
+        if a.mask is not None:
+            mlen = prefix_length(a.mask, a.family)
+            if mlen is None:
+                kind = "a prefix length or dotted netmask" if a.family == 4 else "a prefix length"
+                self.error(a.line, f"{where}: {tag} mask {a.mask!r} is not {kind}")
+            elif plen is not None and plen != mlen:
+                self.error(a.line, f"{where}: {tag} {a.address!r}: prefix /{plen} and mask "
+                                   f"{a.mask!r} disagree")
+
+    def route(self, r: Route, what: str) -> None:
+        family = 6 if r.type == "ipv6" else 4
+        dest = r.destination
+        if dest != "default":
+            try:
+                net = ipaddress.ip_network(dest, strict=False)
+            except ValueError:
+                net = None
+            if net is None or net.version != family:
+                self.error(r.line, f"{what}: route destination {dest!r} is neither 'default' "
+                                   f"nor an IPv{family} address/prefix")
+        if r.gw:
+            try:
+                gw = ipaddress.ip_address(r.gw)
+            except ValueError:
+                gw = None
+            if gw is None or gw.version != family:
+                self.error(r.line, f"{what}: route gateway {r.gw!r} is not an IPv{family} address")
+
+    # --- host ----------------------------------------------------------------------
+
+    def host(self) -> None:
+        h = self.s.host
+        if h is None:
+            return
+        nets = {n.name for n in self.s.nets}
+        for hif in h.hostifs:
+            where = f"<hostif net={hif.net!r}>"
+            if hif.net and hif.net not in nets:
+                self.error(hif.line, f"{where}: net {hif.net!r} is not declared")
+            for a in hif.addresses:
+                self.address(a, where)
+        for p in h.physicalifs:
+            family = 6 if p.type == "ipv6" else 4
+            where = f"<physicalif name={p.name!r}>"
+            for label, value in (("ip", p.ip), ("gw", p.gw)):
+                if value:
+                    self.address(Address(family, value, line=p.line), f"{where} {label}")
+            if p.mask is not None and prefix_length(p.mask, family) is None:
+                self.error(p.line, f"{where}: mask {p.mask!r} is not a valid mask")
+        for r in h.routes:
+            self.route(r, "<host>")
+
+    # --- management network --------------------------------------------------------
+
+    def vm_mgmt(self) -> None:
+        m = self.s.global_.vm_mgmt
+        if m is None or m.type != "private":
+            return
+        if not 0 <= m.mask <= 32:
+            self.error(m.line, f"<vm_mgmt>: mask {m.mask} is not between 0 and 32")
+            return
+        try:
+            net = ipaddress.IPv4Network(f"{m.network}/{m.mask}", strict=False)
+        except ValueError:
+            self.error(m.line, f"<vm_mgmt>: network {m.network!r} is not an IPv4 network")
+            return
+        needed = 4 * (m.offset + len(self.s.vms))
+        if needed > net.num_addresses:
+            self.error(m.line, f"<vm_mgmt>: management network {net} has room for "
+                               f"{net.num_addresses // 4} VMs (a /30 each) but offset "
+                               f"{m.offset} + {len(self.s.vms)} VMs need "
+                               f"{needed} addresses")
+
+
+def prefix_length(text: str, family: int = 4) -> int | None:
+    """Prefix length from "24", "/24" or (IPv4) a netmask "255.255.255.0"; None when invalid."""
+    value = text.strip().lstrip("/")
+    bits = 32 if family == 4 else 128
+    if value.isdigit():
+        n = int(value)
+        return n if 0 <= n <= bits else None
+    if family != 4:
+        return None
+    try:
+        mask = int(ipaddress.IPv4Address(value))
+    except ValueError:
+        return None
+    host_bits = ~mask & 0xFFFFFFFF
+    if host_bits & (host_bits + 1):  # ones must be contiguous from the left
+        return None
+    return 32 - host_bits.bit_length()

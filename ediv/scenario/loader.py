@@ -1,0 +1,84 @@
+"""Loading scenarios: the entry points the rest of ediv calls.
+
+Every path goes through the same steps: hardened XML parsing (``ediv.xmlsafe``), a check
+that the document is a language ediv reads (root ``<vnuml>``/``<vnx>``, not VNX 2.0), XSD
+validation, building the model and, for the ``load_*`` functions, the semantic checks.
+Problems are collected from all steps and raised together as one ``InputError`` whose
+diagnostics are sorted by line; warnings never stop loading.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lxml import etree
+
+from ediv import xmlsafe
+from ediv.errors import Diagnostic, InputError
+from ediv.scenario import checks, parser, schema
+from ediv.scenario.model import Scenario
+
+
+def parse_string(data: bytes | str, source: str = "<string>", basedir: str = ".") -> Scenario:
+    """Syntax, XSD and model, without the semantic checks; InputError lists every error."""
+    scenario, _ = _load(_bytes(data), source, basedir, run_checks=False, deployable=False)
+    return scenario
+
+
+def load_string(
+    data: bytes | str, source: str = "<string>", basedir: str = ".", *, deployable: bool = False
+) -> tuple[Scenario, list[Diagnostic]]:
+    """Like ``load_scenario`` for a document held in memory (a WBEM ScenarioDefinition)."""
+    return _load(_bytes(data), source, basedir, run_checks=True, deployable=deployable)
+
+
+def load_scenario(
+    path: str | Path, *, deployable: bool = False
+) -> tuple[Scenario, list[Diagnostic]]:
+    """Parse, validate and check the scenario file at ``path``.
+
+    Returns the scenario and its warnings; raises InputError carrying every error (schema,
+    model and semantic together). ``deployable=True`` also rejects what ediv cannot deploy
+    (VM types other than uml/container). The scenario's ``basedir`` is the file's directory.
+    """
+    tree = xmlsafe.parse_file(path)
+    base = str(Path(path).resolve().parent)
+    return validate_tree(tree, str(path), base, deployable=deployable)
+
+
+def validate_tree(
+    tree: etree._ElementTree, source: str, basedir: str = ".", *, deployable: bool = False
+) -> tuple[Scenario, list[Diagnostic]]:
+    """The steps after XML parsing, for callers that already hold a tree from xmlsafe."""
+    return _checked(tree, source, basedir, run_checks=True, deployable=deployable)
+
+
+def check(scenario: Scenario, *, deployable: bool = False) -> list[Diagnostic]:
+    """Semantic checks of a model built in code (see ``ediv.scenario.checks``)."""
+    return checks.check(scenario, deployable=deployable)
+
+
+def _load(data: bytes, source: str, basedir: str, *, run_checks: bool, deployable: bool
+          ) -> tuple[Scenario, list[Diagnostic]]:
+    tree = xmlsafe.parse_bytes(data, source)
+    return _checked(tree, source, basedir, run_checks=run_checks, deployable=deployable)
+
+
+def _checked(tree: etree._ElementTree, source: str, basedir: str, *, run_checks: bool,
+             deployable: bool) -> tuple[Scenario, list[Diagnostic]]:
+    problem = parser.language_problem(tree.getroot(), source)
+    if problem is not None:
+        raise InputError(problem)
+    found = schema.validate(tree, source)
+    scenario, built = parser.build(tree, source, basedir)
+    found += built
+    if run_checks:
+        found += checks.check(scenario, deployable=deployable)
+    errors = sorted((d for d in found if d.severity == "error"), key=lambda d: d.line)
+    if errors:
+        raise InputError(errors)
+    return scenario, sorted((d for d in found if d.severity != "error"), key=lambda d: d.line)
+
+
+def _bytes(data: bytes | str) -> bytes:
+    return data.encode("utf-8") if isinstance(data, str) else data
