@@ -34,8 +34,9 @@ def cli() -> None:
 def _register() -> None:
     import importlib
 
-    for name in ("offline", "cluster_cmd", "testbed_cmd", "ovf_cmd"):
-        importlib.import_module(f"ediv.client.{name}").register(cli)
+    for name in ("client.offline", "client.cluster_cmd", "client.testbed_cmd", "client.ovf_cmd",
+                 "provider.cli"):
+        importlib.import_module(f"ediv.{name}").register(cli)
 
 
 def main() -> None:

@@ -1,0 +1,151 @@
+"""Users, roles and HTTP Basic credentials checked against salted scrypt hashes.
+
+The users file is JSON: ``{"users": {"NAME": {"role": "reader|operator|admin",
+"password": "scrypt$N$r$p$SALT_B64$HASH_B64"}}}``, written with mode 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+from ediv.errors import Diagnostic, EdivError, InputError
+
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+_NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
+
+
+class Role(IntEnum):
+    NONE = 0
+    READER = 1
+    OPERATOR = 2
+    ADMIN = 3
+
+    @classmethod
+    def parse(cls, text: str) -> Role:
+        try:
+            role = cls[text.strip().upper()]
+        except KeyError:
+            role = cls.NONE
+        if role is cls.NONE:
+            raise ValueError(f"unknown role {text!r} (reader, operator or admin)")
+        return role
+
+
+def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P
+                  ) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=32)
+    return "$".join(["scrypt", str(n), str(r), str(p),
+                     base64.b64encode(salt).decode(), base64.b64encode(digest).decode()])
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt_b64, digest_b64 = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        salt = base64.b64decode(salt_b64, validate=True)
+        expected = base64.b64decode(digest_b64, validate=True)
+        digest = hashlib.scrypt(password.encode(), salt=salt, n=int(n), r=int(r), p=int(p),
+                                dklen=len(expected), maxmem=256 * 1024 * 1024)
+    except (ValueError, binascii.Error):
+        return False
+    return hmac.compare_digest(digest, expected)
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: Role
+    password_hash: str
+
+
+class UserStore:
+    """The users file, re-read when it changes; verified passwords cached in memory so that
+    Basic authentication on every request does not pay scrypt every time."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._mtime: float | None = None
+        self._users: dict[str, User] = {}
+        self._verified: dict[str, bytes] = {}
+
+    def _load(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            self._users, self._mtime, self._verified = {}, None, {}
+            return
+        if mtime == self._mtime:
+            return
+        self._users = read_users(self.path)
+        self._mtime = mtime
+        self._verified = {}
+
+    def get(self, name: str) -> User | None:
+        with self._lock:
+            self._load()
+            return self._users.get(name)
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        user = self.get(name)
+        if user is None:
+            # same cost as a real check, so names cannot be probed by timing
+            verify_password(password, _DUMMY_HASH)
+            return None
+        token = hashlib.sha256(f"{user.password_hash}\0{password}".encode()).digest()
+        with self._lock:
+            cached = self._verified.get(name)
+        if cached is not None and hmac.compare_digest(cached, token):
+            return user
+        if not verify_password(password, user.password_hash):
+            return None
+        with self._lock:
+            self._verified[name] = token
+        return user
+
+
+_DUMMY_HASH = hash_password(secrets.token_hex(8))
+
+
+def read_users(path: Path) -> dict[str, User]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        users = {}
+        for name, entry in data.get("users", {}).items():
+            users[name] = User(name, Role.parse(entry["role"]), entry["password"])
+        return users
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(Diagnostic(str(path), 0, f"unreadable users file: {exc}")) from None
+
+
+def add_user(path: Path, name: str, role: Role, password: str) -> None:
+    """Add or replace ``name`` in the users file (created, mode 0600, when missing)."""
+    if not name or not set(name) <= _NAME_OK or ":" in name:
+        raise EdivError(f"invalid user name {name!r}")
+    if not password:
+        raise EdivError("empty password")
+    path = Path(path)
+    data: dict = {"users": {}}
+    if path.exists():
+        data = {"users": {n: {"role": u.role.name.lower(), "password": u.password_hash}
+                          for n, u in read_users(path).items()}}
+    data["users"][name] = {"role": role.name.lower(), "password": hash_password(password)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)

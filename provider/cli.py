@@ -1,0 +1,75 @@
+"""``ediv server`` and ``ediv server adduser``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from ediv.errors import EdivError
+from ediv.provider.auth import Role, add_user
+from ediv.provider.config import default_config_path, load_config
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(server)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Server config (TOML). Default: /etc/ediv/server.toml as root, else "
+                   "~/.config/ediv/server.toml. Missing: defaults, files kept beside it.")
+@click.option("--listen", metavar="HOST:PORT", help="Address to listen on (default 0.0.0.0:5989).")
+@click.option("--state", type=click.Path(dir_okay=False, path_type=Path),
+              help="State store of the controller.")
+@click.pass_context
+def server(ctx: click.Context, config_file: Path | None, listen: str | None,
+           state: Path | None) -> None:
+    """Run the WBEM server (CIM-XML over HTTPS)."""
+    ctx.ensure_object(dict)
+    ctx.obj["server_config"] = config_file
+    if ctx.invoked_subcommand is not None:
+        return
+    from ediv.provider.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(config_file or default_config_path(), listen=listen, state=state)
+    except ValueError as exc:
+        raise EdivError(str(exc)) from None
+    try:
+        handle = serve(cfg)
+    except OSError as exc:
+        raise EdivError(f"cannot listen on {cfg.listen}: {exc.strerror or exc}") from None
+    if not cfg.users_file.exists():
+        click.echo(f"note: no users yet; add one with: ediv server adduser NAME --role admin"
+                   f" --config {cfg.config_dir / 'server.toml'}", err=True)
+    click.echo(f"ediv WBEM server on {handle.url}", err=True)
+
+    def stop(_sig: int, _frame: object) -> None:
+        handle.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    handle.wait()
+
+
+@server.command("adduser")
+@click.argument("name")
+@click.option("--role", required=True, type=click.Choice(["reader", "operator", "admin"]))
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Server config whose users file is updated.")
+@click.pass_context
+def adduser(ctx: click.Context, name: str, role: str, config_file: Path | None) -> None:
+    """Add or update a user; the password is read from standard input."""
+    config_file = config_file or ctx.obj.get("server_config") or default_config_path()
+    cfg = load_config(config_file)
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    add_user(cfg.users_file, name, Role.parse(role), password)
+    click.echo(f"user {name} ({role}) written to {cfg.users_file}", err=True)

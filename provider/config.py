@@ -1,0 +1,116 @@
+"""Server configuration: a TOML file whose relative paths are taken beside the file.
+
+    [server]
+    listen = "0.0.0.0:5989"      # HOST:PORT ([v6]:PORT for IPv6)
+    tls = true                   # false: plain HTTP (port 5988 by convention)
+    certificate = "server.pem"   # generated, self-signed, when missing
+    key = "server.key"
+    client_ca = ""               # PEM bundle: client certificates signed by it are accepted
+    users = "users.json"         # see ediv.provider.auth
+    state = "state.db"           # state store of the controller
+    max_body_bytes = 16777216
+    threads = 8
+
+A missing file means these defaults, with every file kept beside where the config would be.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ediv.errors import Diagnostic, InputError
+
+DEFAULT_PORT_TLS = 5989
+DEFAULT_PORT_PLAIN = 5988
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+
+
+@dataclass
+class ServerConfig:
+    config_dir: Path
+    listen_host: str = "0.0.0.0"
+    listen_port: int = DEFAULT_PORT_TLS
+    tls: bool = True
+    cert_file: Path = field(default=Path("server.pem"))
+    key_file: Path = field(default=Path("server.key"))
+    client_ca: Path | None = None
+    users_file: Path = field(default=Path("users.json"))
+    state_path: Path = field(default=Path("state.db"))
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    threads: int = 8
+    schema_cache_dir: Path | None = None
+
+    @property
+    def listen(self) -> str:
+        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
+        return f"{host}:{self.listen_port}"
+
+
+def default_config_path() -> Path:
+    env = os.environ.get("EDIV_SERVER_CONFIG")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/etc/ediv/server.toml")
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "ediv" / "server.toml"
+
+
+def parse_listen(text: str, default_port: int) -> tuple[str, int]:
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.lstrip(":")
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, ""
+    try:
+        number = int(port) if port else default_port
+    except ValueError:
+        raise ValueError(f"invalid port in {text!r}") from None
+    if not 0 <= number <= 65535:
+        raise ValueError(f"invalid port in {text!r}")
+    return host or "0.0.0.0", number
+
+
+def load_config(path: Path | str | None = None, *, listen: str | None = None,
+                state: Path | str | None = None) -> ServerConfig:
+    path = Path(path) if path else default_config_path()
+    data: dict = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8")).get("server", {})
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(Diagnostic(str(path), 0, f"invalid config: {exc}")) from None
+    base = path.resolve().parent
+
+    def file(key: str, default: str | None) -> Path | None:
+        value = data.get(key, default)
+        if not value:
+            return None
+        p = Path(str(value)).expanduser()
+        return p if p.is_absolute() else base / p
+
+    try:
+        tls = bool(data.get("tls", True))
+        host, port = parse_listen(
+            listen or str(data.get("listen", "")) or "0.0.0.0",
+            DEFAULT_PORT_TLS if tls else DEFAULT_PORT_PLAIN)
+        cfg = ServerConfig(
+            config_dir=base, listen_host=host, listen_port=port, tls=tls,
+            cert_file=file("certificate", "server.pem"), key_file=file("key", "server.key"),
+            client_ca=file("client_ca", None), users_file=file("users", "users.json"),
+            state_path=Path(state) if state else file("state", "state.db"),
+            max_body_bytes=int(data.get("max_body_bytes", DEFAULT_MAX_BODY)),
+            threads=int(data.get("threads", 8)),
+            schema_cache_dir=file("schema_cache", None),
+        )
+    except (ValueError, TypeError) as exc:
+        raise InputError(Diagnostic(str(path), 0, f"invalid config: {exc}")) from None
+    if cfg.max_body_bytes <= 0 or cfg.threads <= 0:
+        raise InputError(Diagnostic(str(path), 0, "max_body_bytes and threads must be > 0"))
+    return cfg

@@ -1,0 +1,181 @@
+"""The interop namespace: namespaces, the object manager and the registered profiles (DSP1033).
+
+Everything here is computed from the schema, the server identity and the providers registered
+for ``root/ediv``; ElementConformsToProfile links each profile to its central instances, which
+for the virtualization profiles live in ``root/ediv`` (cross-namespace references).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pywbem import CIMInstance, CIMInstanceName, Uint16
+
+from ediv import __version__ as _ediv_version
+from ediv.provider.providers import (
+    InstanceProvider,
+    ProviderRegistry,
+    StaticProvider,
+    make_instance,
+)
+from ediv.provider.schema import EDIV_NAMESPACE, INTEROP_NAMESPACE
+
+BRAND = "ediv"
+ORG_DMTF = 2
+ORG_OTHER = 1
+
+
+@dataclass(frozen=True)
+class Profile:
+    organization: int
+    name: str
+    version: str
+    other_organization: str | None = None
+    # (namespace, class) of the central instances; None: none in this implementation yet
+    central: tuple[str, str] | None = None
+    # name of the autonomous profile that scopes this component profile
+    scoped_by: str | None = None
+
+    @property
+    def instance_id(self) -> str:
+        org = self.other_organization or "DMTF"
+        return f"ediv:{org}+{self.name}+{self.version}".replace(" ", "_")
+
+
+PROFILES: tuple[Profile, ...] = (
+    Profile(ORG_DMTF, "Profile Registration", "1.0.0",
+            central=(INTEROP_NAMESPACE, "CIM_ObjectManager")),
+    Profile(ORG_DMTF, "System Virtualization", "1.0.0",
+            central=(EDIV_NAMESPACE, "EDIV_HostSystem")),
+    Profile(ORG_DMTF, "Virtual System", "1.0.0",
+            central=(EDIV_NAMESPACE, "EDIV_VirtualSystem"), scoped_by="System Virtualization"),
+    Profile(ORG_DMTF, "Resource Allocation", "1.1.0", scoped_by="System Virtualization"),
+    Profile(ORG_OTHER, "EDIV Distributed Scenario", "1.0.0", other_organization="ediv",
+            central=(EDIV_NAMESPACE, "EDIV_Scenario"), scoped_by="System Virtualization"),
+)
+
+
+def server_version() -> str:
+    return _ediv_version
+
+
+class InteropModel:
+    """Builds the interop instances; registered into a ProviderRegistry by ``register``."""
+
+    def __init__(self, registry: ProviderRegistry, namespaces: list[str],
+                 system_name: str | None = None):
+        self.registry = registry
+        self.namespaces = namespaces
+        self.system_name = system_name or socket.getfqdn()
+
+    # -- object manager and namespaces
+    def object_manager_path(self) -> CIMInstanceName:
+        return CIMInstanceName("CIM_ObjectManager", {
+            "SystemCreationClassName": "CIM_ComputerSystem", "SystemName": self.system_name,
+            "CreationClassName": "CIM_ObjectManager", "Name": BRAND,
+        }, namespace=INTEROP_NAMESPACE)
+
+    def object_manager(self) -> list[CIMInstance]:
+        keys = dict(self.object_manager_path().keybindings)
+        return [make_instance("CIM_ObjectManager", keys, {
+            "ElementName": BRAND,
+            "Caption": "ediv WBEM server",
+            "Description": f"ediv WBEM server version {server_version()}",
+            "EnabledState": Uint16(2), "RequestedState": Uint16(12),
+            "OperationalStatus": [Uint16(2)], "Started": True,
+            "GatherStatisticalData": False,
+        })]
+
+    def namespace_instances(self) -> list[CIMInstance]:
+        om = self.object_manager_path().keybindings
+        out = []
+        for name in self.namespaces:
+            keys = {
+                "SystemCreationClassName": om["SystemCreationClassName"],
+                "SystemName": om["SystemName"],
+                "ObjectManagerCreationClassName": om["CreationClassName"],
+                "ObjectManagerName": om["Name"],
+                "CreationClassName": "CIM_Namespace", "Name": name,
+            }
+            out.append(make_instance("CIM_Namespace", keys, {
+                "ElementName": name, "ClassType": Uint16(2), "ClassTypeVersion": "2.49.0",
+                "ClassInfo": Uint16(1), "DescriptionOfClassInfo": "CIM 2.49",
+            }))
+        return out
+
+    def namespace_in_manager(self) -> list[CIMInstance]:
+        om = self.object_manager_path()
+        out = []
+        for ns in self.namespace_instances():
+            dep = ns.path.copy()
+            dep.namespace = INTEROP_NAMESPACE
+            out.append(make_instance("CIM_NamespaceInManager",
+                                     {"Antecedent": om, "Dependent": dep}, {}))
+        return out
+
+    # -- profiles
+    def profile_path(self, profile: Profile) -> CIMInstanceName:
+        return CIMInstanceName("EDIV_RegisteredProfile", {"InstanceID": profile.instance_id},
+                               namespace=INTEROP_NAMESPACE)
+
+    def profiles(self) -> list[CIMInstance]:
+        out = []
+        for p in PROFILES:
+            props = {
+                "RegisteredOrganization": Uint16(p.organization),
+                "RegisteredName": p.name, "RegisteredVersion": p.version,
+                "AdvertiseTypes": [Uint16(2)],  # Not Advertised (no SLP)
+                "ElementName": p.name,
+            }
+            if p.other_organization:
+                props["OtherRegisteredOrganization"] = p.other_organization
+            out.append(make_instance("EDIV_RegisteredProfile",
+                                     {"InstanceID": p.instance_id}, props))
+        return out
+
+    def referenced_profiles(self) -> list[CIMInstance]:
+        by_name = {p.name: p for p in PROFILES}
+        return [
+            make_instance("CIM_ReferencedProfile", {
+                "Antecedent": self.profile_path(by_name[p.scoped_by]),
+                "Dependent": self.profile_path(p)}, {})
+            for p in PROFILES if p.scoped_by
+        ]
+
+    def central_instances(self, profile: Profile) -> Iterator[CIMInstanceName]:
+        if profile.central is None:
+            return
+        namespace, classname = profile.central
+        provider: InstanceProvider | None = self.registry.get(namespace, classname)
+        if provider is None:
+            return
+        for inst in provider.enumerate():
+            path = inst.path.copy()
+            path.namespace = namespace
+            path.host = None
+            yield path
+
+    def conformance(self, classname: str) -> list[CIMInstance]:
+        out = []
+        for p in PROFILES:
+            for central in self.central_instances(p):
+                out.append(make_instance(classname, {
+                    "ConformantStandard": self.profile_path(p), "ManagedElement": central}, {}))
+        return out
+
+    def register(self) -> None:
+        r = self.registry
+        r.register(INTEROP_NAMESPACE, StaticProvider("CIM_ObjectManager", self.object_manager))
+        r.register(INTEROP_NAMESPACE, StaticProvider("CIM_Namespace", self.namespace_instances))
+        r.register(INTEROP_NAMESPACE,
+                   StaticProvider("CIM_NamespaceInManager", self.namespace_in_manager))
+        r.register(INTEROP_NAMESPACE, StaticProvider("EDIV_RegisteredProfile", self.profiles))
+        r.register(INTEROP_NAMESPACE,
+                   StaticProvider("CIM_ReferencedProfile", self.referenced_profiles))
+        ectp = "EDIV_ElementConformsToProfile"
+        r.register(INTEROP_NAMESPACE, StaticProvider(ectp, lambda: self.conformance(ectp)))
+        r.register(EDIV_NAMESPACE, StaticProvider(
+            ectp, lambda: [i for i in self.conformance(ectp)
+                           if i["ManagedElement"].namespace == EDIV_NAMESPACE]))

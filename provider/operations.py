@@ -1,0 +1,866 @@
+"""DSP0200 intrinsic operations on the schema and the providers: the server's read side.
+
+``Dispatcher.call`` takes a parsed request and the caller's role and returns the CIM-XML
+response body; every failure becomes a CIM status code in an ERROR element.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pywbem
+from pywbem import (
+    CIM_ERR_ACCESS_DENIED,
+    CIM_ERR_CONTINUATION_ON_ERROR_NOT_SUPPORTED,
+    CIM_ERR_FAILED,
+    CIM_ERR_FILTERED_ENUMERATION_NOT_SUPPORTED,
+    CIM_ERR_INVALID_CLASS,
+    CIM_ERR_INVALID_ENUMERATION_CONTEXT,
+    CIM_ERR_INVALID_NAMESPACE,
+    CIM_ERR_INVALID_OPERATION_TIMEOUT,
+    CIM_ERR_INVALID_PARAMETER,
+    CIM_ERR_METHOD_NOT_AVAILABLE,
+    CIM_ERR_METHOD_NOT_FOUND,
+    CIM_ERR_NO_SUCH_PROPERTY,
+    CIM_ERR_NOT_FOUND,
+    CIM_ERR_NOT_SUPPORTED,
+    CIM_ERR_SERVER_LIMITS_EXCEEDED,
+    CIMClass,
+    CIMClassName,
+    CIMError,
+    CIMInstance,
+    CIMInstanceName,
+    CIMProperty,
+)
+
+from ediv.provider import cimxml
+from ediv.provider.auth import Role
+from ediv.provider.providers import ProviderRegistry, same_path
+from ediv.provider.schema import NamespaceSchema, Schema, is_association
+
+READ_OPERATIONS = frozenset(n.lower() for n in (
+    "GetClass", "EnumerateClasses", "EnumerateClassNames", "GetQualifier",
+    "EnumerateQualifiers", "GetInstance", "EnumerateInstances", "EnumerateInstanceNames",
+    "GetProperty", "Associators", "AssociatorNames", "References", "ReferenceNames",
+    "OpenEnumerateInstances", "OpenEnumerateInstancePaths", "OpenAssociatorInstances",
+    "OpenAssociatorInstancePaths", "OpenReferenceInstances", "OpenReferenceInstancePaths",
+    "PullInstancesWithPath", "PullInstancePaths", "PullInstances", "CloseEnumeration",
+    "EnumerationCount", "ExecQuery", "OpenQueryInstances",
+))
+SCHEMA_WRITES = frozenset(n.lower() for n in (
+    "CreateClass", "ModifyClass", "DeleteClass", "SetQualifier", "DeleteQualifier"))
+INSTANCE_WRITES = frozenset(n.lower() for n in (
+    "CreateInstance", "ModifyInstance", "DeleteInstance", "SetProperty"))
+
+MAX_OPEN_CONTEXTS = 256
+DEFAULT_OPERATION_TIMEOUT = 60
+MAX_OPERATION_TIMEOUT = 600
+MAX_PULL_COUNT = 10000
+
+
+def required_role(method: str, intrinsic: bool) -> Role:
+    name = method.lower()
+    if not intrinsic:
+        return Role.OPERATOR
+    if name in READ_OPERATIONS:
+        return Role.READER
+    if name in INSTANCE_WRITES:
+        return Role.OPERATOR
+    return Role.ADMIN
+
+
+class MethodProvider:
+    """Extrinsic methods of one class (plugged in by the controller side later)."""
+
+    classname: str = ""
+
+    def invoke(self, namespace: str, target: CIMInstanceName | CIMClassName, method: str,
+               params: pywbem.NocaseDict) -> tuple[Any, list[tuple[str, Any]]]:
+        raise NotImplementedError
+
+
+@dataclass
+class _Context:
+    kind: str  # "instances" | "paths"
+    namespace: str
+    owner: str
+    items: list[Any]
+    timeout: int
+    expires: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def touch(self) -> None:
+        self.expires = time.monotonic() + self.timeout
+
+
+@dataclass
+class Flags:
+    local_only: bool = False
+    deep: bool = True
+    qualifiers: bool = False
+    class_origin: bool = False
+    property_list: list[str] | None = None
+
+
+def _err(code: int, text: str) -> CIMError:
+    return CIMError(code, text)
+
+
+class Dispatcher:
+    def __init__(self, schema: Schema, registry: ProviderRegistry, *, host: str = "localhost"):
+        self.schema = schema
+        self.registry = registry
+        self.host = host
+        self.method_providers: dict[tuple[str, str], MethodProvider] = {}
+        self._contexts: dict[str, _Context] = {}
+        self._ctx_lock = threading.Lock()
+
+    def register_methods(self, namespace: str, provider: MethodProvider) -> None:
+        self.method_providers[(namespace.strip("/").lower(), provider.classname.lower())] = \
+            provider
+
+    # ------------------------------------------------------------ entry point
+    def call(self, req: cimxml.CIMRequest, role: Role, user: str = "", host: str | None = None
+             ) -> bytes:
+        host = host or self.host
+        try:
+            needed = required_role(req.method, req.intrinsic)
+            if role < needed:
+                raise _err(CIM_ERR_ACCESS_DENIED,
+                           f"{req.method} needs role {needed.name.lower()}, "
+                           f"user has {role.name.lower()}")
+            if not req.intrinsic:
+                return self._extrinsic(req)
+            handler = _INTRINSIC.get(req.method.lower())
+            if handler is None:
+                raise _err(CIM_ERR_NOT_SUPPORTED, f"operation {req.method} is not supported")
+            op = _Op(self, req, user, host)
+            ireturn, out = handler(op)
+            return cimxml.imethod_response(req.message_id, req.method, ireturn, out)
+        except CIMError as exc:
+            return cimxml.error_response(req.message_id, req.method, req.intrinsic, exc)
+
+    def _extrinsic(self, req: cimxml.CIMRequest) -> bytes:
+        nss = self.namespace(req.namespace)
+        target = req.target
+        cls = nss.get_class(target.classname)
+        if cls is None:
+            raise _err(CIM_ERR_INVALID_CLASS, f"class {target.classname} does not exist")
+        if req.method not in cls.methods:
+            raise _err(CIM_ERR_METHOD_NOT_FOUND,
+                       f"class {cls.classname} has no method {req.method}")
+        for name in nss.superclass_chain(cls.classname):
+            provider = self.method_providers.get((nss.name.lower(), name.lower()))
+            if provider is not None:
+                rv, out = provider.invoke(nss.name, target, req.method, req.params)
+                return cimxml.method_response(req.message_id, req.method, rv, out)
+        raise _err(CIM_ERR_METHOD_NOT_AVAILABLE,
+                   f"method {cls.classname}.{req.method} is not available on this server")
+
+    # ------------------------------------------------------------ helpers
+    def namespace(self, name: str | None) -> NamespaceSchema:
+        nss = self.schema.namespace(name or "")
+        if nss is None:
+            raise _err(CIM_ERR_INVALID_NAMESPACE, f"namespace {name!r} does not exist")
+        return nss
+
+    def instances(self, nss: NamespaceSchema, classname: str, deep: bool = True
+                  ) -> Iterator[CIMInstance]:
+        names = [classname, *nss.subclass_names(classname, deep=True)] if deep else [classname]
+        for name in names:
+            provider = self.registry.get(nss.name, name)
+            if provider is None:
+                continue
+            for inst in provider.enumerate():
+                if nss.is_subclass(inst.classname, classname):
+                    yield inst
+
+    def get_instance(self, path: CIMInstanceName, default_ns: str) -> CIMInstance | None:
+        nss = self.schema.namespace(path.namespace or default_ns)
+        if nss is None or nss.get_class(path.classname) is None:
+            return None
+        for name in [path.classname, *nss.subclass_names(path.classname)]:
+            provider = self.registry.get(nss.name, name)
+            if provider is None:
+                continue
+            inst = provider.get(path)
+            if inst is not None:
+                return inst
+        return None
+
+    def shape_instance(self, nss: NamespaceSchema, inst: CIMInstance, requested: CIMClass,
+                       flags: Flags, host: str | None) -> CIMInstance:
+        """The instance as the client asked for it: all class properties (NULL when unset),
+        trimmed by DeepInheritance/LocalOnly/PropertyList, qualifiers and class origin
+        only on request, path with host and namespace."""
+        actual = nss.get_class(inst.classname) or requested
+        wanted = None if flags.property_list is None else {
+            p.lower() for p in flags.property_list}
+        out = CIMInstance(actual.classname)
+        for prop in actual.properties.values():
+            lname = prop.name.lower()
+            in_requested = prop.name in requested.properties
+            if not flags.deep and not in_requested:
+                continue
+            if flags.local_only and in_requested and requested.properties[prop.name].propagated:
+                continue
+            if wanted is not None and lname not in wanted:
+                continue
+            value = inst.properties[prop.name].value if prop.name in inst.properties else None
+            if isinstance(value, CIMInstanceName):
+                value = value.copy()
+                value.namespace = value.namespace or nss.name
+                value.host = None
+            out.properties[prop.name] = CIMProperty(
+                prop.name, value, type=prop.type, is_array=prop.is_array,
+                reference_class=prop.reference_class, embedded_object=prop.embedded_object,
+                class_origin=prop.class_origin if flags.class_origin else None,
+                propagated=prop.propagated if flags.class_origin else None,
+                qualifiers=prop.qualifiers if flags.qualifiers else None)
+        out.path = self.instance_path(nss, inst, host)
+        return out
+
+    def instance_path(self, nss: NamespaceSchema, inst: CIMInstance, host: str | None
+                      ) -> CIMInstanceName:
+        path = inst.path.copy()
+        path.classname = inst.classname
+        path.namespace = nss.name
+        path.host = host
+        return path
+
+
+def shape_class(cls: CIMClass, local_only: bool, qualifiers: bool, class_origin: bool,
+                property_list: list[str] | None = None) -> CIMClass:
+    out = cls.copy()
+    if local_only:
+        for coll in (out.properties, out.methods):
+            for name in [n for n, f in coll.items() if f.propagated]:
+                del coll[name]
+    if property_list is not None:
+        wanted = {p.lower() for p in property_list}
+        for name in [n for n in out.properties if n.lower() not in wanted]:
+            del out.properties[name]
+    features = [*out.properties.values(), *out.methods.values()]
+    params = [p for m in out.methods.values() for p in m.parameters.values()]
+    if not qualifiers:
+        out.qualifiers = {}
+        for f in (*features, *params):
+            f.qualifiers = {}
+    if not class_origin:
+        for f in features:
+            f.class_origin = None
+    return out
+
+
+class _Op:
+    """One intrinsic call: parameter access with DSP0200 defaults and checks."""
+
+    def __init__(self, disp: Dispatcher, req: cimxml.CIMRequest, user: str, host: str):
+        self.d = disp
+        self.req = req
+        self.user = user
+        self.host = host
+        self.params = req.params
+        self._used: set[str] = set()
+
+    def nss(self) -> NamespaceSchema:
+        return self.d.namespace(self.req.namespace)
+
+    def allow(self, *names: str) -> None:
+        allowed = {n.lower() for n in names}
+        for name in self.params:
+            if name.lower() not in allowed:
+                raise _err(CIM_ERR_INVALID_PARAMETER,
+                           f"{self.req.method} has no parameter {name}")
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.params.get(name)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        raise _err(CIM_ERR_INVALID_PARAMETER, f"{name} must be a boolean")
+
+    def string(self, name: str, required: bool = False) -> str | None:
+        value = self.params.get(name)
+        if value is None:
+            if required:
+                raise _err(CIM_ERR_INVALID_PARAMETER, f"{name} is required")
+            return None
+        if isinstance(value, CIMClassName):
+            return value.classname
+        if not isinstance(value, str):
+            raise _err(CIM_ERR_INVALID_PARAMETER, f"{name} must be a string")
+        return value
+
+    def uint(self, name: str, default: int | None) -> int | None:
+        value = self.params.get(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise _err(CIM_ERR_INVALID_PARAMETER, f"{name} must be an integer") from None
+        if number < 0 or number > 0xFFFFFFFF:
+            raise _err(CIM_ERR_INVALID_PARAMETER, f"{name} is out of range")
+        return number
+
+    def property_list(self) -> list[str] | None:
+        value = self.params.get("PropertyList")
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        raise _err(CIM_ERR_INVALID_PARAMETER, "PropertyList must be an array of strings")
+
+    def classname(self, name: str = "ClassName", required: bool = True) -> str | None:
+        value = self.params.get(name)
+        if value is None:
+            if required:
+                raise _err(CIM_ERR_INVALID_PARAMETER, f"{name} is required")
+            return None
+        if isinstance(value, CIMClassName):
+            return value.classname
+        if isinstance(value, str):
+            return value
+        raise _err(CIM_ERR_INVALID_PARAMETER, f"{name} must be a class name")
+
+    def existing_class(self, nss: NamespaceSchema, name: str, code: int = CIM_ERR_INVALID_CLASS
+                       ) -> CIMClass:
+        cls = nss.get_class(name)
+        if cls is None:
+            raise _err(code, f"class {name} does not exist in namespace {nss.name}")
+        return cls
+
+    def instance_name(self, name: str) -> CIMInstanceName:
+        value = self.params.get(name)
+        if not isinstance(value, CIMInstanceName):
+            raise _err(CIM_ERR_INVALID_PARAMETER, f"{name} must be an instance name")
+        return value
+
+    def object_name(self) -> CIMInstanceName | CIMClassName:
+        value = self.params.get("ObjectName")
+        if isinstance(value, (CIMInstanceName, CIMClassName)):
+            return value
+        if isinstance(value, str):
+            return CIMClassName(value)
+        raise _err(CIM_ERR_INVALID_PARAMETER, "ObjectName must be a class or instance name")
+
+    def instance_flags(self, local_only_param: bool = True) -> Flags:
+        # LocalOnly on instances is deprecated (DSP0200 1.4); absent means false here.
+        return Flags(
+            local_only=self.flag("LocalOnly", False) if local_only_param else False,
+            deep=self.flag("DeepInheritance", True),
+            qualifiers=self.flag("IncludeQualifiers", False),
+            class_origin=self.flag("IncludeClassOrigin", False),
+            property_list=self.property_list(),
+        )
+
+    def no_filter(self) -> None:
+        if self.params.get("FilterQueryLanguage") or self.params.get("FilterQuery"):
+            raise _err(CIM_ERR_FILTERED_ENUMERATION_NOT_SUPPORTED,
+                       "filtered enumeration is not supported")
+        if self.flag("ContinueOnError", False):
+            raise _err(CIM_ERR_CONTINUATION_ON_ERROR_NOT_SUPPORTED,
+                       "ContinueOnError is not supported")
+
+
+Handler = Callable[[_Op], tuple[str | None, list[tuple[str, str]]]]
+_INTRINSIC: dict[str, Handler] = {}
+
+
+def intrinsic(name: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        _INTRINSIC[name.lower()] = fn
+        return fn
+    return deco
+
+
+# ---------------------------------------------------------------- classes and qualifiers
+
+@intrinsic("GetClass")
+def _get_class(op: _Op):
+    op.allow("ClassName", "LocalOnly", "IncludeQualifiers", "IncludeClassOrigin", "PropertyList")
+    nss = op.nss()
+    cls = op.existing_class(nss, op.classname(), CIM_ERR_NOT_FOUND)
+    out = shape_class(cls, op.flag("LocalOnly", True), op.flag("IncludeQualifiers", True),
+                      op.flag("IncludeClassOrigin", False), op.property_list())
+    return out.tocimxmlstr(), []
+
+
+def _class_names(op: _Op) -> tuple[NamespaceSchema, list[str]]:
+    nss = op.nss()
+    base = op.classname(required=False)
+    if base is not None:
+        op.existing_class(nss, base)
+    return nss, nss.subclass_names(base, deep=op.flag("DeepInheritance", False))
+
+
+@intrinsic("EnumerateClasses")
+def _enumerate_classes(op: _Op):
+    op.allow("ClassName", "DeepInheritance", "LocalOnly", "IncludeQualifiers",
+             "IncludeClassOrigin")
+    nss, names = _class_names(op)
+    lo, q, co = (op.flag("LocalOnly", True), op.flag("IncludeQualifiers", True),
+                 op.flag("IncludeClassOrigin", False))
+    return "".join(shape_class(nss.get_class(n), lo, q, co).tocimxmlstr() for n in names), []
+
+
+@intrinsic("EnumerateClassNames")
+def _enumerate_class_names(op: _Op):
+    op.allow("ClassName", "DeepInheritance")
+    _nss, names = _class_names(op)
+    return "".join(CIMClassName(n).tocimxmlstr() for n in names), []
+
+
+@intrinsic("GetQualifier")
+def _get_qualifier(op: _Op):
+    op.allow("QualifierName")
+    nss = op.nss()
+    name = op.string("QualifierName", required=True)
+    qual = nss.qualifiers.get(name.lower())
+    if qual is None:
+        raise _err(CIM_ERR_NOT_FOUND, f"qualifier {name} is not declared in {nss.name}")
+    return qual.tocimxmlstr(), []
+
+
+@intrinsic("EnumerateQualifiers")
+def _enumerate_qualifiers(op: _Op):
+    op.allow()
+    nss = op.nss()
+    return "".join(q.tocimxmlstr() for q in nss.qualifiers.values()), []
+
+
+# ---------------------------------------------------------------- instances
+
+def _enumerate(op: _Op, classname: str, flags: Flags) -> list[CIMInstance]:
+    nss = op.nss()
+    requested = op.existing_class(nss, classname)
+    return [op.d.shape_instance(nss, inst, requested, flags, op.host)
+            for inst in op.d.instances(nss, requested.classname)]
+
+
+@intrinsic("EnumerateInstances")
+def _enumerate_instances(op: _Op):
+    op.allow("ClassName", "LocalOnly", "DeepInheritance", "IncludeQualifiers",
+             "IncludeClassOrigin", "PropertyList")
+    insts = _enumerate(op, op.classname(), op.instance_flags())
+    return "".join(cimxml.named_instance(i) for i in insts), []
+
+
+@intrinsic("EnumerateInstanceNames")
+def _enumerate_instance_names(op: _Op):
+    op.allow("ClassName")
+    nss = op.nss()
+    requested = op.existing_class(nss, op.classname())
+    paths = [op.d.instance_path(nss, i, None) for i in op.d.instances(nss, requested.classname)]
+    for p in paths:
+        p.namespace = None
+    return "".join(p.tocimxmlstr() for p in paths), []
+
+
+def _lookup(op: _Op, path: CIMInstanceName) -> tuple[NamespaceSchema, CIMClass, CIMInstance]:
+    nss = op.nss()
+    cls = op.existing_class(nss, path.classname)
+    inst = op.d.get_instance(_local(path, nss.name), nss.name)
+    if inst is None:
+        raise _err(CIM_ERR_NOT_FOUND, f"no instance {path}")
+    return nss, cls, inst
+
+
+def _local(path: CIMInstanceName, namespace: str) -> CIMInstanceName:
+    path = path.copy()
+    path.namespace = path.namespace or namespace
+    path.host = None
+    return path
+
+
+@intrinsic("GetInstance")
+def _get_instance(op: _Op):
+    op.allow("InstanceName", "LocalOnly", "IncludeQualifiers", "IncludeClassOrigin",
+             "PropertyList")
+    nss, _cls, inst = _lookup(op, op.instance_name("InstanceName"))
+    actual = nss.get_class(inst.classname)
+    out = op.d.shape_instance(nss, inst, actual, op.instance_flags(), None)
+    return cimxml.instance_xml(out), []
+
+
+@intrinsic("GetProperty")
+def _get_property(op: _Op):
+    op.allow("InstanceName", "PropertyName")
+    path = op.instance_name("InstanceName")
+    name = op.string("PropertyName", required=True)
+    nss, cls, inst = _lookup(op, path)
+    actual = nss.get_class(inst.classname) or cls
+    if name not in actual.properties:
+        raise _err(CIM_ERR_NO_SUCH_PROPERTY, f"class {actual.classname} has no property {name}")
+    value = inst.properties[name].value if name in inst.properties else None
+    return (cimxml.value_xml(value) if value is not None else ""), []
+
+
+# ---------------------------------------------------------------- associations
+
+@dataclass
+class _AssocQuery:
+    assoc_class: str | None = None
+    result_class: str | None = None
+    role: str | None = None
+    result_role: str | None = None
+
+
+def _assoc_classes(nss: NamespaceSchema, assoc_class: str | None) -> list[str]:
+    if assoc_class is not None:
+        if nss.get_class(assoc_class) is None:
+            raise _err(CIM_ERR_INVALID_PARAMETER, f"class {assoc_class} does not exist")
+        base = [assoc_class, *nss.subclass_names(assoc_class)]
+    else:
+        base = [c.classname for c in nss.classes.values()]
+    return [n for n in base if is_association(nss.get_class(n))]
+
+
+def _check_result_class(nss: NamespaceSchema, name: str | None) -> None:
+    if name is not None and nss.get_class(name) is None:
+        raise _err(CIM_ERR_INVALID_PARAMETER, f"class {name} does not exist")
+
+
+def _reference_instances(op: _Op, target: CIMInstanceName, q: _AssocQuery
+                         ) -> Iterator[tuple[CIMInstance, str]]:
+    """(association instance, its class's namespace) for every association pointing at target."""
+    nss = op.nss()
+    seen: list[CIMInstanceName] = []
+    for name in _assoc_classes(nss, q.assoc_class):
+        provider = op.d.registry.get(nss.name, name)
+        if provider is None:
+            continue
+        for inst in provider.references(target, q.role):
+            if any(same_path(inst.path, s) for s in seen):
+                continue
+            seen.append(inst.path)
+            yield inst
+
+
+def _target(op: _Op, value: CIMInstanceName) -> CIMInstanceName:
+    nss = op.nss()
+    op.existing_class(nss, value.classname)
+    return _local(value, nss.name)
+
+
+def _references(op: _Op, target: CIMInstanceName, q: _AssocQuery) -> list[CIMInstance]:
+    nss = op.nss()
+    out = []
+    for inst in _reference_instances(op, target, q):
+        if q.result_class and not nss.is_subclass(inst.classname, q.result_class):
+            continue
+        out.append(inst)
+    return out
+
+
+def _associated_paths(op: _Op, target: CIMInstanceName, q: _AssocQuery
+                      ) -> list[CIMInstanceName]:
+    nss = op.nss()
+    out: list[CIMInstanceName] = []
+    for inst in _reference_instances(op, target, q):
+        refs = [p for p in inst.properties.values() if p.type == "reference" and p.value]
+        here = [p for p in refs if same_path(_local(p.value, nss.name), target)
+                and (q.role is None or p.name.lower() == q.role.lower())]
+        for prop in refs:
+            if prop in here or (q.result_role and prop.name.lower() != q.result_role.lower()):
+                continue
+            path = _local(prop.value, nss.name)
+            if q.result_class:
+                other = op.d.schema.namespace(path.namespace)
+                if other is None or not other.is_subclass(path.classname, q.result_class):
+                    continue
+            if not any(same_path(path, o) for o in out):
+                out.append(path)
+    return out
+
+
+def _associated_instances(op: _Op, paths: Iterable[CIMInstanceName], flags: Flags
+                          ) -> list[CIMInstance]:
+    out = []
+    for path in paths:
+        inst = op.d.get_instance(path, op.req.namespace)
+        if inst is None:
+            continue  # dangling reference: the element went away
+        other = op.d.schema.namespace(path.namespace)
+        cls = other.get_class(inst.classname)
+        out.append(op.d.shape_instance(other, inst, cls, flags, op.host))
+    return out
+
+
+def _shape_refs(op: _Op, insts: Iterable[CIMInstance], flags: Flags) -> list[CIMInstance]:
+    nss = op.nss()
+    return [op.d.shape_instance(nss, i, nss.get_class(i.classname), flags, op.host)
+            for i in insts]
+
+
+def _query(op: _Op, associators: bool) -> _AssocQuery:
+    nss = op.nss()
+    q = _AssocQuery(
+        assoc_class=op.classname("AssocClass", required=False) if associators else None,
+        result_class=op.classname("ResultClass", required=False),
+        role=op.string("Role"),
+        result_role=op.string("ResultRole") if associators else None,
+    )
+    _check_result_class(nss, q.result_class)
+    if q.assoc_class:
+        _check_result_class(nss, q.assoc_class)
+    return q
+
+
+def _class_level(op: _Op, target: CIMClassName, q: _AssocQuery, associators: bool
+                 ) -> list[tuple[CIMClass, CIMClassName]]:
+    """Class-level association traversal: the association classes (or the classes at their
+    other ends) that refer to ``target`` or one of its superclasses."""
+    nss = op.nss()
+    op.existing_class(nss, target.classname)
+    chain = {c.lower() for c in nss.superclass_chain(target.classname)}
+    found: dict[str, CIMClass] = {}
+    for name in _assoc_classes(nss, q.assoc_class):
+        assoc = nss.get_class(name)
+        refs = [p for p in assoc.properties.values() if p.type == "reference"]
+        here = [p for p in refs if p.reference_class.lower() in chain
+                and (q.role is None or p.name.lower() == q.role.lower())]
+        if not here:
+            continue
+        if not associators:
+            if q.result_class is None or nss.is_subclass(name, q.result_class):
+                found[name.lower()] = assoc
+            continue
+        for prop in refs:
+            if prop in here and len(here) == 1:
+                continue
+            if q.result_role and prop.name.lower() != q.result_role.lower():
+                continue
+            other = nss.get_class(prop.reference_class)
+            if other is None:
+                continue
+            if q.result_class and not nss.is_subclass(other.classname, q.result_class):
+                continue
+            found[other.classname.lower()] = other
+    return [(c, CIMClassName(c.classname, namespace=nss.name, host=op.host))
+            for c in found.values()]
+
+
+@intrinsic("Associators")
+def _associators(op: _Op):
+    op.allow("ObjectName", "AssocClass", "ResultClass", "Role", "ResultRole",
+             "IncludeQualifiers", "IncludeClassOrigin", "PropertyList")
+    q = _query(op, True)
+    obj = op.object_name()
+    flags = Flags(qualifiers=op.flag("IncludeQualifiers", False),
+                  class_origin=op.flag("IncludeClassOrigin", False),
+                  property_list=op.property_list())
+    if isinstance(obj, CIMClassName):
+        return "".join(cimxml.object_with_path(
+            shape_class(c, False, flags.qualifiers, flags.class_origin, flags.property_list), p)
+            for c, p in _class_level(op, obj, q, True)), []
+    insts = _associated_instances(op, _associated_paths(op, _target(op, obj), q), flags)
+    return "".join(cimxml.object_with_path(i, i.path) for i in insts), []
+
+
+@intrinsic("AssociatorNames")
+def _associator_names(op: _Op):
+    op.allow("ObjectName", "AssocClass", "ResultClass", "Role", "ResultRole")
+    q = _query(op, True)
+    obj = op.object_name()
+    if isinstance(obj, CIMClassName):
+        return "".join(cimxml.object_path(p) for _c, p in _class_level(op, obj, q, True)), []
+    insts = _associated_instances(op, _associated_paths(op, _target(op, obj), q), Flags())
+    return "".join(cimxml.object_path(i.path) for i in insts), []
+
+
+@intrinsic("References")
+def _references_op(op: _Op):
+    op.allow("ObjectName", "ResultClass", "Role", "IncludeQualifiers", "IncludeClassOrigin",
+             "PropertyList")
+    q = _query(op, False)
+    obj = op.object_name()
+    flags = Flags(qualifiers=op.flag("IncludeQualifiers", False),
+                  class_origin=op.flag("IncludeClassOrigin", False),
+                  property_list=op.property_list())
+    if isinstance(obj, CIMClassName):
+        return "".join(cimxml.object_with_path(
+            shape_class(c, False, flags.qualifiers, flags.class_origin, flags.property_list), p)
+            for c, p in _class_level(op, obj, q, False)), []
+    insts = _shape_refs(op, _references(op, _target(op, obj), q), flags)
+    return "".join(cimxml.object_with_path(i, i.path) for i in insts), []
+
+
+@intrinsic("ReferenceNames")
+def _reference_names(op: _Op):
+    op.allow("ObjectName", "ResultClass", "Role")
+    q = _query(op, False)
+    obj = op.object_name()
+    if isinstance(obj, CIMClassName):
+        return "".join(cimxml.object_path(p) for _c, p in _class_level(op, obj, q, False)), []
+    insts = _shape_refs(op, _references(op, _target(op, obj), q), Flags())
+    return "".join(cimxml.object_path(i.path) for i in insts), []
+
+
+# ---------------------------------------------------------------- pull operations
+
+_OPEN_COMMON = ("FilterQueryLanguage", "FilterQuery", "OperationTimeout", "ContinueOnError",
+                "MaxObjectCount")
+
+
+def _open(op: _Op, kind: str, items: list[Any]):
+    op.no_filter()
+    timeout = op.uint("OperationTimeout", DEFAULT_OPERATION_TIMEOUT)
+    if timeout == 0 or timeout > MAX_OPERATION_TIMEOUT:
+        raise _err(CIM_ERR_INVALID_OPERATION_TIMEOUT,
+                   f"OperationTimeout must be 1..{MAX_OPERATION_TIMEOUT} seconds")
+    count = min(op.uint("MaxObjectCount", 0), MAX_PULL_COUNT)
+    ctx = _Context(kind, op.nss().name, op.user, items, timeout)
+    return _deliver(op, ctx, count, None)
+
+
+def _deliver(op: _Op, ctx: _Context, count: int, ctx_id: str | None):
+    batch, ctx.items = ctx.items[:count], ctx.items[count:]
+    d = op.d
+    end = not ctx.items
+    with d._ctx_lock:
+        _expire(d)
+        if end:
+            if ctx_id is not None:
+                d._contexts.pop(ctx_id, None)
+            ctx_id = ""
+        else:
+            if ctx_id is None:
+                if len(d._contexts) >= MAX_OPEN_CONTEXTS:
+                    raise _err(CIM_ERR_SERVER_LIMITS_EXCEEDED, "too many open enumerations")
+                ctx_id = uuid.uuid4().hex
+            ctx.touch()
+            d._contexts[ctx_id] = ctx
+    if ctx.kind == "instances":
+        body = "".join(cimxml.instance_with_path(i) for i in batch)
+    else:
+        body = "".join(p.tocimxmlstr() for p in batch)
+    return body, [("EndOfSequence", cimxml.boolean_value(end)),
+                  ("EnumerationContext", cimxml.string_value(ctx_id))]
+
+
+def _expire(d: Dispatcher) -> None:
+    now = time.monotonic()
+    for key in [k for k, c in d._contexts.items() if c.expires < now]:
+        del d._contexts[key]
+
+
+def _take_context(op: _Op, kind: str | None) -> tuple[str, _Context]:
+    ctx_id = op.string("EnumerationContext", required=True)
+    d = op.d
+    with d._ctx_lock:
+        _expire(d)
+        ctx = d._contexts.get(ctx_id)
+        if ctx is None or ctx.owner != op.user or \
+                ctx.namespace.lower() != op.nss().name.lower() or \
+                (kind is not None and ctx.kind != kind):
+            raise _err(CIM_ERR_INVALID_ENUMERATION_CONTEXT, "invalid enumeration context")
+        if not ctx.lock.acquire(blocking=False):
+            raise _err(CIM_ERR_FAILED, "enumeration context is in use by another pull")
+    return ctx_id, ctx
+
+
+@intrinsic("OpenEnumerateInstances")
+def _open_enumerate_instances(op: _Op):
+    op.allow("ClassName", "DeepInheritance", "IncludeClassOrigin", "PropertyList", *_OPEN_COMMON)
+    flags = op.instance_flags(local_only_param=False)
+    op.no_filter()
+    return _open(op, "instances", _enumerate(op, op.classname(), flags))
+
+
+@intrinsic("OpenEnumerateInstancePaths")
+def _open_enumerate_instance_paths(op: _Op):
+    op.allow("ClassName", *_OPEN_COMMON)
+    op.no_filter()
+    insts = _enumerate(op, op.classname(), Flags(property_list=[]))
+    return _open(op, "paths", [i.path for i in insts])
+
+
+@intrinsic("OpenAssociatorInstances")
+def _open_associator_instances(op: _Op):
+    op.allow("InstanceName", "AssocClass", "ResultClass", "Role", "ResultRole",
+             "IncludeClassOrigin", "PropertyList", *_OPEN_COMMON)
+    op.no_filter()
+    q = _query(op, True)
+    flags = Flags(class_origin=op.flag("IncludeClassOrigin", False),
+                  property_list=op.property_list())
+    target = _target(op, op.instance_name("InstanceName"))
+    return _open(op, "instances",
+                 _associated_instances(op, _associated_paths(op, target, q), flags))
+
+
+@intrinsic("OpenAssociatorInstancePaths")
+def _open_associator_instance_paths(op: _Op):
+    op.allow("InstanceName", "AssocClass", "ResultClass", "Role", "ResultRole", *_OPEN_COMMON)
+    op.no_filter()
+    q = _query(op, True)
+    target = _target(op, op.instance_name("InstanceName"))
+    insts = _associated_instances(op, _associated_paths(op, target, q), Flags(property_list=[]))
+    return _open(op, "paths", [i.path for i in insts])
+
+
+@intrinsic("OpenReferenceInstances")
+def _open_reference_instances(op: _Op):
+    op.allow("InstanceName", "ResultClass", "Role", "IncludeClassOrigin", "PropertyList",
+             *_OPEN_COMMON)
+    op.no_filter()
+    q = _query(op, False)
+    flags = Flags(class_origin=op.flag("IncludeClassOrigin", False),
+                  property_list=op.property_list())
+    target = _target(op, op.instance_name("InstanceName"))
+    return _open(op, "instances", _shape_refs(op, _references(op, target, q), flags))
+
+
+@intrinsic("OpenReferenceInstancePaths")
+def _open_reference_instance_paths(op: _Op):
+    op.allow("InstanceName", "ResultClass", "Role", *_OPEN_COMMON)
+    op.no_filter()
+    q = _query(op, False)
+    target = _target(op, op.instance_name("InstanceName"))
+    insts = _shape_refs(op, _references(op, target, q), Flags(property_list=[]))
+    return _open(op, "paths", [i.path for i in insts])
+
+
+def _pull(op: _Op, kind: str):
+    op.allow("EnumerationContext", "MaxObjectCount")
+    if op.params.get("MaxObjectCount") is None:
+        raise _err(CIM_ERR_INVALID_PARAMETER, "MaxObjectCount is required")
+    count = min(op.uint("MaxObjectCount", 0), MAX_PULL_COUNT)
+    ctx_id, ctx = _take_context(op, kind)
+    try:
+        return _deliver(op, ctx, count, ctx_id)
+    finally:
+        ctx.lock.release()
+
+
+@intrinsic("PullInstancesWithPath")
+def _pull_instances_with_path(op: _Op):
+    return _pull(op, "instances")
+
+
+@intrinsic("PullInstancePaths")
+def _pull_instance_paths(op: _Op):
+    return _pull(op, "paths")
+
+
+@intrinsic("CloseEnumeration")
+def _close_enumeration(op: _Op):
+    op.allow("EnumerationContext")
+    ctx_id, ctx = _take_context(op, None)
+    try:
+        with op.d._ctx_lock:
+            op.d._contexts.pop(ctx_id, None)
+    finally:
+        ctx.lock.release()
+    return None, []

@@ -1,0 +1,73 @@
+"""The one place that uses pywbem's private modules: its DSP0201 element parser.
+
+The request body is parsed by ``ediv.xmlsafe`` (hardened lxml); the resulting tree is handed
+to pywbem's TupleParser, which turns CIM-XML elements into pywbem objects (CIMInstanceName,
+CIMInstance, CIMClass, typed values...). Keeping the import here means a pywbem upgrade that
+moves these internals breaks one small module.
+
+Also re-exported: ``atomic_to_cim_xml`` (DSP0201 text of a scalar value), used by the fast
+instance writer in ``cimxml``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lxml import etree
+from pywbem._cim_types import atomic_to_cim_xml
+from pywbem._exceptions import CIMXMLParseError, XMLParseError
+from pywbem._tupleparse import TupleParser
+
+from ediv import xmlsafe
+from ediv.errors import InputError
+
+__all__ = [
+    "CIMXMLParseError", "InputError", "MultipleRequests", "TupleParser", "XMLParseError",
+    "atomic_to_cim_xml", "parse_cim_message", "to_tupletree",
+]
+
+
+class MultipleRequests(Exception):
+    """A MULTIREQ message (DSP0200 lets a server refuse them)."""
+
+
+TupleTree = tuple[str, dict[str, str], list[Any]]
+
+
+def to_tupletree(elem: etree._Element) -> TupleTree:
+    """lxml element -> pywbem tuple tree ``(name, attrs, children-and-text)``."""
+    children: list[Any] = []
+    if elem.text:
+        children.append(elem.text)
+    for child in elem:
+        if isinstance(child.tag, str):
+            children.append(to_tupletree(child))
+        if child.tail:
+            if children and isinstance(children[-1], str):
+                children[-1] += child.tail
+            else:
+                children.append(child.tail)
+    return elem.tag, dict(elem.attrib), children
+
+
+def _check_embedded(root: etree._Element) -> None:
+    # pywbem parses embedded objects with its own SAX parser: let xmlsafe see them first.
+    for value in root.iter("VALUE", "VALUE.ARRAY"):
+        parent = value.getparent()
+        if parent is not None and (parent.get("EmbeddedObject") or parent.get("EMBEDDEDOBJECT")):
+            for text in value.itertext():
+                if text.strip():
+                    xmlsafe.parse_bytes(text.encode("utf-8"), "<embedded object>")
+
+
+def parse_cim_message(body: bytes) -> tuple:
+    """Parse a CIM-XML request body into pywbem's nested tuples (see TupleParser.parse_cim).
+
+    Raises InputError for XML that is not well-formed or not safe, MultipleRequests for a
+    MULTIREQ, CIMXMLParseError for XML that is not valid CIM-XML.
+    """
+    root = xmlsafe.parse_bytes(body, "<request>").getroot()
+    if root.find("MESSAGE/MULTIREQ") is not None:
+        raise MultipleRequests("MULTIREQ is not supported")
+    _check_embedded(root)
+    return TupleParser().parse_cim(to_tupletree(root))
