@@ -183,7 +183,7 @@ def test_mem_syntax():
 
 @pytest.mark.parametrize(
     ("text", "mb"),
-    [("64M", 64), ("65536K", 64), ("1G", 1024), ("128", 128), ("256m", 256), ("64MB", 64),
+    [("64M", 64), ("65536K", 64), ("1G", 1024), ("134217728", 128), ("256m", 256), ("64MB", 64),
      ("x", None), ("-5M", None), ("1T", None)],
 )
 def test_mem_megabytes(text, mb):

@@ -17,7 +17,8 @@ Rules (errors unless noted):
   gateway an address of that family; ``<physicalif>`` ip/mask/gw likewise;
 - ``<mac>`` is six hexadecimal pairs separated by ``:`` and not a multicast address;
 - ``<mem>``: a positive number with an optional unit K, M or G (``65536K``, ``64M``, ``1G``);
-  a bare number means megabytes (see ``mem_megabytes``);
+  a bare number is bytes, as UML's ``mem=`` (where VNUML passed the value) reads it, so a
+  bare number below 1 MiB gets a warning (``64`` is 64 bytes; ``64M`` was meant);
 - ``<vm_mgmt type="private">``: the management network is an IPv4 network and it is large
   enough. ediv gives each VM a /30 (EDIV's rule: host end .1, VM end .2), VM *i* (0-based,
   in VM order) taking block ``offset + i``; so ``2**(32 - mask)`` must hold
@@ -45,12 +46,12 @@ from ediv.scenario.model import VM_TYPES, Address, Route, Scenario
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 _MEM = re.compile(r"^(\d+)\s*([KkMmGg]?)[Bb]?$")
 _UNSAFE_NAME = re.compile(r"[/\s\x00-\x1f\x7f]")
-_MEM_FACTOR = {"": 1.0, "k": 1 / 1024, "m": 1.0, "g": 1024.0}
+_MEM_FACTOR = {"": 1 / (1024 * 1024), "k": 1 / 1024, "m": 1.0, "g": 1024.0}
 
 
 def mem_megabytes(value: str) -> float | None:
-    """``<mem>`` in MiB: ``64M`` -> 64, ``65536K`` -> 64, ``1G`` -> 1024, ``128`` -> 128
-    (a bare number is megabytes); None when the text is not a memory size."""
+    """``<mem>`` in MiB: ``64M`` -> 64, ``65536K`` -> 64, ``1G`` -> 1024, ``67108864`` -> 64
+    (a bare number is bytes, as UML reads ``mem=``); None when it is not a memory size."""
     m = _MEM.match(value.strip())
     if m is None:
         return None
@@ -179,6 +180,9 @@ class _Checker:
             self.error(line, f"{what}: mem {mem!r} is not a memory size (e.g. 64M, 65536K, 1G)")
         elif value <= 0:
             self.error(line, f"{what}: mem {mem!r} must be more than zero")
+        elif value < 1 and mem.strip().isdigit():
+            self.warning(line, f"{what}: mem {mem!r} is {mem} bytes (a bare number is bytes, as "
+                         f"UML reads it); write {mem}M for megabytes")
 
     def mac(self, mac: str, line: int, where: str) -> None:
         if not _MAC.match(mac):
