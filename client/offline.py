@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import click
-from ediv.restrictions import load_restrictions
 
 from ediv.cluster import Cluster, default_cluster, load_cluster
 from ediv.partition import registry
 from ediv.plan import Plan, make_plan
+from ediv.restrictions import load_restrictions
 from ediv.scenario import load_scenario, to_xml
 from ediv.scenario.model import Scenario
 
