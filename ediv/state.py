@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,6 +118,7 @@ class StateStore:
             self.path, timeout=30, isolation_level=None, check_same_thread=False
         )
         self.db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA busy_timeout=30000")
@@ -147,14 +149,16 @@ class StateStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken at once (BEGIN IMMEDIATE) so allocations serialize."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        """One write transaction, taken at once (BEGIN IMMEDIATE) so allocations serialize
+        between processes; the lock serializes this store's threads on its one connection."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     # -- scenarios -----------------------------------------------------------------------
     def create_scenario(
@@ -166,24 +170,37 @@ class StateStore:
         algorithm: str | None,
         restrictions: str | None = None,
         state: str = DEFINED,
-    ) -> None:
-        """Register a scenario and lock it for this process. A scenario of the same name
-        that is still active (deploying, deployed, failed half way) is refused."""
+    ) -> str | None:
+        """Register a scenario (``DEFINED``) or start deploying one (``DEPLOYING``), locked
+        for this process. Deploying a scenario that was only defined takes it over; any other
+        scenario of the same name (defined twice, deploying, deployed, failed half way) is
+        refused. Returns the state the scenario had before (None when it is new)."""
         now = time.time()
+        me = owner_id()
         with self.transaction() as db:
-            row = db.execute("SELECT state FROM scenarios WHERE name=?", (name,)).fetchone()
-            if row and row["state"] in (*ACTIVE_STATES, DEFINED) and state != DEFINED:
-                raise EdivError(
-                    f"scenario {name!r} is already {row['state']}; release it first "
-                    f"('ediv release {name}')"
+            row = db.execute(
+                "SELECT state, lock_owner FROM scenarios WHERE name=?", (name,)
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO scenarios (name, state, spec, restrictions, algorithm, basedir,"
+                    " lock_owner, lock_time, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (name, state, spec, restrictions, algorithm, basedir, me, now, now, now),
                 )
-            if row:
-                db.execute("DELETE FROM scenarios WHERE name=?", (name,))
+                return None
+            busy = row["lock_owner"] not in (None, me) and _owner_alive(row["lock_owner"])
+            if state != DEPLOYING or row["state"] != DEFINED or busy:
+                advice = (
+                    "" if row["state"] == DEFINED else f"; release it first ('ediv release {name}')"
+                )
+                raise EdivError(f"scenario {name!r} is already {row['state']}{advice}")
             db.execute(
-                "INSERT INTO scenarios (name, state, spec, restrictions, algorithm, basedir,"
-                " lock_owner, lock_time, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (name, state, spec, restrictions, algorithm, basedir, owner_id(), now, now, now),
+                "UPDATE scenarios SET state=?, spec=?, basedir=?,"
+                " algorithm=COALESCE(?, algorithm), restrictions=COALESCE(?, restrictions),"
+                " lock_owner=?, lock_time=?, updated=? WHERE name=?",
+                (state, spec, basedir, algorithm, restrictions, me, now, now, name),
             )
+            return row["state"]
 
     def scenario(self, name: str) -> ScenarioRow | None:
         row = self.db.execute("SELECT * FROM scenarios WHERE name=?", (name,)).fetchone()
@@ -206,6 +223,21 @@ class StateStore:
                 "UPDATE scenarios SET plan=?, algorithm=?, updated=? WHERE name=?",
                 (json.dumps(plan), algorithm, time.time(), name),
             )
+
+    def set_cluster(self, name: str, source: str, text: str) -> None:
+        """The cluster file a scenario was deployed with, so release needs no -c."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE scenarios SET cluster=? WHERE name=?",
+                (json.dumps({"source": source, "text": text}), name),
+            )
+
+    def cluster_of(self, name: str) -> tuple[str, str] | None:
+        row = self.db.execute("SELECT cluster FROM scenarios WHERE name=?", (name,)).fetchone()
+        if row is None or not row["cluster"]:
+            return None
+        data = json.loads(row["cluster"])
+        return data["source"], data["text"]
 
     def delete_scenario(self, name: str) -> None:
         with self.transaction() as db:

@@ -1,0 +1,422 @@
+"""The distributed controller: EDIV's ``ediv_ctl`` (-t deploy, -x exec, -d release, -P purge).
+
+Every step that touches hosts runs on all of them in parallel over SSH. The state store is
+written *before* each step acts, so that a controller killed at any point leaves a record
+from which ``release`` or ``cleanup`` removes everything.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ediv import state as st
+from ediv.bundle import build_bundle
+from ediv.cluster import Cluster, Host
+from ediv.errors import EdivError
+from ediv.plan import Plan, make_plan
+from ediv.remote import AgentFailed, Connections, HostUnreachable, SshOptions, run_agent
+from ediv.restrictions import load_restrictions
+from ediv.scenario import load_scenario
+from ediv.split import split
+
+Progress = Callable[[dict], None]
+REMOTE_BUNDLE_DIR = "/tmp"
+AGENT_TIMEOUT = 1800.0
+
+
+@dataclass
+class HostOutcome:
+    host: str
+    ok: bool
+    error: str | None = None
+    result: dict = field(default_factory=dict)
+
+
+def _quiet(_event: dict) -> None:
+    pass
+
+
+class Controller:
+    def __init__(
+        self,
+        store: st.StateStore,
+        cluster: Cluster,
+        *,
+        trust_new_hosts: bool = False,
+        progress: Progress = _quiet,
+        workers: int = 32,
+    ):
+        self.store = store
+        self.cluster = cluster
+        self.progress = progress
+        self.workers = workers
+        self.conns = Connections(SshOptions.from_cluster(cluster, trust_new=trust_new_hosts))
+
+    def close(self) -> None:
+        self.conns.close()
+
+    def __enter__(self) -> Controller:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- helpers -------------------------------------------------------------------------
+    def _host(self, name: str) -> Host:
+        host = self.cluster.host(name)
+        if host is None:
+            raise EdivError(f"host {name!r} is not in {self.cluster.source}")
+        return host
+
+    def _parallel(self, hosts: list[str], work: Callable[[Host], dict]) -> dict[str, HostOutcome]:
+        def one(name: str) -> HostOutcome:
+            try:
+                return HostOutcome(name, True, result=work(self._host(name)) or {})
+            except (AgentFailed, HostUnreachable, EdivError) as exc:
+                return HostOutcome(
+                    name, False, error=str(exc), result=getattr(exc, "result", {}) or {}
+                )
+            except Exception as exc:  # a bug or an unexpected transport error: report it
+                return HostOutcome(name, False, error=f"{name}: {type(exc).__name__}: {exc}")
+
+        if not hosts:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(hosts))) as pool:
+            return {o.host: o for o in pool.map(one, hosts)}
+
+    def _emit(self, **event) -> None:
+        self.progress(event)
+
+    # -- probe ---------------------------------------------------------------------------
+    def probe(self, hosts: list[str] | None = None) -> dict[str, HostOutcome]:
+        names = hosts or [h.name for h in self.cluster.hosts]
+
+        def work(host: Host) -> dict:
+            self._emit(event="host", host=host.name, state="probing")
+            result = run_agent(self.conns, host, "probe", timeout=60)
+            self.store.record_probe(host, result, "up")
+            self._emit(event="host", host=host.name, state="up", load=result.get("load"))
+            return result
+
+        outcomes = self._parallel(names, work)
+        for o in outcomes.values():
+            if not o.ok:
+                self.store.record_probe(self._host(o.host), None, "unreachable")
+                self._emit(event="host", host=o.host, state="unreachable", error=o.error)
+        return outcomes
+
+    # -- deploy (EDIV -t) ----------------------------------------------------------------
+    def deploy(
+        self,
+        scenario_path: str,
+        *,
+        algorithm: str | None = None,
+        restrictions_path: str | None = None,
+        loads: dict[str, float] | None = None,
+        job: int | None = None,
+    ) -> Plan:
+        scenario, _warnings = load_scenario(scenario_path, deployable=True)
+        restrictions = load_restrictions(restrictions_path) if restrictions_path else None
+        name = scenario.name
+        spec = Path(scenario_path).read_text(encoding="utf-8", errors="replace")
+        before = self.store.create_scenario(
+            name, spec, basedir=scenario.basedir, algorithm=algorithm, state=st.DEPLOYING
+        )
+        try:
+            if Path(self.cluster.source).is_file():
+                self.store.set_cluster(
+                    name, self.cluster.source, Path(self.cluster.source).read_text(encoding="utf-8")
+                )
+            # 1. every host answers before anything is built
+            probes = self.probe()
+            down = {h: o.error for h, o in probes.items() if not o.ok}
+            if down:
+                raise EdivError(
+                    "hosts failed probe, nothing was built:\n  "
+                    + "\n  ".join(f"{err}" for err in down.values())
+                )
+            measured = {h: float(o.result.get("load", 0.0)) for h, o in probes.items()}
+            measured.update(loads or {})
+
+            # 2. plan, allocate, split (all recorded before any host acts)
+            def allocate(kind: str, nets: list[tuple[str, list[str]]]) -> list[int]:
+                pool = self.cluster.vlan if kind == "vlan" else self.cluster.vxlan
+                return self.store.allocate_segments(name, kind, pool.first, pool.last, nets)
+
+            plan = make_plan(scenario, self.cluster, algorithm, restrictions, measured, allocate)
+            self.store.set_plan(name, plan.to_json(), plan.algorithm)
+            mac_base, mgmt_offset = self.store.allocate_addressing(
+                name, len(scenario.vms), _mgmt_capacity(self.cluster)
+            )
+            used_keys = self.store.used_keys()
+            parts = split(scenario, plan, self.cluster, mac_base=mac_base, mgmt_offset=mgmt_offset)
+            bundles: dict[str, bytes] = {}
+            for part in parts:
+                key = _new_key(used_keys)
+                used_keys.add(key)
+                part.deploy["key"] = key
+                bundles[part.host] = build_bundle(part.scenario, part.deploy, scenario.basedir)
+                self.store.add_part(name, part.host, key, part.scenario.name, part.deploy)
+            types = {v.name: v.type for v in scenario.vms}
+            self.store.set_vms(
+                name,
+                [
+                    (vm, host, types[vm] or self._host(host).vm_type, "planned")
+                    for vm, host in plan.allocation.items()
+                ],
+            )
+        except BaseException as exc:
+            self.store.free_segments(name)
+            if before == st.DEFINED:  # nothing was built: back to what it was
+                self.store.set_scenario_state(name, st.DEFINED, str(exc))
+                self.store.unlock(name)
+            else:
+                self.store.delete_scenario(name)
+            if job:
+                self.store.finish_job(job, False, error=str(exc))
+            raise
+
+        # 3. all hosts build in parallel; any failure rolls every host back
+        total = max(1, len(scenario.vms))
+        ready = [0]
+
+        def work(host: Host) -> dict:
+            part = next(p for p in parts if p.host == host.name)
+            key = part.deploy["key"]
+            remote = f"{REMOTE_BUNDLE_DIR}/ediv-bundle-{key}.tar.gz"
+            self.store.set_part_state(name, host.name, "deploying")
+            self._emit(event="host", host=host.name, state="uploading")
+            tmp = Path(_local_tmp(key))
+            tmp.write_bytes(bundles[host.name])
+            try:
+                self.conns.put(host, tmp, remote)
+            finally:
+                tmp.unlink(missing_ok=True)
+
+            def on_event(event: dict) -> None:
+                event = {**event, "host": host.name}
+                if event.get("event") == "vm" and event.get("state") in ("running", "ready"):
+                    ready[0] += 1
+                    if job:
+                        self.store.job_progress(job, int(100 * ready[0] / total))
+                self.progress(event)
+
+            result = run_agent(
+                self.conns,
+                host,
+                "deploy",
+                "--bundle",
+                remote,
+                on_event=on_event,
+                timeout=AGENT_TIMEOUT,
+            )
+            self.conns.run(host, f"rm -f {remote}", timeout=30)
+            self.store.set_part_state(name, host.name, "deployed")
+            self.store.set_vm_states(name, host.name, "running")
+            return result
+
+        outcomes = self._parallel([p.host for p in parts], work)
+        failed = {h: o.error for h, o in outcomes.items() if not o.ok}
+        if failed:
+            for h, err in failed.items():
+                self.store.set_part_state(name, h, "failed", err)
+                self._emit(event="host", host=h, state="failed", error=err)
+            report = self._rollback(name)
+            message = "deploy failed:\n  " + "\n  ".join(failed.values()) + "\n" + report
+            if job:
+                self.store.finish_job(job, False, error=message)
+            raise EdivError(message)
+        self.store.set_scenario_state(name, st.DEPLOYED)
+        self.store.unlock(name)
+        if job:
+            self.store.finish_job(job, True, plan.to_json())
+        return plan
+
+    def _rollback(self, name: str) -> str:
+        self._emit(event="scenario", scenario=name, state="rolling back")
+        left = self._release_parts(name, purge=True)
+        if left:
+            self.store.set_scenario_state(
+                name,
+                st.FAILED,
+                "deploy failed; rollback could not reach "
+                + ", ".join(left)
+                + " (run 'ediv release' or 'ediv cleanup' when they are back)",
+            )
+            self.store.unlock(name)
+            return "rollback could not reach: " + ", ".join(left)
+        self.store.free_segments(name)
+        self.store.delete_scenario(name)
+        return "rolled back: nothing is left on any host"
+
+    # -- exec (EDIV -x) ------------------------------------------------------------------
+    def exec(self, name: str, seq: str) -> list[dict]:
+        row = self.store.scenario(name)
+        if row is None:
+            raise EdivError(f"no scenario named {name!r}")
+        if row.state != st.DEPLOYED:
+            raise EdivError(f"scenario {name!r} is {row.state}, not deployed")
+        parts = self.store.parts(name)
+        keys = {p["host"]: p["key"] for p in parts}
+
+        def work(host: Host) -> dict:
+            return run_agent(
+                self.conns,
+                host,
+                "exec",
+                seq,
+                "--key",
+                keys[host.name],
+                on_event=lambda e: self.progress({**e, "host": host.name}),
+                timeout=AGENT_TIMEOUT,
+            )
+
+        outcomes = self._parallel(list(keys), work)
+        results: list[dict] = []
+        for host in keys:
+            o = outcomes[host]
+            if not o.ok:
+                results.append({"vm": None, "host": host, "exit_code": None, "output": o.error})
+                continue
+            for r in o.result.get("results", []):
+                results.append(
+                    {
+                        "vm": r.get("vm"),
+                        "host": host,
+                        "exit_code": r.get("exit_code"),
+                        "output": r.get("output", ""),
+                    }
+                )
+        order = {v["name"]: i for i, v in enumerate(self.store.vms(name))}
+        results.sort(key=lambda r: order.get(r["vm"], -1))
+        return results
+
+    # -- release (EDIV -d / -P) ----------------------------------------------------------
+    def release(self, name: str, purge: bool = False, keep_definition: bool = False) -> list[str]:
+        """Release every part; returns the hosts that could not be reached (their rows stay
+        until a later release or cleanup reaches them). ``keep_definition`` leaves the
+        scenario defined (CIM: disabled, deployable again) instead of forgetting it."""
+        row = self.store.scenario(name)
+        if row is None:
+            raise EdivError(f"no scenario named {name!r}")
+        self.store.lock(name)
+        self.store.set_scenario_state(name, st.RELEASING)
+        left = self._release_parts(name, purge)
+        if left:
+            self.store.set_scenario_state(
+                name, st.FAILED, "release could not reach " + ", ".join(left)
+            )
+            self.store.unlock(name)
+            return left
+        self.store.free_segments(name)
+        if keep_definition:
+            self.store.set_vms(name, [])
+            self.store.set_scenario_state(name, st.DEFINED)
+            self.store.unlock(name)
+        else:
+            self.store.delete_scenario(name)
+        self._emit(event="scenario", scenario=name, state="released")
+        return []
+
+    def _release_parts(self, name: str, purge: bool) -> list[str]:
+        parts = {p["host"]: p for p in self.store.parts(name)}
+
+        def work(host: Host) -> dict:
+            self._emit(event="host", host=host.name, state="releasing")
+            result = run_agent(
+                self.conns,
+                host,
+                "purge" if purge else "release",
+                "--key",
+                parts[host.name]["key"],
+                on_event=lambda e: self.progress({**e, "host": host.name}),
+                timeout=AGENT_TIMEOUT,
+            )
+            self.store.remove_part(name, host.name)
+            self._emit(event="host", host=host.name, state="released")
+            return result
+
+        unknown = [h for h in parts if self.cluster.host(h) is None]
+        outcomes = self._parallel([h for h in parts if h not in unknown], work)
+        left = unknown + [h for h, o in outcomes.items() if not o.ok]
+        for h in left:
+            err = outcomes[h].error if h in outcomes else "host no longer in the cluster file"
+            self.store.set_part_state(name, h, "unreachable", err)
+        return left
+
+    # -- status --------------------------------------------------------------------------
+    def status(self, name: str) -> dict:
+        row = self.store.scenario(name)
+        if row is None:
+            raise EdivError(f"no scenario named {name!r}")
+        return scenario_status(self.store, row)
+
+    # -- cleanup -------------------------------------------------------------------------
+    def cleanup(self) -> dict:
+        """Release what the state store knows of (not being changed by a live process),
+        then purge whatever the agents still hold that the store does not know."""
+        report: dict = {"released": [], "left": {}, "purged": {}}
+        for row in self.store.scenarios():
+            try:
+                left = self.release(row.name, purge=True)
+            except EdivError as exc:
+                report["left"][row.name] = [str(exc)]
+                continue
+            if left:
+                report["left"][row.name] = left
+            else:
+                report["released"].append(row.name)
+        known = self.store.used_keys()
+
+        def work(host: Host) -> dict:
+            status = run_agent(self.conns, host, "status", timeout=60)
+            purged = []
+            for sc in status.get("scenarios", []):
+                key = sc.get("key")
+                if key and key not in known:
+                    run_agent(self.conns, host, "purge", "--key", key, timeout=AGENT_TIMEOUT)
+                    purged.append(key)
+            return {"purged": purged}
+
+        for h, o in self._parallel([h.name for h in self.cluster.hosts], work).items():
+            report["purged"][h] = o.result.get("purged", []) if o.ok else o.error
+        return report
+
+
+def scenario_status(store: st.StateStore, row: st.ScenarioRow) -> dict:
+    return {
+        "name": row.name,
+        "state": row.state,
+        "error": row.error,
+        "vms": [
+            {"name": v["name"], "host": v["host"], "state": v["state"], "type": v["type"]}
+            for v in store.vms(row.name)
+        ],
+        "segments": [
+            {"net": s["net"], "hosts": s["hosts"], "kind": s["kind"], "id": s["id"]}
+            for s in store.segments(row.name)
+        ],
+    }
+
+
+def _mgmt_capacity(cluster: Cluster) -> int:
+    return 2 ** (32 - cluster.mgmt_network_mask) // 4
+
+
+def _new_key(used: set[str]) -> str:
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    while True:
+        key = "".join(secrets.choice(alphabet) for _ in range(5))
+        if key not in used and not key[0].isdigit():
+            return key
+
+
+def _local_tmp(key: str) -> str:
+    import tempfile
+
+    return str(Path(tempfile.gettempdir()) / f"ediv-bundle-{key}-{time.monotonic_ns()}.tar.gz")
