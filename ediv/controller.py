@@ -388,6 +388,19 @@ class Controller:
         return report
 
 
+def _per_vm(host: str, commands: list[dict]) -> list[dict]:
+    """The agent reports each command; users see each VM: its first failing exit code (0
+    when all succeeded) and the outputs of its commands in order."""
+    out: dict[object, dict] = {}
+    for r in commands:
+        entry = out.setdefault(r.get("vm"), {"vm": r.get("vm"), "host": host, "exit_code": 0,
+                                             "output": ""})
+        if entry["exit_code"] == 0 and r.get("exit_code"):
+            entry["exit_code"] = r["exit_code"]
+        entry["output"] += r.get("output", "")
+    return list(out.values())
+
+
 def scenario_status(store: st.StateStore, row: st.ScenarioRow) -> dict:
     return {
         "name": row.name,

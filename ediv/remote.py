@@ -8,6 +8,7 @@ new key is saved to the known_hosts file, exactly once, and verified ever after.
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import threading
 from collections.abc import Callable
@@ -20,6 +21,10 @@ from ediv.cluster import Cluster, Host
 from ediv.errors import EdivError
 
 CONNECT_TIMEOUT = 10.0
+
+# paramiko logs transport failures with tracebacks; ediv reports them as one clear line
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 
 class HostUnreachable(EdivError):
@@ -192,9 +197,10 @@ def run_agent(
     stdin: bytes | None = None,
     on_event: Callable[[dict], None] | None = None,
     timeout: float | None = None,
+    ok_status: tuple[int, ...] = (0,),
 ) -> dict:
     """Run the host agent; JSON lines are events, the last ``result`` is returned; an
-    ``error`` event or a non-zero exit raises AgentFailed."""
+    ``error`` event or an exit status outside ``ok_status`` raises AgentFailed."""
     result: dict = {}
     errors: list[str] = []
 
@@ -216,7 +222,7 @@ def run_agent(
     status, _out, err = conns.run(
         host, agent_command(host, verb, *args), stdin=stdin, on_line=on_line, timeout=timeout
     )
-    if status != 0 or errors:
+    if status not in ok_status or errors:
         message = "; ".join(errors) or (err.strip().splitlines() or [f"agent exited {status}"])[-1]
         raise AgentFailed(host.name, message, result)
     return result

@@ -44,7 +44,9 @@ def make_parser(*, remove_comments: bool = False) -> etree.XMLParser:
     return parser
 
 
-def parse_bytes(data: bytes, source: str = "<input>", max_bytes: int = MAX_XML_BYTES) -> etree._ElementTree:
+def parse_bytes(
+    data: bytes, source: str = "<input>", max_bytes: int = MAX_XML_BYTES
+) -> etree._ElementTree:
     """Parse ``data`` or raise InputError with ``source:line: message``."""
     if len(data) > max_bytes:
         raise InputError(Diagnostic(source, 0, f"document larger than {max_bytes} bytes"))
@@ -72,7 +74,9 @@ def _reject_unexpanded_entities(root: etree._Element, source: str) -> None:
     # External entities stay as Entity nodes with resolve_entities="internal": refuse them.
     for node in root.iter(etree.Entity):
         raise InputError(
-            Diagnostic(source, node.sourceline or 0, f"external entity &{node.name}; is not allowed")
+            Diagnostic(
+                source, node.sourceline or 0, f"external entity &{node.name}; is not allowed"
+            )
         )
 
 

@@ -1,0 +1,82 @@
+"""Agent configuration: a JSON object or an INI file (keys in ``[agent]`` or at top level).
+
+Everything that lets a scenario touch the host itself is off by default.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ediv.errors import InputError
+
+DEFAULT_STATE_DIR = "/var/lib/ediv-host"
+DEFAULT_KERNEL_PATHS = ("/usr/bin/linux", "/usr/bin/linux.uml", "/usr/lib/uml/",
+                        "/usr/share/vnuml/kernels/", "/usr/local/share/vnuml/kernels/")
+
+
+@dataclass
+class AgentConfig:
+    allow_host_exec: bool = False  # run <host><exec> commands on this machine
+    allow_external: bool = False  # attach host interfaces (net@external, physicalif)
+    container_rootfs: str = "/"  # lower directory of container overlay roots
+    uml_kernel: str = "/usr/bin/linux"  # default <kernel>
+    # <kernel> paths a scenario may name (files, or directories ending in "/"): the agent
+    # runs the kernel as root, so a scenario must not pick an arbitrary host program
+    uml_kernel_paths: list[str] = field(default_factory=lambda: list(DEFAULT_KERNEL_PATHS))
+    uml_mem: str = "64M"  # default <mem>
+    boot_timeout: float = 120.0  # seconds a VM may take to become ready
+    exec_timeout: float = 600.0  # seconds one command may run
+    workers: int = 16  # threads for per-VM work
+
+
+def _coerce(name: str, raw: object, kind: type) -> object:
+    if kind is list:
+        items = raw if isinstance(raw, list) else str(raw).replace("\n", ",").split(",")
+        return [str(i).strip() for i in items if str(i).strip()]
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise InputError(f"config: {name} must be true or false, not {raw!r}")
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise InputError(f"config: {name} must be {kind.__name__}, not {raw!r}") from None
+
+
+def load_config(path: str | Path | None) -> AgentConfig:
+    """Read ``path`` (JSON when it starts with ``{``, else INI); a missing path gives defaults."""
+    cfg = AgentConfig()
+    if path is None:
+        return cfg
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError(f"config file {path} not found") from None
+    if text.lstrip().startswith("{"):
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{e.lineno}: {e.msg}") from None
+    else:
+        parser = configparser.ConfigParser()
+        try:
+            parser.read_string(text if text.lstrip().startswith("[") else "[agent]\n" + text)
+        except configparser.Error as e:
+            raise InputError(f"{path}: {e}") from None
+        values = dict(parser["agent"]) if parser.has_section("agent") else {}
+    known = {f.name: f for f in fields(AgentConfig)}
+    types = {"bool": bool, "str": str, "float": float, "int": int, "list[str]": list}
+    for name, raw in values.items():
+        if name not in known:
+            raise InputError(f"{path}: unknown setting {name!r}")
+        setattr(cfg, name, _coerce(name, raw, types[str(known[name].type)]))
+    return cfg

@@ -1,0 +1,102 @@
+"""``deploy``: bundle in, scenario running out; on any failure everything is rolled back."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from ediv.agent import network
+from ediv.agent.bundle import stage_bundle
+from ediv.agent.config import AgentConfig
+from ediv.agent.context import by_driver, drivers_for, layout_from_bundle
+from ediv.agent.drivers.base import AgentContext
+from ediv.agent.events import Emitter
+from ediv.agent.execute import run_sequence
+from ediv.agent.journal import ScenarioDir
+from ediv.agent.release import release
+from ediv.errors import Diagnostic, EdivError, InputError
+
+ON_BOOT = "on_boot"
+
+
+def deploy(state_root: Path, source: IO[bytes] | str | Path, config: AgentConfig,
+           emitter: Emitter, *, keep_on_error: bool = False) -> dict[str, Any]:
+    t0 = time.monotonic()
+    staging = stage_bundle(source, state_root)
+    try:
+        layout = layout_from_bundle(staging)
+        sdir = ScenarioDir(state_root, layout.key)
+        if sdir.exists() and (sdir.entries() or sdir.state_path.exists()):
+            raise EdivError(f"scenario {layout.scenario} (key {layout.key}) is already deployed "
+                            "on this host; release it first")
+        drivers = drivers_for(layout)
+        groups = by_driver(layout)
+        ctx = AgentContext(sdir, config, emitter, layout, staging / "files")
+        problems = network.preflight(layout, state_root, allow_external=config.allow_external,
+                                     allow_host_exec=config.allow_host_exec)
+        for name, drv in drivers.items():
+            problems += drv.check(ctx, groups[name])
+        if problems:
+            raise InputError([Diagnostic("deploy", 0, p) for p in problems])
+        lock = contextlib.ExitStack()
+        lock.enter_context(sdir.lock(blocking=False))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        with lock:
+            os.replace(staging, sdir.bundle_dir)
+            ctx.files_dir = sdir.bundle_dir / "files"
+            sdir.write_json(sdir.meta_path, _meta(layout))
+            network.build_networks(ctx)
+            network.configure_host(ctx)
+            for name, drv in drivers.items():
+                drv.prepare(ctx, groups[name])
+            for name, drv in drivers.items():
+                drv.start(ctx, groups[name])
+            for name, drv in drivers.items():
+                drv.wait_ready(ctx, groups[name], config.boot_timeout)
+            state = _state(ctx, drivers)
+            sdir.write_json(sdir.state_path, state)
+        boot = run_sequence(ctx, drivers, ON_BOOT, quiet_if_empty=True)
+    except BaseException as e:
+        if keep_on_error:
+            raise
+        emitter.emit("rollback", message=str(e).splitlines()[0] if str(e) else type(e).__name__)
+        try:
+            for drv in drivers.values():
+                drv.cleanup(ctx)
+            release(state_root, layout.key, emitter)
+        except Exception as e2:  # report both: the cause and the failed rollback
+            raise EdivError(f"{e}\nrollback failed too: {e2}") from e
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"key": layout.key, "scenario": layout.scenario,
+            "seconds": round(time.monotonic() - t0, 3),
+            "vms": [{"name": n, **v} for n, v in state["vms"].items()],
+            "nets": [{"name": n.name, "bridge": n.bridge,
+                      **({"segment": n.segment.kind, "id": n.segment.id} if n.segment else {})}
+                     for n in layout.nets.values()],
+            **({"on_boot": boot["results"]} if boot["results"] else {})}
+
+
+def _meta(layout) -> dict[str, Any]:
+    return {"scenario": layout.scenario, "key": layout.key, "started": time.time(),
+            "segments": [{"net": n.name, "kind": n.segment.kind, "id": n.segment.id}
+                         for n in layout.nets.values() if n.segment]}
+
+
+def _state(ctx: AgentContext, drivers: dict[str, Any]) -> dict[str, Any]:
+    vms = {}
+    for v in ctx.layout.vms:
+        info = drivers[v.driver].runtime_info(ctx, v)
+        vms[v.name] = {"type": v.driver, "state": "running", "runtime": ctx.runtime.get(v.name, {}),
+                       **{k: val for k, val in info.items() if k not in ("pid", "start")},
+                       "pid": info.get("pid")}
+    return {"scenario": ctx.layout.scenario, "key": ctx.layout.key, "deployed": time.time(),
+            "vms": vms}

@@ -1,0 +1,86 @@
+"""The interface every VM driver implements, and what the agent hands to it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from ediv.agent.config import AgentConfig
+from ediv.agent.events import Emitter
+from ediv.agent.journal import ScenarioDir
+from ediv.agent.layout import HostLayout, VmLayout
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class AgentContext:
+    sdir: ScenarioDir
+    config: AgentConfig
+    emitter: Emitter
+    layout: HostLayout
+    files_dir: Path  # the bundle's files/: sources of filetrees and exec type=file
+    runtime: dict[str, dict[str, Any]] = field(default_factory=dict)  # vm -> driver data
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """Run ``fn`` over ``items`` in the agent's thread pool; first exception is raised."""
+        items = list(items)
+        if len(items) <= 1:
+            return [fn(i) for i in items]
+        with ThreadPoolExecutor(max_workers=max(1, min(self.config.workers, len(items)))) as ex:
+            return list(ex.map(fn, items))
+
+
+@dataclass
+class ExecResult:
+    command: str
+    exit_code: int
+    output: str
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """A VM technology. Methods get the VMs of this driver only; all may be called again
+    after a crash (release does not rely on the driver: the journal is enough)."""
+
+    name: str
+
+    def check(self, ctx: AgentContext, vms: list[VmLayout]) -> list[str]:
+        """Problems that would make the deploy fail (missing kernel, image...), before acting."""
+        ...
+
+    def prepare(self, ctx: AgentContext, vms: list[VmLayout]) -> None:
+        """Per-scenario preparation (directories, shared images); journal what is created."""
+        ...
+
+    def start(self, ctx: AgentContext, vms: list[VmLayout]) -> None:
+        """Create the VMs' interfaces and processes (journal first)."""
+        ...
+
+    def wait_ready(self, ctx: AgentContext, vms: list[VmLayout], timeout: float) -> None:
+        """Return when every VM accepts exec; raise EdivError naming the VMs that did not."""
+        ...
+
+    def exec(self, ctx: AgentContext, vm: VmLayout, commands: list[str]) -> list[ExecResult]:
+        """Run shell commands in order inside the VM; one result per command."""
+        ...
+
+    def put_files(self, ctx: AgentContext, vm: VmLayout, src_dir: Path, dst: str) -> None:
+        """Copy the contents of host directory ``src_dir`` into the VM's ``dst``."""
+        ...
+
+    def stop(self, ctx: AgentContext, vm: VmLayout) -> None:
+        """Stop one VM (its kernel objects stay until release)."""
+        ...
+
+    def cleanup(self, ctx: AgentContext) -> None:
+        """Driver-specific cleanup at release, beyond what the journal undoes."""
+        ...
+
+    def runtime_info(self, ctx: AgentContext, vm: VmLayout) -> dict[str, Any]:
+        """Data for state.json / status (pid, console...)."""
+        ...

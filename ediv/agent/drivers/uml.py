@@ -1,0 +1,375 @@
+"""User-Mode Linux VMs, as VNUML ran them, with nothing pre-installed in the image.
+
+Boot (documented in docs/agent-protocol.md):
+- ``ubd0`` is the VM's root: a per-VM copy-on-write file over the backing image
+  (``<filesystem type="cow">``, the default), the image itself (``direct``), or a host
+  directory mounted with hostfs (``hostfs``); the backing image is never written.
+- ``ubd1r`` is the *ediv boot disk*, a small read-only ext2 image built per scenario with
+  ``mkfs.ext2 -d``: the host's static busybox and ``/init``. The kernel boots it
+  (``root=/dev/ubdb init=/init``); ``/init`` mounts the VM's hostfs share (a directory in the
+  VM's state dir), runs the generated ``config.sh`` found there (hostname, addresses, routes,
+  forwarding), mounts the real root on ``/newroot`` (plus proc, sys, dev), writes ``ready``
+  and becomes the exec runner.
+- Exec channel: file drop over the hostfs share. The agent writes ``jobs/N.job`` (a script run
+  with ``chroot /newroot /bin/sh``) or ``jobs/N.sys`` (run by the boot disk's busybox, used for
+  file copies); the runner renames it ``N.run``, writes ``N.out`` and finally ``N.rc``.
+- Interfaces: one persistent tap per interface on the net's bridge, ``eth<id>=tuntap,TAP[,MAC]``.
+- Consoles: con0 goes to ``console.log`` in the VM's state dir; con1 is a pty (its path is in
+  ``status``: ``screen /dev/pts/N``) with a shell in the VM's root.
+- Processes: UML runs as PID 1 of its own PID namespace (``unshare --pid --fork
+  --kill-child``), so killing it removes every helper process at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ediv.agent import commands as C
+from ediv.agent import naming
+from ediv.agent.drivers.base import AgentContext, ExecResult
+from ediv.agent.layout import VmLayout
+from ediv.agent.proc import MARKER_VAR, base_env, register_child, run, start_time
+from ediv.agent.rootfs import find_busybox
+from ediv.errors import EdivError
+
+BOOT_INIT = r"""#!/bin/busybox sh
+B=/bin/busybox
+$B mount -t proc proc /proc
+$B mount -t sysfs sysfs /sys
+$B mount -t devtmpfs devtmpfs /dev 2>/dev/null
+share=$($B sed -n 's/.*ediv_share=\([^ ]*\).*/\1/p' /proc/cmdline)
+if ! $B mount -t hostfs none /ediv -o "$share"; then
+  echo "ediv: cannot mount hostfs $share"; exec $B sleep 100000
+fi
+$B sh /ediv/config.sh > /ediv/config.log 2>&1
+echo $? > /ediv/config.rc
+if [ "$($B cat /ediv/config.rc)" != 0 ]; then $B sync; exec $B sleep 100000; fi
+for d in proc sys dev tmp; do $B mkdir -p /newroot/$d; done
+$B mount -t proc proc /newroot/proc
+$B mount -t sysfs sysfs /newroot/sys
+$B mount -o bind /dev /newroot/dev
+( while :; do
+    $B setsid $B sh -c 'exec $B chroot /newroot /bin/sh -i' </dev/tty1 >/dev/tty1 2>&1
+    $B sleep 1
+  done ) &
+echo ready > /ediv/ready
+$B sync
+cd /ediv/jobs
+idle=0
+while :; do
+  idle=$((idle + 1))
+  for j in *.job *.sys; do
+    [ -e "$j" ] || continue
+    idle=0
+    n=${j%.*}
+    $B mv "$j" "$n.run"
+    if [ "${j##*.}" = job ]; then
+      $B chroot /newroot /bin/sh < "$n.run" > "$n.out" 2>&1
+    else
+      $B sh "$n.run" > "$n.out" 2>&1
+    fi
+    echo $? > "$n.rc.tmp"
+    $B sync
+    $B mv "$n.rc.tmp" "$n.rc"
+    $B sync
+  done
+  # poll fast right after a job, slowly when idle (each poll costs a fork in the VM)
+  if [ $idle -lt 50 ]; then $B usleep 20000; else $B usleep 200000; fi
+done
+"""
+
+_PANIC_RE = re.compile(r"Kernel panic - not syncing:.*$", re.M)
+_PTS_RE = re.compile(r"Virtual console 1 assigned device '(/dev/pts/\d+)'")
+
+
+def _panic(log: Path) -> str | None:
+    """The panic message of a UML console log, if any."""
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
+        return None
+    m = _PANIC_RE.search(text)
+    return m.group(0).strip() if m else None
+
+
+def _mem(value: str | None, default: str) -> str:
+    text = (value or default).strip().upper().replace("B", "")
+    if not re.fullmatch(r"\d+[KMG]?", text):
+        raise EdivError(f"bad <mem> {value!r}")
+    return text
+
+
+def kernel_allowed(path: str, config) -> bool:
+    """``path`` (symlinks resolved) is one of, or inside one of, ``config.uml_kernel_paths``."""
+    real = os.path.realpath(path)
+    for allowed in [config.uml_kernel, *config.uml_kernel_paths]:
+        if allowed.endswith("/"):
+            if real.startswith(os.path.realpath(allowed) + "/"):
+                return True
+        elif real == os.path.realpath(allowed):
+            return True
+    return False
+
+
+class UmlDriver:
+    name = "uml"
+
+    def __init__(self) -> None:
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._job_lock = threading.Lock()
+        self._job_seq = 0
+
+    # -- paths --------------------------------------------------------------------------
+    def _kernel(self, ctx: AgentContext, vm: VmLayout) -> str:
+        return vm.vm.kernel.path if vm.vm.kernel else ctx.config.uml_kernel
+
+    @staticmethod
+    def _share(ctx: AgentContext, vm: VmLayout) -> Path:
+        return ctx.sdir.vm_dir(vm.name) / "share"
+
+    @staticmethod
+    def _bootdisk(ctx: AgentContext) -> Path:
+        return ctx.sdir.root / "uml-boot.img"
+
+    # -- Driver -------------------------------------------------------------------------
+    def check(self, ctx: AgentContext, vms: list[VmLayout]) -> list[str]:
+        problems = []
+        if vms and not os.path.exists("/dev/net/tun"):
+            problems.append("UML interfaces need /dev/net/tun")
+        for vm in vms:
+            kernel = self._kernel(ctx, vm)
+            if not os.access(kernel, os.X_OK):
+                problems.append(f"vm {vm.name}: UML kernel {kernel} not found or not executable")
+            elif not kernel_allowed(kernel, ctx.config):
+                problems.append(f"vm {vm.name}: UML kernel {kernel} is not in the agent's "
+                                "uml_kernel_paths")
+            fs = vm.vm.filesystem
+            if fs is None:
+                problems.append(f"vm {vm.name}: UML VMs need a <filesystem>")
+            elif fs.type == "hostfs":
+                if not Path(fs.path).is_dir():
+                    problems.append(f"vm {vm.name}: hostfs root {fs.path} is not a directory")
+            elif not Path(fs.path).is_file():
+                problems.append(f"vm {vm.name}: filesystem image {fs.path} not found")
+            elif not os.access(fs.path, os.R_OK):
+                problems.append(f"vm {vm.name}: filesystem image {fs.path} not readable")
+            try:
+                _mem(vm.vm.mem, ctx.config.uml_mem)
+            except EdivError as e:
+                problems.append(f"vm {vm.name}: {e}")
+        try:
+            find_busybox()
+        except EdivError as e:
+            if vms:
+                problems.append(str(e))
+        return problems
+
+    def prepare(self, ctx: AgentContext, vms: list[VmLayout]) -> None:
+        if not vms:
+            return
+        self._build_bootdisk(self._bootdisk(ctx))
+        for vm in vms:
+            share = self._share(ctx, vm)
+            (share / "jobs").mkdir(parents=True, exist_ok=True)
+            (share / "xfer").mkdir(exist_ok=True)
+            (share / "config.sh").write_text(self.config_script(vm))
+
+    @staticmethod
+    def _build_bootdisk(path: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="ediv-boot-", dir=path.parent) as tmp:
+            root = Path(tmp) / "root"
+            for d in ("bin", "proc", "sys", "dev", "newroot", "ediv", "tmp"):
+                (root / d).mkdir(parents=True)
+            shutil.copy2(find_busybox(), root / "bin" / "busybox")
+            (root / "bin" / "sh").symlink_to("busybox")
+            (root / "init").write_text(BOOT_INIT)
+            os.chmod(root / "init", 0o755)
+            run(["mkfs.ext2", "-q", "-F", "-d", str(root), "-L", "ediv-boot", str(path), "8M"])
+
+    @staticmethod
+    def config_script(vm: VmLayout) -> str:
+        """Commands the boot disk's busybox runs before mounting the VM's root."""
+        q = shlex.quote
+        lines = ["B=/bin/busybox", "set -e", f"$B hostname {q(vm.hostname)}",
+                 "$B ip link set lo up"]
+        for i in vm.all_interfaces:
+            if i.mtu:
+                lines.append(f"$B ip link set {i.inside} mtu {i.mtu}")
+            lines += [f"$B ip addr add {a} dev {i.inside}" for a in i.addresses]
+            lines.append(f"$B ip link set {i.inside} up")
+        for r in vm.routes:
+            lines.append("$B ip " + " ".join(C.route_add(r.dest, r.gw, r.family)))
+        lines.append(f"echo {int(vm.forward4)} > /proc/sys/net/ipv4/ip_forward")
+        if vm.forward6:  # the UML kernel may be built without IPv6
+            lines.append("f=/proc/sys/net/ipv6/conf/all/forwarding; [ ! -e $f ] || echo 1 > $f")
+        fs = vm.vm.filesystem
+        if fs is not None and fs.type == "hostfs":
+            lines.append(f"$B mount -t hostfs none /newroot -o {q(fs.path)}")
+        else:
+            lines.append("$B mount -o rw /dev/ubda /newroot")
+        for u in vm.vm.users:
+            name = q(u.username)
+            lines.append(f"$B grep -q '^'{name}: /newroot/etc/passwd 2>/dev/null || echo "
+                         f"{q(u.username + ':x:1000:1000::/home/' + u.username + ':/bin/sh')}"
+                         " >> /newroot/etc/passwd")
+        return "\n".join(lines) + "\n"
+
+    def argv(self, ctx: AgentContext, vm: VmLayout) -> list[str]:
+        d = ctx.sdir.vm_dir(vm.name)
+        fs = vm.vm.filesystem
+        args = [self._kernel(ctx, vm)]
+        if fs is not None and fs.type == "direct":
+            args.append(f"ubd0={fs.path}")
+        elif fs is not None and fs.type != "hostfs":
+            args.append(f"ubd0={d / 'root.cow'},{fs.path}")
+        args += [f"ubd1r={self._bootdisk(ctx)}", "root=/dev/ubdb", "ro", "init=/init",
+                 f"mem={_mem(vm.vm.mem, ctx.config.uml_mem)}", f"uml_dir={d / 'uml'}",
+                 f"umid={vm.name}", f"ediv_share={self._share(ctx, vm)}",
+                 "con=null", "con0=null,fd:1", "con1=pts", "ssl=null"]
+        for i in vm.all_interfaces:
+            spec = f"{i.inside}=tuntap,{i.host}" + (f",{i.mac}" if i.mac else "")
+            args.append(spec)
+        return args
+
+    def start(self, ctx: AgentContext, vms: list[VmLayout]) -> None:
+        if not vms:
+            return
+        ctx.sdir.record(*({"op": "link", "name": i.host} for v in vms for i in v.all_interfaces))
+        lines: list[C.Tokens] = []
+        for v in vms:
+            for i in v.all_interfaces:
+                lines.append(C.tap_add(i.host))
+                if i.bridge:
+                    lines.append(C.link_set(i.host, master=i.bridge, mtu=i.mtu, quiet6=True,
+                                            up=True))
+                else:
+                    lines.append(C.link_set(i.host, quiet6=True))
+                    lines += [C.addr_add(i.host, a) for a in i.host_addresses]
+                    lines.append(C.link_set(i.host, up=True))
+        run(C.ip_batch_argv(), input=C.batch_text(lines), timeout=600)
+        records = []
+        for v in vms:
+            d = ctx.sdir.vm_dir(v.name)
+            (d / "uml").mkdir(parents=True, exist_ok=True)
+            argv = ["unshare", "--pid", "--fork", "--kill-child", "--", *self.argv(ctx, v)]
+            with open(d / "console.log", "ab") as log:
+                p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     start_new_session=True, close_fds=True, cwd=str(d),
+                                     env=base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key),
+                                                     "EDIV_HOST_VM": v.name,
+                                                     "TMPDIR": "/dev/shm"}))
+            self._procs[v.name] = p
+            register_child(p)
+            ctx.runtime[v.name] = {"pid": p.pid, "start": start_time(p.pid)}
+            records.append({"op": "proc", "vm": v.name, **ctx.runtime[v.name]})
+            ctx.emitter.vm(v.name, "booting", driver=self.name)
+        ctx.sdir.record(*records)
+
+    def wait_ready(self, ctx: AgentContext, vms: list[VmLayout], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = {v.name: v for v in vms}
+        while pending:
+            for name, v in list(pending.items()):
+                share = self._share(ctx, v)
+                p = self._procs.get(name)
+                log = ctx.sdir.vm_dir(name) / "console.log"
+                rc_file = share / "config.rc"
+                if rc_file.exists() and rc_file.read_text().strip() not in ("", "0"):
+                    cfg = (share / "config.log").read_text(errors="replace")
+                    raise EdivError(f"vm {name}: boot configuration failed: {cfg.strip()[-400:]}")
+                if p is not None and p.poll() is not None:
+                    raise EdivError(f"vm {name}: UML exited with {p.returncode}: "
+                                    f"{log.read_text(errors='replace').strip()[-600:]}")
+                panic = _panic(log)
+                if panic:  # a panicking UML hangs instead of exiting: fail now
+                    raise EdivError(f"vm {name}: kernel panic during boot: {panic}")
+                if (share / "ready").exists():
+                    m = _PTS_RE.search(log.read_text(errors="replace"))
+                    if m:
+                        ctx.runtime[name]["console"] = m.group(1)
+                    ctx.emitter.vm(name, "running", driver=self.name,
+                                   pid=ctx.runtime[name]["pid"])
+                    del pending[name]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise EdivError(f"UML VMs not ready after {timeout:.0f}s: "
+                                f"{', '.join(sorted(pending))} (see console.log in the state dir)")
+            time.sleep(0.05)
+
+    # -- exec channel -------------------------------------------------------------------
+    def _alive(self, ctx: AgentContext, vm: VmLayout) -> None:
+        rt = ctx.runtime.get(vm.name, {})
+        if not rt.get("pid") or start_time(rt["pid"]) != rt.get("start"):
+            raise EdivError(f"vm {vm.name}: UML is not running")
+
+    def _job(self, ctx: AgentContext, vm: VmLayout, script: str, kind: str) -> tuple[int, str]:
+        self._alive(ctx, vm)
+        jobs = self._share(ctx, vm) / "jobs"
+        with self._job_lock:
+            self._job_seq += 1
+            n = f"{os.getpid()}-{self._job_seq}"
+        tmp = jobs / f"{n}.tmp"
+        tmp.write_text(script)
+        os.replace(tmp, jobs / f"{n}.{kind}")
+        rc_path = jobs / f"{n}.rc"
+        deadline = time.monotonic() + ctx.config.exec_timeout
+        delay = 0.01
+        while not rc_path.exists():
+            if time.monotonic() > deadline:
+                return 124, "[ediv: timed out waiting for the VM]"
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.2)
+            if delay >= 0.2:
+                self._alive(ctx, vm)
+        rc = int(rc_path.read_text().strip() or 1)
+        out = (jobs / f"{n}.out").read_text(errors="replace")
+        for suffix in ("rc", "out", "run"):
+            (jobs / f"{n}.{suffix}").unlink(missing_ok=True)
+        return rc, out
+
+    def exec(self, ctx: AgentContext, vm: VmLayout, commands: list[str]) -> list[ExecResult]:
+        return [ExecResult(c, *self._job(ctx, vm, c + "\n", "job")) for c in commands]
+
+    def put_files(self, ctx: AgentContext, vm: VmLayout, src_dir: Path, dst: str) -> None:
+        xfer = Path(tempfile.mkdtemp(dir=self._share(ctx, vm) / "xfer"))
+        try:
+            shutil.copytree(src_dir, xfer / "t", symlinks=True)
+            inner = f"/ediv/xfer/{xfer.name}/t"
+            target = "/newroot/" + dst.lstrip("/")
+            rc, out = self._job(ctx, vm, f"B=/bin/busybox\n$B mkdir -p {shlex.quote(target)} && "
+                                         f"$B cp -a {inner}/. {shlex.quote(target)}/\n", "sys")
+            if rc != 0:
+                raise EdivError(f"vm {vm.name}: copying {src_dir} to {dst} failed: {out.strip()}")
+        finally:
+            shutil.rmtree(xfer, ignore_errors=True)
+
+    def stop(self, ctx: AgentContext, vm: VmLayout) -> None:
+        rt = ctx.runtime.get(vm.name, {})
+        if rt.get("pid") and start_time(rt["pid"]) == rt.get("start"):
+            os.kill(rt["pid"], 9)
+        p = self._procs.pop(vm.name, None)
+        if p is not None:
+            p.wait(timeout=10)
+
+    def cleanup(self, ctx: AgentContext) -> None:
+        for p in self._procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=5)
+        self._procs.clear()
+
+    def runtime_info(self, ctx: AgentContext, vm: VmLayout) -> dict[str, Any]:
+        rt = ctx.runtime.get(vm.name, {})
+        return {"pid": rt.get("pid"), "start": rt.get("start"),
+                "console": rt.get("console"),
+                "log": str(ctx.sdir.vm_dir(vm.name) / "console.log")}

@@ -1,0 +1,43 @@
+"""JSON-lines output of the agent: progress events, then one result or error line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import IO, Any
+
+
+class Emitter:
+    """Writes one JSON object per line and flushes, from any thread."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self.stream = stream or sys.stdout
+        self._lock = threading.Lock()
+        self.broken = False
+
+    def emit(self, event: str, **fields: Any) -> None:
+        """Write one event; a reader that went away (SSH hangup) must not stop a rollback."""
+        line = json.dumps({"event": event, **fields}, default=str)
+        with self._lock:
+            if self.broken:
+                return
+            try:
+                self.stream.write(line + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                self.broken = True
+
+    def vm(self, name: str, state: str, **fields: Any) -> None:
+        self.emit("vm", vm=name, state=state, **fields)
+
+    def net(self, name: str, state: str, **fields: Any) -> None:
+        self.emit("net", net=name, state=state, **fields)
+
+    def warning(self, message: str, **fields: Any) -> None:
+        self.emit("warning", message=message, **fields)
+
+
+class NullEmitter(Emitter):
+    def emit(self, event: str, **fields: Any) -> None:
+        pass

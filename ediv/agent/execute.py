@@ -1,0 +1,67 @@
+"""``exec SEQ``: filetrees then commands of a sequence, in every VM (VMs in parallel)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ediv.agent import network
+from ediv.agent.drivers.base import AgentContext, ExecResult
+from ediv.agent.layout import VmLayout
+from ediv.errors import EdivError, InputError
+
+
+def _inside(base: Path, rel: str, what: str) -> Path:
+    """``base/rel``, refusing paths that leave ``base`` (absolute, ``..``, symlinks out)."""
+    path = (base / rel).resolve()
+    if not path.is_relative_to(base.resolve()):
+        raise InputError(f"{what} {rel!r} is outside the bundle's files/", "exec")
+    return path
+
+
+def commands_of(ctx: AgentContext, vm: VmLayout, seq: str) -> list[str]:
+    out = []
+    for e in vm.execs(seq):
+        if e.type == "file":
+            out.append(_inside(ctx.files_dir, e.command, "exec file").read_text())
+        else:
+            out.append(e.command)
+    return out
+
+
+def run_sequence(ctx: AgentContext, drivers: dict[str, Any], seq: str, *,
+                 quiet_if_empty: bool = False) -> dict[str, Any]:
+    layout = ctx.layout
+    todo = [v for v in layout.vms if v.filetrees(seq) or v.execs(seq)]
+    host_cmds = [e for e in layout.host_execs if e.seq == seq]
+    if host_cmds and not ctx.config.allow_host_exec:
+        raise EdivError(f"sequence {seq} has host commands, but this agent does not allow them "
+                        "(allow_host_exec = false)")
+    if not todo and not host_cmds and not quiet_if_empty:
+        ctx.emitter.warning(f"sequence {seq!r} has no commands or filetrees on this host")
+    # resolve every source before running anything (bad input changes nothing)
+    plans = {v.name: ([(_inside(ctx.files_dir, f.source, "filetree"), f.root)
+                       for f in v.filetrees(seq)], commands_of(ctx, v, seq)) for v in todo}
+
+    def one(v: VmLayout) -> list[ExecResult]:
+        drv = drivers[v.driver]
+        trees, cmds = plans[v.name]
+        for src, dst in trees:
+            if not src.is_dir():
+                raise EdivError(f"vm {v.name}: filetree source {src.name} is not a directory")
+            drv.put_files(ctx, v, src, dst)
+            ctx.emitter.emit("filetree", vm=v.name, root=dst)
+        results = drv.exec(ctx, v, cmds) if cmds else []
+        for r in results:
+            ctx.emitter.emit("exec", vm=v.name, command=r.command, exit_code=r.exit_code,
+                             output=r.output)
+        return results
+
+    results = []
+    for v, res in zip(todo, ctx.map(one, todo), strict=True):
+        results += [{"vm": v.name, "command": r.command, "exit_code": r.exit_code,
+                     "output": r.output} for r in res]
+    for cmd, rc, output in network.run_host_commands(ctx, seq):
+        ctx.emitter.emit("exec", vm=None, host=True, command=cmd, exit_code=rc, output=output)
+        results.append({"vm": None, "command": cmd, "exit_code": rc, "output": output})
+    return {"seq": seq, "ok": all(r["exit_code"] == 0 for r in results), "results": results}

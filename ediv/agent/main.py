@@ -1,0 +1,165 @@
+"""``ediv-host``: command-line entry of the host agent (JSON lines out, see agent-protocol.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ediv.agent import AGENT_VERSION
+from ediv.agent.config import DEFAULT_STATE_DIR, AgentConfig, load_config
+from ediv.agent.events import Emitter
+from ediv.agent.journal import ScenarioDir, list_keys
+from ediv.agent.naming import check_key, derive_key
+from ediv.errors import EdivError, InputError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ediv-host", description="ediv host agent")
+    p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="per-scenario state")
+    p.add_argument("--config", help="agent config (JSON or INI)")
+    p.add_argument("--version", action="version", version=AGENT_VERSION)
+    sub = p.add_subparsers(dest="verb", required=True)
+    sub.add_parser("probe", help="load, CPUs, memory, kernel features")
+    d = sub.add_parser("deploy", help="deploy a bundle (tar on stdin, or --bundle)")
+    d.add_argument("--bundle", help="bundle directory or tar file instead of stdin")
+    d.add_argument("--keep-on-error", action="store_true",
+                   help="leave a failed deploy in place for inspection (release removes it)")
+    e = sub.add_parser("exec", help="run a command sequence")
+    e.add_argument("seq")
+    for verb, text in (("release", "remove a scenario"), ("status", "state of scenarios"),
+                       ("purge", "remove one scenario, or every scenario of the state dir")):
+        sp = sub.add_parser(verb, help=text)
+        _key_args(sp)
+    _key_args(e)
+    c = sub.add_parser("console", help="a shell in a VM, or one command: console VM [-- CMD]")
+    _key_args(c)
+    c.add_argument("vm")
+    c.add_argument("command", nargs=argparse.REMAINDER)
+    return p
+
+
+def _key_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--key", help="scenario key")
+    sp.add_argument("--scenario", help="scenario name (key looked up or derived)")
+
+
+def resolve_key(state_root: Path, key: str | None, scenario: str | None,
+                stdin_json: dict[str, Any] | None = None) -> str | None:
+    if not key and not scenario and stdin_json:
+        key, scenario = stdin_json.get("key"), stdin_json.get("scenario")
+    if key:
+        return check_key(key)
+    if scenario:
+        for k in list_keys(state_root):
+            sd = ScenarioDir(state_root, k)
+            if (sd.read_json(sd.meta_path) or {}).get("scenario") == scenario:
+                return k
+        return derive_key(scenario)
+    return None
+
+
+def _stdin_json() -> dict[str, Any] | None:
+    if sys.stdin is None or sys.stdin.isatty():
+        return None
+    text = sys.stdin.read().strip()
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"stdin: not JSON: {e.msg}") from None
+    return data if isinstance(data, dict) else None
+
+
+def run_verb(args: argparse.Namespace, config: AgentConfig, em: Emitter) -> dict[str, Any]:
+    state_root = Path(args.state_dir)
+    if args.verb == "probe":
+        from ediv.agent.probe import probe
+
+        return probe()
+    if os.geteuid() != 0:
+        raise EdivError(f"ediv-host {args.verb} must run as root")
+    if args.verb == "deploy":
+        from ediv.agent.deploy import deploy
+
+        source = args.bundle if args.bundle else sys.stdin.buffer
+        return deploy(state_root, source, config, em, keep_on_error=args.keep_on_error)
+    needs_key = args.verb in ("exec", "release")
+    if args.verb == "console":
+        from ediv.agent.console import console
+
+        key = resolve_key(state_root, args.key, args.scenario)
+        if key is None:
+            raise InputError("console needs --key or --scenario")
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        sys.exit(console(state_root, key, args.vm, command, config))
+    key = resolve_key(state_root, args.key, args.scenario,
+                      _stdin_json() if not (args.key or args.scenario) and needs_key else None)
+    if args.verb == "exec":
+        if key is None:
+            raise InputError("exec needs --key or --scenario")
+        from ediv.agent.context import open_deployed
+        from ediv.agent.execute import run_sequence
+
+        ctx, drivers = open_deployed(state_root, key, config, em)
+        with ctx.sdir.lock():
+            res = run_sequence(ctx, drivers, args.seq)
+        return {"key": key, **res}
+    if args.verb in ("release", "purge"):
+        from ediv.agent.release import purge, release
+
+        if key is None and args.verb == "release":
+            raise InputError("release needs --key or --scenario")
+        if key is None:
+            return {"released": purge(state_root, em)}
+        return {"released": [release(state_root, key, em)]}
+    if args.verb == "status":
+        from ediv.agent.status import status
+
+        return status(state_root, key)
+    raise InputError(f"unknown verb {args.verb}")
+
+
+class Terminated(EdivError):
+    """SIGTERM/SIGHUP: raised in the main thread so a deploy rolls back before exiting."""
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    em = Emitter(sys.stdout)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    try:
+        config = load_config(args.config)
+        result = run_verb(args, config, em)
+    except InputError as e:
+        em.emit("error", message=str(e), diagnostics=[str(d) for d in e.diagnostics])
+        return 1
+    except EdivError as e:
+        em.emit("error", message=str(e))
+        return 1
+    except KeyboardInterrupt:
+        em.emit("error", message="interrupted")
+        return 130
+    except Exception as e:  # an agent bug: say so, with the traceback on stderr
+        traceback.print_exc()
+        em.emit("error", message=f"internal error: {type(e).__name__}: {e}")
+        return 2
+    ok = result.pop("ok", True) if isinstance(result, dict) else True
+    em.emit("result", ok=ok, **result)
+    return 0 if ok else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

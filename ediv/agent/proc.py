@@ -1,0 +1,124 @@
+"""Running host commands and finding/killing the agent's long-lived processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+
+from ediv.errors import EdivError
+
+MARKER_VAR = "EDIV_HOST_KEY"  # <key>@<host id> in the environment of every VM process
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class CommandError(EdivError):
+    def __init__(self, argv: Sequence[str], rc: int, stderr: str):
+        self.argv, self.rc, self.stderr = list(argv), rc, stderr
+        super().__init__(f"{' '.join(argv[:4])}{' ...' if len(argv) > 4 else ''} failed "
+                         f"(exit {rc}): {stderr.strip()}")
+
+
+def run(argv: Sequence[str], *, input: str | None = None, check: bool = True,
+        timeout: float | None = 120) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(argv), input=input, capture_output=True, text=True,
+                          timeout=timeout, check=False, env=base_env())
+    if check and proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, proc.stderr or proc.stdout)
+    return proc
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {"PATH": BASE_PATH, "LANG": "C", "HOME": "/root", "TERM": "dumb"}
+    env.update(extra)
+    return env
+
+
+def start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks (field 22 of /proc/PID/stat), None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data[data.rindex(b")") + 2:].split()
+    return int(rest[19])
+
+
+def state_of(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rindex(b")") + 2:].split()[0].decode()
+
+
+def children_map() -> dict[int, list[int]]:
+    """ppid -> child pids, from one scan of /proc (no /proc/PID/task/*/children here)."""
+    out: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        ppid = int(data[data.rindex(b")") + 2:].split()[1])
+        out.setdefault(ppid, []).append(int(name))
+    return out
+
+
+def marked_pids(marker: str) -> list[int]:
+    """Processes whose environment carries ``EDIV_HOST_KEY=<marker>``."""
+    needle = f"{MARKER_VAR}={marker}".encode()
+    found = []
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            found.append(int(name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    st = state_of(pid)
+    return st is not None and st not in ("Z", "X")
+
+
+def kill_and_wait(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
+    """SIGKILL ``pids`` and wait until they are dead (zombies count as dead); return survivors."""
+    pids = [p for p in set(pids) if p > 1 and p != os.getpid()]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    left = [p for p in pids if alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = [p for p in left if alive(p)]
+    return left
+
+
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+def register_child(p: subprocess.Popen) -> None:
+    """Remember a long-lived child so that, if this process kills it, it is reaped here."""
+    _CHILDREN[p.pid] = p
+
+
+def reap_registered() -> None:
+    for pid, p in list(_CHILDREN.items()):
+        if p.poll() is not None:
+            del _CHILDREN[pid]

@@ -1,0 +1,62 @@
+"""Helpers of the agent tests that test modules import (conftest is not importable)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def unique_key(prefix: str) -> str:
+    """A scenario key no other concurrent test run uses (keys name kernel objects)."""
+    import secrets
+
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return prefix[:2] + "".join(secrets.choice(alphabet) for _ in range(4))
+
+
+def unique_mgmt_pair() -> tuple[dict, dict]:
+    """Two management /30s from a random spot of 198.18.128.0/17."""
+    import secrets
+
+    base = 128 * 256 + secrets.randbelow(8000) * 4
+    def cidr(n: int) -> str:
+        return f"198.18.{n // 256}.{n % 256}/30"
+    return ({"host": cidr(base + 1), "vm": cidr(base + 2)},
+            {"host": cidr(base + 5), "vm": cidr(base + 6)})
+
+
+@dataclass
+class AgentRun:
+    rc: int
+    events: list[dict]
+    stderr: str
+
+    @property
+    def result(self) -> dict:
+        return self.events[-1] if self.events else {}
+
+    def of(self, event: str) -> list[dict]:
+        return [e for e in self.events if e.get("event") == event]
+
+
+class Agent:
+    """Runs ``python -m ediv.agent.main`` with a private state dir, as the controller would."""
+
+    def __init__(self, state: Path, config: Path | None = None):
+        self.state = state
+        self.config = config
+
+    def argv(self, *args: str) -> list[str]:
+        base = [sys.executable, "-m", "ediv.agent.main", "--state-dir", str(self.state)]
+        if self.config:
+            base += ["--config", str(self.config)]
+        return base + list(args)
+
+    def __call__(self, *args: str, stdin: bytes | None = None, timeout: float = 300) -> AgentRun:
+        p = subprocess.run(self.argv(*args), input=stdin, capture_output=True, timeout=timeout,
+                           check=False, stdin=None if stdin is not None else subprocess.DEVNULL)
+        events = [json.loads(line) for line in p.stdout.decode().splitlines() if line.strip()]
+        return AgentRun(p.returncode, events, p.stderr.decode())
