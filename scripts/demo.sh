@@ -1,32 +1,50 @@
 #!/usr/bin/env bash
-# The README's main job on embedded defaults. Run through `sudo ./run demo`.
+# The README's main job on embedded defaults (run through `sudo ./run demo`):
+# a local 3-host testbed, the example scenario deployed across it, a command sequence that
+# shows cross-host connectivity, where each VM runs, and a clean release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ediv=.venv/bin/ediv
-out=${EDIV_DEMO_OUT:-out/demo}
-mkdir -p "$out"
+work=${EDIV_DEMO_DIR:-/var/lib/ediv/demo}
+bed="$work/testbed"
+state="$work/state.db"
+scenario=${EDIV_DEMO_SCENARIO:-examples/simple6.xml}
+name=$(sed -n 's:.*<simulation_name>\(.*\)</simulation_name>.*:\1:p' "$scenario" | head -1)
 
 step() { printf '\n== %s\n' "$*"; }
+finish() {
+  rc=$?
+  if [[ $rc -ne 0 ]]; then echo "demo failed (exit $rc); cleaning up" >&2; fi
+  $ediv release "$name" --state "$state" >/dev/null 2>&1 || true
+  $ediv testbed down --dir "$bed" >/dev/null 2>&1 || true
+  rm -f "$state" "$state-wal" "$state-shm"
+  exit $rc
+}
+trap finish EXIT
 
-step "validate the example scenarios"
-$ediv validate examples/simple6.xml
-$ediv validate examples/sites51.xml
+step "validate $scenario"
+$ediv validate "$scenario"
 
-step "partition algorithms available"
-$ediv algorithms
+step "plan it on the embedded 3-host cluster (no hosts needed)"
+$ediv plan "$scenario" -a RoundRobin
 
-step "plan sites51 (51 VMs) on the embedded 3-host cluster with RoundRobin"
-$ediv plan examples/sites51.xml -a RoundRobin
+step "bring up a local testbed: 3 hosts in network namespaces, each with its own sshd"
+$ediv testbed down --dir "$bed" >/dev/null 2>&1 || true
+$ediv testbed up --hosts 3 --dir "$bed"
 
-step "WeightedRoundRobin with host1 busy (load 0.9): EDIV gives it fewer VMs"
-$ediv plan examples/sites51.xml -a WeightedRoundRobin --load host1=0.9 --load host2=0.1 --load host3=0.1
+step "deploy $name across the testbed (containers; VXLAN segments join the hosts)"
+$ediv deploy "$scenario" -c "$bed/cluster.conf" --state "$state" -a RoundRobin
 
-step "MinCut: fewer nets cut across hosts"
-$ediv plan examples/sites51.xml -a MinCut
+step "where each VM runs"
+$ediv locate --state "$state"
+$ediv segments --state "$state"
 
-step "split it per host on examples/cluster.conf with restrictions"
-$ediv split examples/sites51.xml -c examples/cluster.conf -r examples/restrictions.xml -o "$out/split"
+step "run sequence 'check': every VM pings across routers and hosts"
+$ediv exec "$name" check --state "$state"
 
-step "topology picture"
-$ediv map examples/sites51.xml -c examples/cluster.conf -a MinCut -o "$out/sites51.svg"
-echo "done: see $out"
+step "release: nothing is left on any host"
+$ediv release "$name" --state "$state"
+$ediv testbed down --dir "$bed"
+trap - EXIT
+rm -f "$state" "$state-wal" "$state-shm"
+echo "demo complete"

@@ -19,22 +19,25 @@ pytestmark = [
 ]
 
 
-def snapshot() -> tuple[str, str]:
+def ours(prefix: str) -> tuple[list[str], list[str]]:
+    """This testbed's namespaces and root-namespace links (other testbeds may come and go)."""
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
-    return ns, links
+    return ([n for n in ns.split() if n.startswith(prefix)],
+            [line.split()[0] for line in links.splitlines() if line.startswith(prefix)])
 
 
 @pytest.fixture
 def bed(tmp_path):
-    before = snapshot()
     d = tmp_path / "tb"
     tb = testbed.up(2, d, progress=lambda _m: None)
     try:
+        assert ours(tb.prefix) != ([], [])
         yield tb
     finally:
         testbed.down(d, progress=lambda _m: None)
-        assert snapshot() == before
+        assert ours(tb.prefix) == ([], [])
+        assert not d.exists()
 
 
 def connect(cluster, host, policy=None) -> paramiko.SSHClient:
