@@ -339,7 +339,7 @@ def _purge_agent(host: TestbedHost) -> None:
         return
     agent = _agent_command(host.state_dir).split()
     subprocess.run(
-        ["ip", "netns", "exec", host.netns, *agent, "purge", "--all"],
+        ["ip", "netns", "exec", host.netns, *agent, "purge"],
         capture_output=True,
         text=True,
         timeout=300,
