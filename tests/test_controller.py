@@ -120,7 +120,8 @@ def exec_json(env, name: str, seq: str) -> list[dict]:
     return json.loads(r.stdout)
 
 
-def full_mesh_scenario(path: Path, name: str, n_vms: int, sites: int, types: list[str]) -> Path:
+def full_mesh_scenario(path: Path, name: str, n_vms: int, sites: int, types: list[str],
+                       rootfs: Path | None = None) -> Path:
     """Routers joined by a backbone, hosts on per-site LANs; sequence "mesh" makes every VM
     ping every other VM's address."""
     addrs: dict[str, str] = {}
@@ -139,13 +140,15 @@ def full_mesh_scenario(path: Path, name: str, n_vms: int, sites: int, types: lis
         mesh = escape(f"f=0; for a in {others}; do ping -c 1 -W 3 -q $a >/dev/null 2>&1 || "
                       f"{{ echo unreachable $a; f=1; }}; done; exit $f", quote=False)
         vtype = types[vm_index % len(types)]
+        disk = (f'<filesystem type="cow">{rootfs}</filesystem><mem>64M</mem>'
+                if vtype == "uml" else "")
         if vm.startswith("r"):
             k = int(vm[1:])
             routes = "".join(
                 f'<route type="ipv4" gw="198.18.100.{j}">198.18.{j}.0/24</route>'
                 for j in range(1, sites + 1) if j != k)
             vms.append(
-                f'<vm name="{vm}" type="{vtype}">'
+                f'<vm name="{vm}" type="{vtype}">{disk}'
                 f'<if id="1" net="Backbone"><ipv4 mask="255.255.255.0">198.18.100.{k}</ipv4></if>'
                 f'<if id="2" net="Site{k}"><ipv4 mask="255.255.255.0">{addr}</ipv4></if>'
                 f'{routes}<forwarding type="ip"/>'
@@ -153,7 +156,7 @@ def full_mesh_scenario(path: Path, name: str, n_vms: int, sites: int, types: lis
         else:
             k = int(re.match(r"s(\d+)", vm).group(1))
             vms.append(
-                f'<vm name="{vm}" type="{vtype}">'
+                f'<vm name="{vm}" type="{vtype}">{disk}'
                 f'<if id="1" net="Site{k}"><ipv4 mask="255.255.255.0">{addr}</ipv4></if>'
                 f'<route type="ipv4" gw="198.18.{k}.1">default</route>'
                 f'<exec seq="mesh" type="verbatim">{mesh}</exec></vm>')
@@ -222,6 +225,23 @@ def test_51_vms_full_mesh(env, tmp_path, algorithm):
         assert counts == [8, 22, 21]  # EDIV's rule for loads 0.9/0.1/0.1: test_partition_weighted
     assert_mesh(env, "mesh51", 51)
     release(env, "mesh51")
+
+
+@pytest.mark.skipif(not Path("/usr/bin/linux").exists(), reason="user-mode-linux not installed")
+def test_51_vms_uml_and_containers_full_mesh(env, tmp_path):
+    from ediv.agent.rootfs import build_busybox_rootfs
+
+    rootfs = build_busybox_rootfs(tmp_path / "rootfs.img")
+    before = rootfs.read_bytes()
+    types = ["uml", "container", "container", "container", "container"]  # UML on every host
+    sc = full_mesh_scenario(tmp_path / "mix51.xml", "mix51", 51, 3, types, rootfs)
+    status = deploy(env, sc, "-a", "RoundRobin")
+    kinds = {v["type"] for v in status["vms"]}
+    assert kinds == {"uml", "container"}
+    assert {v["host"] for v in status["vms"] if v["type"] == "uml"} == {"h1", "h2", "h3"}
+    assert_mesh(env, "mix51", 51)
+    release(env, "mix51")
+    assert rootfs.read_bytes() == before  # copy-on-write: the backing image is untouched
 
 
 def test_host_with_sshd_stopped_is_refused_before_building(env):
