@@ -41,7 +41,7 @@ def scenario(path: Path, name: str, n_vms: int, vm_type: str, rootfs: Path | Non
     sites = 3 if n_vms >= 6 else 1
     (n_vms - sites) // sites
     vms, nets = [], ['<net name="Backbone" mode="virtual_bridge"/>']
-    fs = (f'<filesystem type="cow">{rootfs}</filesystem><mem>32M</mem>'
+    fs = (f'<filesystem type="cow">{rootfs}</filesystem><mem>64M</mem>'
           if vm_type == "uml" else "")
     count = 0
     for k in range(1, sites + 1):
@@ -124,8 +124,12 @@ def main() -> None:
             for vm_type in types:
                 for n_hosts in (1, 3):
                     for loaded in (False, True) if not args.quick and n_hosts == 3 else (False,):
-                        d, r, split = measure(work / "bed", n_hosts, n_vms, vm_type, rootfs,
-                                              loaded, "WeightedRoundRobin", work)
+                        try:
+                            d, r, split = measure(work / "bed", n_hosts, n_vms, vm_type,
+                                                  rootfs, loaded, "WeightedRoundRobin", work)
+                        except Exception as exc:  # report the row, go on with the others
+                            print(f"{n_vms:>5} {vm_type:>9} {n_hosts:>5}  failed: {exc}")
+                            continue
                         ref = EDIV_PUBLISHED.get((n_vms, n_hosts), "")
                         print(f"{n_vms:>5} {vm_type:>9} {n_hosts:>5} "
                               f"{'h1 busy' if loaded else 'idle':>6} {d:>9.1f} {r:>9.1f} "
