@@ -31,7 +31,7 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 stamp=.venv/.ediv-installed
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
-  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q --upgrade pip "setuptools>=77" wheel
   .venv/bin/python -m pip install -q -e '.[test]'
   touch "$stamp"
 fi
