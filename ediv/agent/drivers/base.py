@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -12,6 +15,7 @@ from ediv.agent.config import AgentConfig
 from ediv.agent.events import Emitter
 from ediv.agent.journal import ScenarioDir
 from ediv.agent.layout import HostLayout, VmLayout
+from ediv.agent.proc import start_time
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -84,3 +88,26 @@ class Driver(Protocol):
     def runtime_info(self, ctx: AgentContext, vm: VmLayout) -> dict[str, Any]:
         """Data for state.json / status (pid, console...)."""
         ...
+
+
+class ProcessOwner:
+    """Shared by drivers whose VMs are processes the agent started: ``stop`` kills the VM's
+    recorded process (only if it is still the same process: start time checked) and reaps
+    it; ``cleanup`` reaps whatever is left."""
+
+    def __init__(self) -> None:
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def stop(self, ctx: AgentContext, vm: VmLayout) -> None:
+        rt = ctx.runtime.get(vm.name, {})
+        if rt.get("pid") and start_time(rt["pid"]) == rt.get("start"):
+            os.kill(rt["pid"], 9)
+        p = self._procs.pop(vm.name, None)
+        if p is not None:
+            p.wait(timeout=10)
+
+    def cleanup(self, ctx: AgentContext) -> None:
+        for p in self._procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=5)
+        self._procs.clear()

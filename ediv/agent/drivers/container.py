@@ -12,8 +12,6 @@ Exec and file copies enter the VM with ``nsenter -t PID`` (root and cwd of the V
 
 from __future__ import annotations
 
-import contextlib
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 
 from ediv.agent import commands as C
 from ediv.agent import naming
-from ediv.agent.drivers.base import AgentContext, ExecResult
+from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner
 from ediv.agent.layout import VmLayout
 from ediv.agent.proc import (
     MARKER_VAR,
@@ -53,11 +51,8 @@ exec chroot . /bin/sh -c 'trap "exit 0" TERM; while :; do sleep 3600 & wait $!; 
 NSENTER_ALL = ["-m", "-u", "-n", "-p", "-i", "-r", "-w"]
 
 
-class ContainerDriver:
+class ContainerDriver(ProcessOwner):
     name = "container"
-
-    def __init__(self) -> None:
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     # -- helpers ------------------------------------------------------------------------
     def _lower(self, ctx: AgentContext, vm: VmLayout) -> str:
@@ -216,20 +211,6 @@ class ContainerDriver:
         if tar.returncode != 0 or p.returncode != 0:
             raise EdivError(f"vm {vm.name}: copying {src_dir} to {dst} failed: "
                             f"{terr.strip()} {p.stderr.decode(errors='replace').strip()}")
-
-    def stop(self, ctx: AgentContext, vm: VmLayout) -> None:
-        pid = ctx.runtime.get(vm.name, {}).get("pid")
-        if pid and start_time(pid) == ctx.runtime[vm.name].get("start"):
-            os.kill(pid, 9)
-        p = self._procs.pop(vm.name, None)
-        if p is not None:
-            p.wait(timeout=10)
-
-    def cleanup(self, ctx: AgentContext) -> None:
-        for p in self._procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=5)
-        self._procs.clear()
 
     def runtime_info(self, ctx: AgentContext, vm: VmLayout) -> dict[str, Any]:
         rt = ctx.runtime.get(vm.name, {})

@@ -22,7 +22,6 @@ Boot (documented in docs/agent-protocol.md):
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shlex
@@ -36,7 +35,7 @@ from typing import Any
 
 from ediv.agent import commands as C
 from ediv.agent import naming
-from ediv.agent.drivers.base import AgentContext, ExecResult
+from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner
 from ediv.agent.layout import VmLayout
 from ediv.agent.proc import MARKER_VAR, base_env, register_child, run, start_time
 from ediv.agent.rootfs import find_busybox
@@ -121,11 +120,11 @@ def kernel_allowed(path: str, config) -> bool:
     return False
 
 
-class UmlDriver:
+class UmlDriver(ProcessOwner):
     name = "uml"
 
     def __init__(self) -> None:
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        super().__init__()
         self._job_lock = threading.Lock()
         self._job_seq = 0
 
@@ -353,20 +352,6 @@ class UmlDriver:
                 raise EdivError(f"vm {vm.name}: copying {src_dir} to {dst} failed: {out.strip()}")
         finally:
             shutil.rmtree(xfer, ignore_errors=True)
-
-    def stop(self, ctx: AgentContext, vm: VmLayout) -> None:
-        rt = ctx.runtime.get(vm.name, {})
-        if rt.get("pid") and start_time(rt["pid"]) == rt.get("start"):
-            os.kill(rt["pid"], 9)
-        p = self._procs.pop(vm.name, None)
-        if p is not None:
-            p.wait(timeout=10)
-
-    def cleanup(self, ctx: AgentContext) -> None:
-        for p in self._procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(timeout=5)
-        self._procs.clear()
 
     def runtime_info(self, ctx: AgentContext, vm: VmLayout) -> dict[str, Any]:
         rt = ctx.runtime.get(vm.name, {})
