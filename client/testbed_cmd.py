@@ -12,16 +12,14 @@ def testbed_group() -> None:
     """A local testbed: N hosts in network namespaces, each with its own sshd (needs root)."""
 
 
+dir_option = click.option(
+    "--dir", "directory", default=testbed.DEFAULT_DIR, show_default=True,
+    type=click.Path(file_okay=False), help="Where keys, known_hosts and cluster.conf go.")
+
+
 @testbed_group.command()
 @click.option("--hosts", "count", type=click.IntRange(1, 64), default=3, show_default=True)
-@click.option(
-    "--dir",
-    "directory",
-    default=testbed.DEFAULT_DIR,
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where keys, known_hosts and cluster.conf go.",
-)
+@dir_option
 def up(count: int, directory: str) -> None:
     """Build the testbed and write DIR/cluster.conf for 'ediv deploy -c'."""
     tb = testbed.up(count, directory, progress=click.echo)
@@ -29,13 +27,7 @@ def up(count: int, directory: str) -> None:
 
 
 @testbed_group.command()
-@click.option(
-    "--dir",
-    "directory",
-    default=testbed.DEFAULT_DIR,
-    show_default=True,
-    type=click.Path(file_okay=False),
-)
+@dir_option
 def down(directory: str) -> None:
     """Remove the testbed: namespaces, links, sshd processes, keys and files."""
     if testbed.down(directory, progress=click.echo):
