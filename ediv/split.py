@@ -19,13 +19,13 @@ from __future__ import annotations
 import copy
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ediv.cluster import Cluster
 from ediv.errors import PlanError
 from ediv.plan import Plan
-from ediv.scenario.model import Scenario, VmMgmt
+from ediv.scenario.model import VM, Scenario, VmMgmt
 
 
 @dataclass
@@ -86,6 +86,7 @@ def split(
     MACs and management blocks apart between scenarios that run at the same time."""
     ordered = scenario.ordered_vms()
     index = {vm.name: i for i, vm in enumerate(ordered)}
+    by_name = {vm.name: vm for vm in ordered}
     if mac_base is None:
         mac_base = scenario.global_.automac or 0
     blocks = mgmt_blocks(cluster, len(ordered), mgmt_offset)
@@ -100,7 +101,7 @@ def split(
         if not vm_names and not runs_host_section:
             continue
         host = hosts[host_name]
-        vms = [copy.deepcopy(scenario.vm(n)) for n in vm_names]
+        vms = [_own_copy(by_name[n]) for n in vm_names]
         for vm in vms:
             for iface in vm.interfaces:
                 if not iface.mac:
@@ -124,7 +125,7 @@ def split(
         next_block += len(vm_names)
         sub = Scenario(
             global_=g,
-            nets=[copy.deepcopy(n) for n in scenario.nets if n.name in used],
+            nets=[replace(n) for n in scenario.nets if n.name in used],
             vms=vms,
             host=section,
             root=scenario.root,
@@ -157,6 +158,17 @@ def split(
         }
         parts.append(HostPart(host=host_name, scenario=sub, deploy=deploy, vms=list(vm_names)))
     return parts
+
+
+def _own_copy(vm: VM) -> VM:
+    """A copy that owns what the splitter changes (interfaces, filetrees, execs); the rest is
+    shared with the original, read-only. deepcopy took 90% of a 10,000-VM split."""
+    return replace(
+        vm,
+        interfaces=[replace(i) for i in vm.interfaces],
+        filetrees=[replace(f) for f in vm.filetrees],
+        execs=[replace(e) for e in vm.execs],
+    )
 
 
 def _absolutize(vm, base: Path) -> None:
