@@ -1,8 +1,9 @@
-"""Benchmark ``ediv.ovf``: read the whole OVF corpus; verify a 1 GiB disk inside an OVA.
+"""Benchmark ``ediv.ovf``: read the whole OVF corpus; verify a 1 GiB disk inside an OVA;
+translate a 50-VM collection (descriptor -> VNUML and CIM; and a full import with its disk).
 
-Run: ``.venv/bin/python bench/bench_ovf.py [--size-mib N] [--corpus DIR]``. Prints figures;
-asserts nothing. The OVA is built sparse (the disk member is a hole), in a temporary folder
-that is removed afterwards.
+Run: ``.venv/bin/python bench/bench_ovf.py [--size-mib N] [--corpus DIR] [--vms N]``. Prints
+figures; asserts nothing. The OVA is built sparse (the disk member is a hole), in a temporary
+folder that is removed afterwards.
 """
 
 from __future__ import annotations
@@ -90,16 +91,95 @@ def bench_large_disk(size_mib: int) -> None:
           f"peak traced memory {peak / 2**20:.2f} MiB")
 
 
+def collection_scenario(n_vms: int, image: Path | None):
+    """A scenario of ``n_vms`` VMs on 10 nets, two interfaces each, sharing ``image``."""
+    from ediv.scenario.model import VM, Filesystem, Global, Interface, Net, Scenario
+
+    nets = [Net(name=f"Net{k}") for k in range(10)]
+    vms = [VM(name=f"vm{i}", type="uml", mem="64M",
+              filesystem=Filesystem(str(image)) if image else None,
+              interfaces=[Interface(1, f"Net{i % 10}"), Interface(2, f"Net{(i + 1) % 10}")])
+           for i in range(n_vms)]
+    return Scenario(global_=Global(simulation_name="bench"), nets=nets, vms=vms)
+
+
+def _measure(work) -> tuple[object, float, float]:
+    tracemalloc.start()
+    start = time.perf_counter()
+    result = work()
+    elapsed = time.perf_counter() - start
+    _current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return result, elapsed, peak / 2**20
+
+
+def bench_collection(n_vms: int) -> None:
+    from ediv.ovf.cim import to_cim
+    from ediv.ovf.export import build_descriptor
+    from ediv.ovf.reader import read_descriptor
+    from ediv.ovf.translate import to_scenario, translate_systems
+    from ediv.scenario import to_xml
+
+    descriptor = build_descriptor(collection_scenario(n_vms, None), {}, "vmdk")
+
+    def translate():
+        env = read_descriptor(descriptor)
+        vms = [vm for _vs, vm in translate_systems(env)]
+        xml = to_xml(to_scenario(vms, "bench"))
+        cim = [to_cim(env, vm.name) for vm in vms]
+        return vms, xml, cim
+
+    (_vms, xml, cim), elapsed, peak = _measure(translate)
+    print(f"translate a {n_vms}-VM collection ({len(descriptor) / 1024:.0f} KiB descriptor -> "
+          f"{len(xml) / 1024:.0f} KiB VNUML + {sum(1 + len(r) for _v, r in cim)} CIM "
+          f"instances): {elapsed * 1000:.1f} ms, peak traced memory {peak:.2f} MiB")
+
+
+def bench_collection_import(n_vms: int) -> None:
+    """Export a scenario with a 64 MiB image shared by all VMs, then import it (verify,
+    convert the VMDK back to raw, write one ovf-env.xml per VM if it has properties)."""
+    import shutil
+    import subprocess
+
+    from ediv.ovf.export import export_scenario
+    from ediv.ovf.importer import materialize, open_appliance
+
+    if shutil.which("qemu-img") is None or shutil.which("mkfs.ext2") is None:
+        print("import: skipped (qemu-img or mkfs.ext2 missing)")
+        return
+    with tempfile.TemporaryDirectory(prefix="ediv-bench-ovf-") as tmp:
+        folder = Path(tmp)
+        image = folder / "rootfs.img"
+        subprocess.run(["mkfs.ext2", "-q", "-F", str(image), "64M"], check=True,
+                       capture_output=True)
+        ova = folder / "bench.ova"
+        _r, export_s, export_peak = _measure(
+            lambda: export_scenario(collection_scenario(n_vms, image), ova))
+
+        def do_import():
+            appliance = open_appliance(ova)
+            materialize(appliance, folder / "out")
+            return appliance
+
+        appliance, import_s, import_peak = _measure(do_import)
+    print(f"export {n_vms} VMs + 64 MiB image: {export_s:.2f} s (peak {export_peak:.2f} MiB); "
+          f"import back ({len(appliance.vms)} VMs, {len(appliance.files)} files): "
+          f"{import_s:.2f} s (peak traced memory {import_peak:.2f} MiB)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--vms", type=int, default=50)
     args = parser.parse_args()
     if args.corpus.is_dir():
         bench_corpus(args.corpus)
     else:
         print(f"corpus: skipped ({args.corpus} not found)")
     bench_large_disk(args.size_mib)
+    bench_collection(args.vms)
+    bench_collection_import(args.vms)
 
 
 if __name__ == "__main__":

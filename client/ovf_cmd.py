@@ -1,12 +1,14 @@
-"""``ediv ovf ...``: OVF/OVA commands (inspect; convert/import/export come later)."""
+"""``ediv ovf ...``: OVF/OVA commands: inspect, convert, import, export."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
+from ediv.errors import EdivError, InputError
 from ediv.ovf.inspect import Inspection, inspect_package
 
 EXIT_VERIFY_FAILED = 2
@@ -94,6 +96,149 @@ def render_text(result: Inspection) -> str:
 
 def _or_dash(value: object) -> str:
     return "-" if value is None else str(value)
+
+
+def parse_net_map(values: tuple[str, ...]) -> dict[str, str]:
+    """``--net OVFNET=NET`` options as a dict (the OVF network name may contain blanks)."""
+    out: dict[str, str] = {}
+    for item in values:
+        ovf_net, sep, net = item.rpartition("=")
+        if not sep or not ovf_net or not net.strip():
+            raise click.BadParameter(f"{item!r}: expected OVFNET=NET", param_hint="--net")
+        out[ovf_net] = net.strip()
+    return out
+
+
+net_option = click.option("--net", "nets", multiple=True, metavar="OVFNET=NET",
+                          help="Connect the package's network OVFNET to the scenario net NET "
+                               "(default: the same name).")
+type_option = click.option("--type", "vm_type", type=click.Choice(["uml", "container"]),
+                           help="VM type (default: uml for systems with a disk, else "
+                                "container).")
+trust_option = click.option("--trust", type=click.Path(exists=True),
+                            help="CA certificates (PEM bundle or folder) trusted to sign "
+                                 "packages; default: the system CA bundle.")
+
+
+def _warn(lines: list[str]) -> None:
+    for line in dict.fromkeys(lines):
+        click.echo(f"warning: {line}", err=True)
+
+
+@ovf_group.command("convert")
+@click.argument("package", type=click.Path(exists=True, dir_okay=True))
+@net_option
+@type_option
+@trust_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="VNUML file to write; disks and ovf-env.xml go beside it "
+                   "(default: the XML on stdout, the files in the current folder).")
+@click.option("--vms-only", is_flag=True, help="Write only the <vm> elements, not a scenario.")
+@click.option("--name", help="Scenario name (default: the package's name).")
+def convert_cmd(package: str, nets: tuple[str, ...], vm_type: str | None, trust: str | None,
+                output: str | None, vms_only: bool, name: str | None) -> None:
+    """Translate PACKAGE to VNUML: its systems become <vm>s, its disks raw images.
+
+    The package is verified first (manifest, signature); a failure writes nothing.
+    """
+    from lxml import etree
+
+    from ediv import xmlsafe
+    from ediv.ovf.importer import materialize, open_appliance
+    from ediv.ovf.translate import to_scenario
+    from ediv.scenario import to_xml
+
+    appliance = open_appliance(package, net_map=parse_net_map(nets), vm_type=vm_type,
+                               trust=trust)
+    out_dir = Path(output).resolve().parent if output else Path.cwd()
+    if output and Path(output).exists() and Path(output).is_dir():
+        raise InputError("-o must name a file", output)
+    materialize(appliance, out_dir)
+    _warn(appliance.warnings)
+    scenario = to_scenario(appliance.vms, name or Path(package).stem)
+    if vms_only:
+        root = xmlsafe.parse_bytes(to_xml(scenario)).getroot()
+        text = b"".join(etree.tostring(vm, encoding="UTF-8") for vm in root.iter("vm"))
+    else:
+        text = to_xml(scenario)
+    if output:
+        Path(output).write_bytes(text)
+        click.echo(f"{output}: {len(appliance.vms)} VMs ("
+                   + ", ".join(vm.name for vm in appliance.vms) + ")", err=True)
+    else:
+        click.echo(text.decode())
+    for path in appliance.files:
+        click.echo(f"wrote {path}", err=True)
+
+
+@ovf_group.command("import")
+@click.argument("package", type=click.Path(exists=True, dir_okay=True))
+@click.option("--scenario", "scenario_file", required=True,
+              type=click.Path(exists=True, dir_okay=False),
+              help="Scenario file to add the VMs to (written back; the old one kept as .bak).")
+@net_option
+@type_option
+@trust_option
+def import_cmd(package: str, scenario_file: str, nets: tuple[str, ...], vm_type: str | None,
+               trust: str | None) -> None:
+    """Add the VMs of PACKAGE to a scenario file, after verifying the package."""
+    from ediv.ovf.importer import import_into_scenario
+
+    result = import_into_scenario(package, scenario_file, net_map=parse_net_map(nets),
+                                  vm_type=vm_type, trust=trust)
+    _warn(result.warnings)
+    click.echo(f"{scenario_file}: added VMs {', '.join(result.vms)}"
+               + (f" and nets {', '.join(result.nets_added)}" if result.nets_added else "")
+               + f" (previous version: {result.backup})")
+    for path in result.files:
+        click.echo(f"wrote {path}")
+
+
+@ovf_group.command("export")
+@click.argument("name")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="OVA package to write.")
+@click.option("--sign", "sign_key", type=click.Path(exists=True, dir_okay=False),
+              help="PEM private key (RSA or EC) to sign the manifest with.")
+@click.option("--cert", type=click.Path(exists=True, dir_okay=False),
+              help="PEM certificate of the signing key (and its chain), put in the .cert.")
+@click.option("--disk-format", type=click.Choice(["vmdk", "raw"]), default="vmdk",
+              show_default=True, help="How filesystem images are stored.")
+@click.option("--state", "state_path", envvar="EDIV_STATE", type=click.Path(dir_okay=False),
+              help="State store where NAME is looked up when it is not a file.")
+def export_cmd(name: str, output: str, sign_key: str | None, cert: str | None,
+               disk_format: str, state_path: str | None) -> None:
+    """Write the VMs of a scenario (file NAME, or a scenario NAME of the state store) as an
+    OVF 2.0 package with a SHA256 manifest, optionally signed."""
+    from ediv.ovf.export import export_scenario
+
+    result = export_scenario(load_for_export(name, state_path), output,
+                             disk_format=disk_format, sign_key=sign_key, cert=cert)
+    _warn(result.warnings)
+    click.echo(f"{result.path}: {len(result.vms)} VMs, {len(result.nets)} nets, "
+               f"{len(result.disks)} disks" + (", signed" if result.signed else ""))
+
+
+def load_for_export(name: str, state_path: str | None):
+    """The scenario in file ``name``, else the one the state store holds under ``name``."""
+    from ediv.scenario import load_scenario, load_string
+
+    if Path(name).is_file():
+        return load_scenario(name)[0]
+    from ediv import state as st
+
+    path = state_path or st.DEFAULT_PATH
+    if not Path(path).is_file():
+        raise EdivError(f"{name}: no such scenario file, and no state store at {path}")
+    store = st.StateStore(path)
+    try:
+        row = store.scenario(name)
+    finally:
+        store.close()
+    if row is None or not row.spec:
+        raise EdivError(f"{name}: no such scenario file, nor a scenario of that name in {path}")
+    return load_string(row.spec, f"{name} (state store)", row.basedir or ".",
+                       appliances=True)[0]
 
 
 def register(cli: click.Group) -> None:

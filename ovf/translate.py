@@ -1,21 +1,24 @@
-"""OVF envelope -> VNUML ``<vm>`` models (``ediv.scenario.model.VM``).
+"""OVF envelope -> VNUML ``<vm>`` models (``ediv.scenario.model.VM``) and scenarios.
 
 One VM per VirtualSystem (collections flattened), under the envelope's default deployment
 option: memory from the memory item as VNUML writes it ("256M"), one interface per
 connected NIC, numbered from 1 as VNUML does (eth0 is the management interface), on the net
-``net_map`` gives for the NIC's OVF network (the same name by default).
+``net_map`` gives for the NIC's OVF network (the same name by default), the NIC's MAC
+(rasd:Address) when it has one. Disks and properties are turned into files by
+``ediv.ovf.importer``; here ``boot_disk`` only says which disk a VM boots.
 """
 
 from __future__ import annotations
 
 import re
 
-from ediv.scenario.model import VM, Interface
+from ediv.scenario.model import VM, Global, Interface, Net, Scenario
 
 from . import envelope as m
 from .inspect import memory_mb
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+_MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
 
 
 def vm_name(vs: m.VirtualSystem) -> str:
@@ -30,10 +33,18 @@ def to_vms(envelope: m.Envelope, net_map: dict[str, str] | None = None, *,
            warnings: list[str] | None = None) -> list[VM]:
     """VMs for every system of ``envelope``; NICs without a network are left out (and
     reported in ``warnings`` when given)."""
+    return [vm for _vs, vm in translate_systems(envelope, net_map, vm_type=vm_type,
+                                                appliance=appliance, warnings=warnings)]
+
+
+def translate_systems(envelope: m.Envelope, net_map: dict[str, str] | None = None, *,
+                      vm_type: str = "uml", appliance: str | None = None,
+                      warnings: list[str] | None = None) -> list[tuple[m.VirtualSystem, VM]]:
+    """Like ``to_vms``, each VM paired with the VirtualSystem it comes from."""
     net_map = net_map or {}
     sink: list[str] = warnings if warnings is not None else []
     configuration = envelope.default_configuration()
-    vms: list[VM] = []
+    out: list[tuple[m.VirtualSystem, VM]] = []
     used: set[str] = set()
     for vs in envelope.systems():
         name = _unique(vm_name(vs), used)
@@ -46,10 +57,47 @@ def to_vms(envelope: m.Envelope, net_map: dict[str, str] | None = None, *,
                             "network; left out")
                 continue
             ovf_net = item.connections[0]
+            mac = item.address if item.address and _MAC.match(item.address) else None
             vm.interfaces.append(Interface(id=len(vm.interfaces) + 1,
-                                           net=net_map.get(ovf_net, ovf_net)))
-        vms.append(vm)
-    return vms
+                                           net=net_map.get(ovf_net, net_name(ovf_net)),
+                                           mac=mac.replace("-", ":").lower() if mac else None))
+        out.append((vs, vm))
+    return out
+
+
+def net_name(ovf_network: str) -> str:
+    """Default scenario net of an OVF network: the same name, blanks and '/' made '_'
+    ("VM Network" -> "VM_Network")."""
+    return re.sub(r"[/\s\x00-\x1f\x7f]+", "_", ovf_network).strip("_") or "net"
+
+
+def boot_disk(envelope: m.Envelope, vs: m.VirtualSystem,
+              configuration: str | None = None) -> m.Disk | None:
+    """The disk ``vs`` boots: its first disk drive backed by a file of the package (OVF has
+    no boot flag on disks; BootDeviceSection is rare and vendor-specific)."""
+    if configuration is None:
+        configuration = envelope.default_configuration()
+    for item in vs.items(configuration):
+        for resource in item.host_resources:
+            kind, _, ident = resource.removeprefix("ovf:").lstrip("/").partition("/")
+            if kind == "disk":
+                disk = envelope.disk(ident)
+                if disk is not None and disk.file_ref and envelope.file(disk.file_ref):
+                    return disk
+    return None
+
+
+def to_scenario(vms: list[VM], name: str, *, extra_nets: list[str] = ()) -> Scenario:
+    """A VNUML 1.8 scenario holding ``vms`` and one virtual_bridge net per net they use."""
+    nets = list(dict.fromkeys([n for vm in vms for n in vm.nets] + list(extra_nets)))
+    return Scenario(global_=Global(version="1.8", simulation_name=scenario_name(name)),
+                    nets=[Net(name=n) for n in nets], vms=list(vms))
+
+
+def scenario_name(raw: str) -> str:
+    """A scenario name from a package name: VNUML-safe like VM names."""
+    name = _NOT_NAME.sub("_", raw).strip("_") or "appliance"
+    return name if name[0].isalpha() else f"s_{name}"
 
 
 def _unique(name: str, used: set[str]) -> str:

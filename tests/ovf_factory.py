@@ -251,3 +251,89 @@ def build_package(tmp: Path, *, stem: str = "router", sign_with: Signer | None =
     members[disk_name] = disk
     path = write_ova(tmp / f"{stem}.ova", list(members.items()), gzip=gzip)
     return Built(path, trust, members)
+
+
+# -- appliances with real disk images (tests of convert/import/boot) -----------------------
+VMDK_STREAM = "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"
+QCOW2 = "http://www.gnome.org/~markmc/qcow-image-format.html"
+RAW = "http://en.wikipedia.org/wiki/Byte"
+FORMAT_URI = {"vmdk": VMDK_STREAM, "qcow2": QCOW2, "raw": RAW}
+
+
+def ext2_image(path: Path, files: dict[str, str] | None = None, size: str = "1M") -> Path:
+    """A small ext2 image made with ``mkfs.ext2 -d`` holding ``files`` (name -> text)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for name, text in (files or {"etc/motd": "ediv appliance\n"}).items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+        subprocess.run(["mkfs.ext2", "-q", "-F", "-d", str(root), str(path), size], check=True,
+                       capture_output=True)
+    return path
+
+
+def disk_as(raw: Path, fmt: str, out: Path) -> Path:
+    """``raw`` converted with qemu-img: "vmdk" (streamOptimized), "qcow2" or "raw"."""
+    import shutil
+    import subprocess
+
+    if fmt == "raw":
+        shutil.copyfile(raw, out)
+        return out
+    opts = ["-o", "subformat=streamOptimized"] if fmt == "vmdk" else []
+    subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", fmt, *opts, str(raw),
+                    str(out)], check=True)
+    return out
+
+
+def appliance_descriptor(*, system_id: str = "router1", disk_href: str = "router-disk1.vmdk",
+                         disk_size: int = 0, fmt: str = "vmdk", mem_mb: int = 256,
+                         networks: tuple[str, ...] = ("mgmt", "lan"),
+                         properties: dict[str, str] | None = None,
+                         capacity_bytes: int = 2**20) -> str:
+    """``descriptor()`` with the disk's real size, format URI and capacity."""
+    text = descriptor(system_id=system_id, disk_href=disk_href, disk_size=disk_size,
+                      mem_mb=mem_mb, networks=networks, properties=properties)
+    text = text.replace(f'ovf:format="{VMDK_STREAM}"', f'ovf:format="{FORMAT_URI[fmt]}"')
+    return text.replace('ovf:capacity="1" ovf:capacityAllocationUnits="byte * 2^30"',
+                        f'ovf:capacity="{capacity_bytes}" ovf:capacityAllocationUnits="byte"')
+
+
+def build_appliance(tmp: Path, raw: Path, *, stem: str = "router", fmt: str = "vmdk",
+                    sign_with: Signer | None = None, trust_pem: bytes | None = None,
+                    tamper_disk: bool = False, tamper_descriptor: bool = False,
+                    wrong_signature: bool = False, with_manifest: bool = True,
+                    properties: dict[str, str] | None = None, mem_mb: int = 256,
+                    networks: tuple[str, ...] = ("mgmt", "lan"), system_id: str = "router1",
+                    extra_members: list[tuple[str, bytes]] = ()) -> Built:
+    """An OVA whose disk is the ext2 image ``raw`` stored as ``fmt``; manifest (SHA256) and
+    optional signature computed before any tampering."""
+    ext = {"vmdk": "vmdk", "qcow2": "qcow2", "raw": "img"}[fmt]
+    disk_name = f"{stem}-disk1.{ext}"
+    stored = disk_as(raw, fmt, tmp / f"{stem}.stored.{ext}").read_bytes()
+    ovf = appliance_descriptor(system_id=system_id, disk_href=disk_name, disk_size=len(stored),
+                               fmt=fmt, mem_mb=mem_mb, networks=networks, properties=properties,
+                               capacity_bytes=raw.stat().st_size).encode()
+    mf_name, ovf_name = f"{stem}.mf", f"{stem}.ovf"
+    mf = manifest({ovf_name: ovf, disk_name: stored})
+    members = {ovf_name: ovf}
+    if with_manifest:
+        members[mf_name] = mf
+    trust = None
+    if sign_with is not None:
+        bad = sign(sign_with, mf + b"tampered") if wrong_signature else None
+        members[f"{stem}.cert"] = cert_file(mf_name, mf, sign_with, "SHA256", bad)
+        trust = tmp / "trust.pem"
+        trust.write_bytes(trust_pem if trust_pem is not None else sign_with.cert_pem)
+    if tamper_disk:
+        mid = len(stored) // 2
+        stored = stored[:mid] + bytes([stored[mid] ^ 0xFF]) + stored[mid + 1:]
+    if tamper_descriptor:
+        members[ovf_name] = ovf.replace(f"<rasd:VirtualQuantity>{mem_mb}<".encode(),
+                                        b"<rasd:VirtualQuantity>8192<")
+    members[disk_name] = stored
+    path = write_ova(tmp / f"{stem}.ova", [*members.items(), *extra_members])
+    return Built(path, trust, members)

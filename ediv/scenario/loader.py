@@ -26,10 +26,15 @@ def parse_string(data: bytes | str, source: str = "<string>", basedir: str = "."
 
 
 def load_string(
-    data: bytes | str, source: str = "<string>", basedir: str = ".", *, deployable: bool = False
+    data: bytes | str, source: str = "<string>", basedir: str = ".", *, deployable: bool = False,
+    appliances: bool = False,
 ) -> tuple[Scenario, list[Diagnostic]]:
-    """Like ``load_scenario`` for a document held in memory (a WBEM ScenarioDefinition)."""
-    return _load(_bytes(data), source, basedir, run_checks=True, deployable=deployable)
+    """Like ``load_scenario`` for a document held in memory (a WBEM ScenarioDefinition).
+
+    ``vm@appliance`` names a package on this machine: text from a remote client must not make
+    the server open local paths, so it is refused unless ``appliances=True``."""
+    return _load(_bytes(data), source, basedir, run_checks=True, deployable=deployable,
+                 appliances=appliances)
 
 
 def load_scenario(
@@ -50,7 +55,8 @@ def validate_tree(
     tree: etree._ElementTree, source: str, basedir: str = ".", *, deployable: bool = False
 ) -> tuple[Scenario, list[Diagnostic]]:
     """The steps after XML parsing, for callers that already hold a tree from xmlsafe."""
-    return _checked(tree, source, basedir, run_checks=True, deployable=deployable)
+    return _checked(tree, source, basedir, run_checks=True, deployable=deployable,
+                    appliances=True)
 
 
 def check(scenario: Scenario, *, deployable: bool = False) -> list[Diagnostic]:
@@ -58,20 +64,32 @@ def check(scenario: Scenario, *, deployable: bool = False) -> list[Diagnostic]:
     return checks.check(scenario, deployable=deployable)
 
 
-def _load(data: bytes, source: str, basedir: str, *, run_checks: bool, deployable: bool
+def _load(data: bytes, source: str, basedir: str, *, run_checks: bool, deployable: bool,
+          appliances: bool = False
           ) -> tuple[Scenario, list[Diagnostic]]:
     tree = xmlsafe.parse_bytes(data, source)
-    return _checked(tree, source, basedir, run_checks=run_checks, deployable=deployable)
+    return _checked(tree, source, basedir, run_checks=run_checks, deployable=deployable,
+                    appliances=appliances)
 
 
 def _checked(tree: etree._ElementTree, source: str, basedir: str, *, run_checks: bool,
-             deployable: bool) -> tuple[Scenario, list[Diagnostic]]:
+             deployable: bool, appliances: bool = True) -> tuple[Scenario, list[Diagnostic]]:
     problem = parser.language_problem(tree.getroot(), source)
     if problem is not None:
         raise InputError(problem)
     found = schema.validate(tree, source)
     scenario, built = parser.build(tree, source, basedir)
     found += built
+    if run_checks and any(vm.appliance for vm in scenario.vms):
+        if appliances:
+            # vm@appliance (extension): fill those VMs from their verified OVF packages
+            from ediv.ovf.appliance import resolve_appliances
+
+            found += resolve_appliances(scenario)
+        else:
+            found += [Diagnostic(source, vm.line, f"vm {vm.name!r}: appliance= is not accepted "
+                                 "in a scenario sent to the server; import the package instead")
+                      for vm in scenario.vms if vm.appliance]
     if run_checks:
         found += checks.check(scenario, deployable=deployable)
     errors = sorted((d for d in found if d.severity == "error"), key=lambda d: d.line)
