@@ -46,18 +46,35 @@ def netns_list() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
+def host_ids(bed) -> set[str]:
+    """The agents' ids of the testbed's hosts (ediv.agent.naming.host_id, seen from outside):
+    other testbeds on this machine may come and go while these tests run."""
+    from ediv.agent.naming import b36
+
+    return {b36(os.stat(f"/run/netns/{h.netns}").st_ino % 36**5) for h in bed.hosts}
+
+
+def ours(bed, names: set[str]) -> set[str]:
+    ids = host_ids(bed)
+    return {n for n in names if n.startswith(bed.prefix) or
+            (n.startswith("ediv-") and n.split("-")[2:3] and n.split("-")[2] in ids)}
+
+
 def host_links(ns: str) -> set[str]:
     out = subprocess.run(["ip", "-n", ns, "-br", "link"], capture_output=True, text=True).stdout
     return {line.split()[0].split("@")[0] for line in out.splitlines() if line.strip()}
 
 
-def agent_processes() -> list[int]:
+def agent_processes(ids: set[str] | None = None) -> list[int]:
+    """VM processes (the agent marks them EDIV_HOST_KEY=<key>@<host id>), of ``ids`` only."""
     pids = []
     for env in Path("/proc").glob("[0-9]*/environ"):
         try:
-            if b"EDIV_HOST_KEY=" in env.read_bytes():
-                pids.append(int(env.parent.name))
-        except OSError:
+            for var in env.read_bytes().split(b"\0"):
+                if var.startswith(b"EDIV_HOST_KEY=") and (
+                        ids is None or var.decode().rsplit("@", 1)[-1] in ids):
+                    pids.append(int(env.parent.name))
+        except (OSError, UnicodeDecodeError):
             continue
     return pids
 
@@ -65,21 +82,20 @@ def agent_processes() -> list[int]:
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory):
     d = tmp_path_factory.mktemp("tb")
-    before = netns_list()
     tb = testbed.up(3, d / "bed", progress=lambda _m: None)
     try:
         yield tb
     finally:
         testbed.down(d / "bed", progress=lambda _m: None)
-        assert netns_list() == before
+        assert not [n for n in netns_list() if n.startswith(tb.prefix)]
 
 
 @pytest.fixture
 def env(bed, tmp_path):
     """Per test: a fresh state store; afterwards assert the testbed is as clean as new."""
     state = tmp_path / "state.db"
-    baseline_ns = netns_list()
-    baseline_procs = set(agent_processes())  # (other agents on this machine are not ours)
+    baseline_ns = ours(bed, netns_list())
+    baseline_procs = set(agent_processes(host_ids(bed)))
     yield {"cluster": str(bed.cluster_conf), "state": str(state), "bed": bed}
     try:
         assert_clean(bed, state, baseline_ns, baseline_procs)
@@ -90,12 +106,13 @@ def env(bed, tmp_path):
 
 
 def assert_clean(bed, state: Path, baseline_ns: set[str], baseline_procs: set[int]) -> None:
-    assert netns_list() == baseline_ns, "a namespace was left behind"
+    assert ours(bed, netns_list()) == baseline_ns, "a namespace was left behind"
     for host in bed.hosts:
         assert host_links(host.netns) == {"lo", "eth0"}, f"links left on {host.name}"
         leftovers = [p.name for p in Path(host.state_dir).iterdir()]
         assert leftovers == [], f"agent state left on {host.name}: {leftovers}"
-    assert set(agent_processes()) - baseline_procs == set(), "VM processes left running"
+    left = set(agent_processes(host_ids(bed))) - baseline_procs
+    assert left == set(), "VM processes left running"
     if state.exists():
         store = StateStore(state)
         try:
