@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -87,7 +88,11 @@ def measure(bed_dir: Path, n_hosts: int, n_vms: int, vm_type: str, rootfs: Path 
             burners = [burn(tb.hosts[0].netns, 600) for _ in range(os.cpu_count() or 1)]
             time.sleep(3)
         with Controller(store, cluster) as ctl:
-            loads = {tb.hosts[0].name: 0.9} if loaded and n_hosts > 1 else None
+            # the testbed's hosts share one machine, so their measured loads are alike: state
+            # the loads of separate machines (h1 busy, the others idle), as EDIV measured them
+            loads = ({h.name: 0.9 if i == 0 else 0.1 for i, h in enumerate(tb.hosts)}
+                     if loaded and n_hosts > 1 else
+                     {h.name: 0.0 for h in tb.hosts})
             t0 = time.monotonic()
             plan = ctl.deploy(str(sc), algorithm=algorithm if n_hosts > 1 else "RoundRobin",
                               loads=loads)
@@ -109,6 +114,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="6 and 51 VMs idle only, no 1,000")
     ap.add_argument("--no-uml", action="store_true")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # finally: blocks take testbeds down
     if os.geteuid() != 0:
         sys.exit("bench_deploy needs root (testbed)")
     print(f"machine: {os.cpu_count()} cores, "
