@@ -15,6 +15,7 @@ from ediv import state as st
 from ediv import testbed
 from ediv.client.offline import parse_loads, planning_options
 from ediv.client.progress import ProgressDisplay
+from ediv.client.wbem_mode import server_options
 from ediv.cluster import Cluster, load_cluster, parse_cluster
 from ediv.controller import Controller, scenario_status
 from ediv.errors import EdivError
@@ -52,6 +53,7 @@ def stored_cluster(store: st.StateStore, name: str, path: str | None) -> Cluster
 
 
 @click.command()
+@server_options("deploy")
 @click.argument("scenario", type=click.Path(dir_okay=False, exists=True))
 @planning_options
 @state_option
@@ -76,6 +78,7 @@ def deploy(scenario, cluster_path, algorithm, restrictions_path, loads, state_pa
 
 
 @click.command(name="exec")
+@server_options("exec")
 @click.argument("name")
 @click.argument("seq")
 @click.option("-c", "--cluster", "cluster_path", type=click.Path(dir_okay=False))
@@ -103,6 +106,7 @@ def exec_cmd(name, seq, cluster_path, state_path, trust_new_hosts, as_json) -> N
 
 
 @click.command()
+@server_options("release")
 @click.argument("name")
 @click.option("--purge", is_flag=True, help="Also remove VM disks and state (EDIV's -P).")
 @click.option("-c", "--cluster", "cluster_path", type=click.Path(dir_okay=False))
@@ -124,6 +128,7 @@ def release(name, purge, cluster_path, state_path, trust_new_hosts) -> None:
 
 
 @click.command()
+@server_options("status")
 @click.argument("name", required=False)
 @state_option
 @click.option("--json", "as_json", is_flag=True)
@@ -146,6 +151,7 @@ def status(name, state_path, as_json) -> None:
 
 
 @click.command()
+@server_options("locate")
 @click.argument("vm", required=False)
 @click.option("-s", "--scenario", "name", help="Only this scenario.")
 @state_option
@@ -165,6 +171,7 @@ def locate(vm, name, state_path, as_json) -> None:
 
 
 @click.command()
+@server_options("segments")
 @click.argument("name", required=False)
 @state_option
 @click.option("--json", "as_json", is_flag=True)
@@ -182,6 +189,7 @@ def segments(name, state_path, as_json) -> None:
 
 
 @click.command()
+@server_options("hosts")
 @click.option("-c", "--cluster", "cluster_path", type=click.Path(dir_okay=False))
 @state_option
 @trust_option
@@ -227,6 +235,7 @@ def hosts(cluster_path, state_path, trust_new_hosts, as_json) -> None:
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
+@server_options("console")
 @click.argument("name")
 @click.argument("vm")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -256,6 +265,7 @@ def console(name, vm, command, state_path, cluster_path) -> None:
 
 
 @click.command()
+@server_options("cleanup")
 @click.option("-c", "--cluster", "cluster_path", type=click.Path(dir_okay=False))
 @state_option
 @trust_option

@@ -115,12 +115,35 @@ def method_response(msg_id: str, method: str, return_value: Any,
         ptype = pywbem.cimtype(return_value)
         body.append(f'<RETURNVALUE PARAMTYPE="{ptype}">{value_xml(return_value)}</RETURNVALUE>')
     for name, value in out_params:
+        if _embedded(value):
+            body.append(f'<PARAMVALUE NAME={quoteattr(name)} PARAMTYPE="string" '
+                        f'EmbeddedObject="instance">{embedded_xml(value)}</PARAMVALUE>')
+            continue
+        if isinstance(value, list) and not value:  # nothing to infer a type from
+            body.append(f'<PARAMVALUE NAME={quoteattr(name)} PARAMTYPE="string">'
+                        '<VALUE.ARRAY></VALUE.ARRAY></PARAMVALUE>')
+            continue
         ptype = pywbem.cimtype(value) if value is not None else None
         attr = f" PARAMTYPE={quoteattr(ptype)}" if ptype else ""
         body.append(f"<PARAMVALUE NAME={quoteattr(name)}{attr}>"
                     f"{value_xml(value) if value is not None else ''}</PARAMVALUE>")
     body.append("</METHODRESPONSE>")
     return _envelope(msg_id, "".join(body))
+
+
+def _embedded(value: Any) -> bool:
+    if isinstance(value, pywbem.CIMInstance):
+        return True
+    return isinstance(value, list) and bool(value) and \
+        all(isinstance(v, pywbem.CIMInstance) for v in value)
+
+
+def embedded_xml(value: pywbem.CIMInstance | list[pywbem.CIMInstance]) -> str:
+    """An embedded instance (or array of them) as escaped INSTANCE text (DSP0201 3.1.6)."""
+    if isinstance(value, list):
+        return "<VALUE.ARRAY>" + "".join(
+            f"<VALUE>{escape(v.tocimxmlstr())}</VALUE>" for v in value) + "</VALUE.ARRAY>"
+    return f"<VALUE>{escape(value.tocimxmlstr())}</VALUE>"
 
 
 def error_response(msg_id: str, method: str, intrinsic: bool, error: CIMError) -> bytes:

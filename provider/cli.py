@@ -33,6 +33,7 @@ def server(ctx: click.Context, config_file: Path | None, listen: str | None,
     ctx.obj["server_config"] = config_file
     if ctx.invoked_subcommand is not None:
         return
+    from ediv.provider.engine_plugin import EnginePlugin
     from ediv.provider.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -41,7 +42,7 @@ def server(ctx: click.Context, config_file: Path | None, listen: str | None,
     except ValueError as exc:
         raise EdivError(str(exc)) from None
     try:
-        handle = serve(cfg)
+        handle = serve(cfg, plugins=[EnginePlugin()])
     except OSError as exc:
         raise EdivError(f"cannot listen on {cfg.listen}: {exc.strerror or exc}") from None
     if not cfg.users_file.exists():

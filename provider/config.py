@@ -8,6 +8,8 @@
     client_ca = ""               # PEM bundle: client certificates signed by it are accepted
     users = "users.json"         # see ediv.provider.auth
     state = "state.db"           # state store of the controller
+    cluster = ""                 # cluster.conf; default: the testbed's, when it exists
+    data_dir = "data"            # scenarios defined over WBEM (their files) are kept here
     max_body_bytes = 16777216
     threads = 8
 
@@ -39,6 +41,8 @@ class ServerConfig:
     client_ca: Path | None = None
     users_file: Path = field(default=Path("users.json"))
     state_path: Path = field(default=Path("state.db"))
+    cluster_file: Path | None = None
+    data_dir: Path = field(default=Path("data"))
     max_body_bytes: int = DEFAULT_MAX_BODY
     threads: int = 8
     schema_cache_dir: Path | None = None
@@ -57,6 +61,13 @@ def default_config_path() -> Path:
         return Path("/etc/ediv/server.toml")
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "ediv" / "server.toml"
+
+
+def _testbed_cluster() -> Path | None:
+    from ediv import testbed
+
+    default = Path(testbed.DEFAULT_DIR) / "cluster.conf"
+    return default if default.exists() else None
 
 
 def parse_listen(text: str, default_port: int) -> tuple[str, int]:
@@ -105,6 +116,8 @@ def load_config(path: Path | str | None = None, *, listen: str | None = None,
             cert_file=file("certificate", "server.pem"), key_file=file("key", "server.key"),
             client_ca=file("client_ca", None), users_file=file("users", "users.json"),
             state_path=Path(state) if state else file("state", "state.db"),
+            cluster_file=file("cluster", None) or _testbed_cluster(),
+            data_dir=file("data_dir", "data"),
             max_body_bytes=int(data.get("max_body_bytes", DEFAULT_MAX_BODY)),
             threads=int(data.get("threads", 8)),
             schema_cache_dir=file("schema_cache", None),

@@ -494,6 +494,42 @@ def _get_instance(op: _Op):
     return cimxml.instance_xml(out), []
 
 
+def _writable_provider(op: _Op, classname: str):
+    nss = op.nss()
+    cls = op.existing_class(nss, classname)
+    provider = op.d.registry.get(nss.name, cls.classname)
+    if provider is None or not provider.writable:
+        raise _err(CIM_ERR_NOT_SUPPORTED,
+                   f"instances of {cls.classname} cannot be created or deleted here")
+    return nss, cls, provider
+
+
+@intrinsic("CreateInstance")
+def _create_instance(op: _Op):
+    op.allow("NewInstance")
+    new = op.params.get("NewInstance")
+    if not isinstance(new, CIMInstance):
+        raise _err(CIM_ERR_INVALID_PARAMETER, "NewInstance must be an instance")
+    _nss, cls, provider = _writable_provider(op, new.classname)
+    for name in new.properties:
+        if name not in cls.properties:
+            raise _err(CIM_ERR_INVALID_PARAMETER, f"class {cls.classname} has no property {name}")
+    path = provider.create(new)
+    path = path.copy()
+    path.namespace = None
+    path.host = None
+    return path.tocimxmlstr(), []
+
+
+@intrinsic("DeleteInstance")
+def _delete_instance(op: _Op):
+    op.allow("InstanceName")
+    path = op.instance_name("InstanceName")
+    nss, _cls, provider = _writable_provider(op, path.classname)
+    provider.delete(_local(path, nss.name))
+    return None, []
+
+
 @intrinsic("GetProperty")
 def _get_property(op: _Op):
     op.allow("InstanceName", "PropertyName")

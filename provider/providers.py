@@ -40,8 +40,16 @@ class InstanceProvider:
     """Serves the instances of one CIM class in one namespace."""
 
     classname: str = ""
+    # True when the provider implements create() and delete() (CreateInstance, DeleteInstance)
+    writable: bool = False
 
     def enumerate(self) -> Iterable[pywbem.CIMInstance]:
+        raise NotImplementedError
+
+    def create(self, instance: pywbem.CIMInstance) -> pywbem.CIMInstanceName:
+        raise NotImplementedError
+
+    def delete(self, path: pywbem.CIMInstanceName) -> None:
         raise NotImplementedError
 
     def get(self, path: pywbem.CIMInstanceName) -> pywbem.CIMInstance | None:

@@ -60,6 +60,15 @@ def _check_embedded(root: etree._Element) -> None:
                     xmlsafe.parse_bytes(text.encode("utf-8"), "<embedded object>")
 
 
+def _plain_method_parameters(root: etree._Element) -> None:
+    """Extrinsic method parameters keep embedded objects as text: the method decides how to
+    read them (CIM-XML or MOF, as clients send either) and reports a bad one as an invalid
+    parameter instead of a request the server cannot read."""
+    for param in root.iterfind("MESSAGE/SIMPLEREQ/METHODCALL/PARAMVALUE"):
+        for attr in ("EmbeddedObject", "EMBEDDEDOBJECT"):
+            param.attrib.pop(attr, None)
+
+
 def parse_cim_message(body: bytes) -> tuple:
     """Parse a CIM-XML request body into pywbem's nested tuples (see TupleParser.parse_cim).
 
@@ -69,5 +78,6 @@ def parse_cim_message(body: bytes) -> tuple:
     root = xmlsafe.parse_bytes(body, "<request>").getroot()
     if root.find("MESSAGE/MULTIREQ") is not None:
         raise MultipleRequests("MULTIREQ is not supported")
+    _plain_method_parameters(root)
     _check_embedded(root)
     return TupleParser().parse_cim(to_tupletree(root))

@@ -40,6 +40,9 @@ ROOT_CLASSES = [
     "CIM_VirtualSystemSettingDataComponent", "CIM_ElementSettingData", "CIM_HostedService",
     "CIM_ServiceAffectsElement", "CIM_ElementCapabilities", "CIM_AffectedJobElement",
     "CIM_OwningJobElement",
+    # Indications (DSP1054): subscriptions in interop, lifecycle indications
+    "CIM_IndicationFilter", "CIM_ListenerDestinationCIMXML", "CIM_IndicationSubscription",
+    "CIM_InstCreation", "CIM_InstDeletion", "CIM_InstModification",
 ]
 
 STRIPPED_QUALIFIERS = {"description", "mappingstrings", "modelcorrespondence", "umlpackagepath"}

@@ -1,0 +1,88 @@
+"""Object paths of the root/ediv instances: one function per class, used by the instance
+providers, the associations, the methods and the client alike (so the keys agree)."""
+
+from __future__ import annotations
+
+from pywbem import CIMInstanceName
+
+from ediv.provider.schema import EDIV_NAMESPACE
+
+NS = EDIV_NAMESPACE
+SERVICE_NAME = "ediv"
+VSMCAPS_ID = "ediv:capabilities:management"
+SCENARIO_CAPS_ID = "ediv:capabilities:scenario"
+VM_CAPS_ID = "ediv:capabilities:virtualsystem"
+
+
+def _system(classname: str, name: str) -> CIMInstanceName:
+    return CIMInstanceName(classname, {"CreationClassName": classname, "Name": name},
+                           namespace=NS)
+
+
+def _setting(classname: str, instance_id: str) -> CIMInstanceName:
+    return CIMInstanceName(classname, {"InstanceID": instance_id}, namespace=NS)
+
+
+def host_path(name: str) -> CIMInstanceName:
+    return _system("EDIV_HostSystem", name)
+
+
+def scenario_path(name: str) -> CIMInstanceName:
+    return _system("EDIV_Scenario", name)
+
+
+def vm_key(scenario: str, vm: str) -> str:
+    """EDIV_VirtualSystem.Name: VM names are unique within a scenario only."""
+    return f"{scenario}/{vm}"
+
+
+def split_key(key: str) -> tuple[str, str] | None:
+    scenario, sep, name = str(key).partition("/")
+    return (scenario, name) if sep and scenario and name else None
+
+
+def vm_path(scenario: str, vm: str) -> CIMInstanceName:
+    return _system("EDIV_VirtualSystem", vm_key(scenario, vm))
+
+
+def net_path(scenario: str, net: str) -> CIMInstanceName:
+    return _system("EDIV_VirtualNetwork", vm_key(scenario, net))
+
+
+def ssd_path(scenario: str) -> CIMInstanceName:
+    return _setting("EDIV_ScenarioSettingData", f"ediv:scenario:{scenario}")
+
+
+def vssd_path(scenario: str, vm: str) -> CIMInstanceName:
+    return _setting("EDIV_VirtualSystemSettingData", f"ediv:vm:{vm_key(scenario, vm)}")
+
+
+def rasd_path(classname: str, scenario: str, vm: str, part: str) -> CIMInstanceName:
+    return _setting(classname, f"ediv:rasd:{vm_key(scenario, vm)}:{part}")
+
+
+def job_id(path: CIMInstanceName) -> int | None:
+    text = str(path.keybindings.get("InstanceID", ""))
+    prefix = "ediv:job:"
+    if not text.startswith(prefix) or not text[len(prefix):].isdigit():
+        return None
+    return int(text[len(prefix):])
+
+
+def job_path(job: int) -> CIMInstanceName:
+    return _setting("EDIV_ConcreteJob", f"ediv:job:{job}")
+
+
+def service_path(system_name: str) -> CIMInstanceName:
+    return CIMInstanceName("EDIV_VirtualSystemManagementService", {
+        "SystemCreationClassName": "CIM_ComputerSystem", "SystemName": system_name,
+        "CreationClassName": "EDIV_VirtualSystemManagementService", "Name": SERVICE_NAME,
+    }, namespace=NS)
+
+
+def vsm_caps_path() -> CIMInstanceName:
+    return _setting("EDIV_VirtualSystemManagementCapabilities", VSMCAPS_ID)
+
+
+def elem_caps_path(instance_id: str) -> CIMInstanceName:
+    return _setting("EDIV_EnabledLogicalElementCapabilities", instance_id)

@@ -1,0 +1,142 @@
+"""What the root/ediv providers share: the state store, the cluster, the parsed scenarios.
+
+The server's threads (cheroot workers, job threads, the indication poller) each read the
+SQLite state store through their own connection (WAL lets them run side by side); the
+controller of a job gets a connection of its own too. Nothing here changes the engine:
+it is the glue between the WBEM server and ``ediv.controller``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pywbem import CIM_ERR_FAILED, CIM_ERR_INVALID_PARAMETER, CIMError
+
+from ediv import state as st
+from ediv import testbed
+from ediv.cluster import Cluster, load_cluster, parse_cluster
+from ediv.errors import EdivError, InputError
+from ediv.provider.config import ServerConfig
+from ediv.scenario import load_string
+from ediv.scenario.model import Scenario
+
+# A scenario name becomes a directory name under the data dir: keep it plain.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
+DEFINITION_FILE = ".ediv-definition.xml"
+RESTRICTIONS_FILE = ".ediv-restrictions.xml"
+
+
+def check_name(name: str, what: str = "scenario") -> str:
+    if not _NAME.match(name or "") or ".." in name:
+        raise CIMError(CIM_ERR_INVALID_PARAMETER,
+                       f"{what} name {name!r} is not usable: letters, digits, '_', '.', '+' "
+                       "and '-' only, starting with a letter or digit")
+    return name
+
+
+class Engine:
+    """One per server: opens stores per thread, knows the cluster and the data dir."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.state_path = str(config.state_path)
+        self.data_dir = Path(config.data_dir)
+        self._local = threading.local()
+        self._models: dict[str, tuple[str, Scenario | None]] = {}
+        self._models_lock = threading.Lock()
+        self._busy: dict[str, str] = {}  # scenario -> what is being done to it
+        self._busy_lock = threading.Lock()
+
+    # -- state store -----------------------------------------------------------------
+    def store(self) -> st.StateStore:
+        """This thread's connection to the state store."""
+        store = getattr(self._local, "store", None)
+        if store is None:
+            store = st.StateStore(self.state_path)
+            self._local.store = store
+        return store
+
+    def new_store(self) -> st.StateStore:
+        """A connection of its own (for a job thread; close it when done)."""
+        return st.StateStore(self.state_path)
+
+    # -- cluster ---------------------------------------------------------------------
+    def cluster_path(self) -> Path | None:
+        if self.config.cluster_file is not None:
+            return Path(self.config.cluster_file)
+        default = Path(testbed.DEFAULT_DIR) / "cluster.conf"
+        return default if default.exists() else None
+
+    def cluster(self, scenario: str | None = None, store: st.StateStore | None = None
+                ) -> Cluster:
+        """The cluster a scenario was deployed with (stored), else the server's."""
+        if scenario is not None:
+            stored = (store or self.store()).cluster_of(scenario)
+            if stored is not None:
+                return parse_cluster(stored[1], stored[0])
+        path = self.cluster_path()
+        if path is None:
+            raise CIMError(CIM_ERR_FAILED, "the server has no cluster file: set 'cluster' in "
+                           "its config, or run 'ediv testbed up'")
+        try:
+            return load_cluster(str(path))
+        except InputError as exc:
+            raise CIMError(CIM_ERR_FAILED, "\n".join(str(d) for d in exc.diagnostics)) from None
+        except (EdivError, OSError) as exc:
+            raise CIMError(CIM_ERR_FAILED, f"cluster file {path}: {exc}") from None
+
+    def cluster_hosts(self) -> list:
+        """Hosts of the server's cluster file ([] when there is none or it is broken)."""
+        try:
+            return list(self.cluster().hosts)
+        except CIMError:
+            return []
+
+    # -- scenario models -------------------------------------------------------------
+    def model(self, row: st.ScenarioRow) -> Scenario | None:
+        """The parsed spec of a scenario (cached by content); None if it no longer parses."""
+        spec = row.spec or ""
+        digest = hashlib.sha256(spec.encode("utf-8", "replace")).hexdigest()
+        with self._models_lock:
+            cached = self._models.get(row.name)
+            if cached is not None and cached[0] == digest:
+                return cached[1]
+        try:
+            scenario, _ = load_string(spec, f"{row.name}.xml", row.basedir or ".")
+        except (InputError, EdivError):
+            scenario = None
+        with self._models_lock:
+            self._models[row.name] = (digest, scenario)
+        return scenario
+
+    def scenario_dir(self, name: str) -> Path:
+        return self.data_dir / "scenarios" / check_name(name)
+
+    # -- one change at a time per scenario -------------------------------------------
+    @contextmanager
+    def claim(self, name: str, what: str) -> Iterator[None]:
+        self.take(name, what)
+        try:
+            yield
+        finally:
+            self.give(name)
+
+    def take(self, name: str, what: str) -> None:
+        with self._busy_lock:
+            if name in self._busy:
+                raise CIMError(CIM_ERR_FAILED,
+                               f"scenario {name!r} is busy ({self._busy[name]}); try later")
+            self._busy[name] = what
+
+    def give(self, name: str) -> None:
+        with self._busy_lock:
+            self._busy.pop(name, None)
+
+    def busy(self, name: str) -> str | None:
+        with self._busy_lock:
+            return self._busy.get(name)

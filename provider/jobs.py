@@ -1,0 +1,115 @@
+"""Long operations as EDIV_ConcreteJob: a row in the jobs table and a thread doing the work.
+
+The row is the job's whole state (percent, log, result, error), so every process sharing the
+store sees it, and a server restart turns jobs it was running into failed ones
+(``StateStore.fail_orphaned_jobs``). Failures are offered as CIM_Error instances by
+GetError / GetErrors.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pywbem import CIMError, CIMInstance, Uint16, Uint32
+
+from ediv import state as st
+from ediv.errors import EdivError, InputError
+from ediv.provider.engine import Engine
+
+log = logging.getLogger("ediv.provider")
+
+Work = Callable[[int, st.StateStore], Any]
+
+
+def error_text(exc: BaseException) -> str:
+    if isinstance(exc, InputError):
+        return "\n".join(str(d) for d in exc.diagnostics)
+    if isinstance(exc, CIMError):
+        return exc.status_description or str(exc)
+    if isinstance(exc, EdivError):
+        return str(exc)
+    return f"internal error: {type(exc).__name__}: {exc}"
+
+
+class JobRunner:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._threads: dict[int, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    def start(self, kind: str, scenario: str | None, work: Work,
+              release_claim: bool = False) -> int:
+        """Record a running job and run ``work(job, store)`` in a thread. The work may finish
+        the job row itself (the controller does); otherwise its return value is the result.
+        ``release_claim``: give the scenario back (Engine.give) when the work ends."""
+        job = self.engine.store().start_job(kind, scenario)
+        thread = threading.Thread(target=self._run, args=(job, scenario, work, release_claim),
+                                  name=f"ediv-job-{job}", daemon=True)
+        with self._lock:
+            self._threads[job] = thread
+        thread.start()
+        return job
+
+    def _run(self, job: int, scenario: str | None, work: Work, release_claim: bool) -> None:
+        store = self.engine.new_store()
+        try:
+            try:
+                result = work(job, store)
+            except BaseException as exc:  # the job records every failure
+                if not isinstance(exc, (EdivError, InputError, CIMError)):
+                    log.exception("job %s failed", job)
+                if _running(store, job):
+                    store.finish_job(job, False, error=error_text(exc))
+            else:
+                if _running(store, job):
+                    store.finish_job(job, True, result)
+        finally:
+            if release_claim and scenario:
+                self.engine.give(scenario)
+            store.close()
+            with self._lock:
+                self._threads.pop(job, None)
+
+    def wait(self, job: int, timeout: float | None = None) -> bool:
+        """Wait for a job of this server to end (True when it did, or was not running here)."""
+        with self._lock:
+            thread = self._threads.get(job)
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def wait_all(self, timeout: float = 60.0) -> None:
+        with self._lock:
+            threads = list(self._threads.values())
+        for t in threads:
+            t.join(timeout)
+
+
+def _running(store: st.StateStore, job: int) -> bool:
+    row = store.job(job)
+    return row is not None and row["state"] == "running"
+
+
+def cim_errors(job: dict) -> list[CIMInstance]:
+    """The CIM_Error instances of a failed job (none for a running or successful one)."""
+    if job["state"] != "failed" or not job["error"]:
+        return []
+    err = CIMInstance("CIM_Error")
+    err["ErrorType"] = Uint16(1)  # Other
+    err["OtherErrorType"] = f"ediv {job['kind']} failed"
+    err["OwningEntity"] = "ediv"
+    err["MessageID"] = f"EDIV-{job['kind'].upper()}-FAILED"
+    err["Message"] = job["error"]
+    err["MessageArguments"] = [job["scenario"] or ""]
+    err["PerceivedSeverity"] = Uint16(5)  # Major
+    err["ProbableCause"] = Uint16(1)  # Other
+    err["ProbableCauseDescription"] = job["error"].splitlines()[0][:200]
+    err["ErrorSource"] = f"EDIV_ConcreteJob.InstanceID=\"ediv:job:{job['id']}\""
+    err["ErrorSourceFormat"] = Uint16(2)  # CIMObjectPath
+    err["CIMStatusCode"] = Uint32(1)  # CIM_ERR_FAILED
+    err["CIMStatusCodeDescription"] = "CIM_ERR_FAILED"
+    return [err]

@@ -1,0 +1,543 @@
+"""Extrinsic methods of root/ediv: DefineSystem, DestroySystem, PlanScenario, ExecuteSequence
+(EDIV_VirtualSystemManagementService), RequestStateChange (EDIV_Scenario, EDIV_VirtualSystem)
+and GetError / GetErrors (EDIV_ConcreteJob).
+
+Return values follow DSP1042/DSP1052: 0 done, 4096 job started (Job OUT names the
+EDIV_ConcreteJob), 4097 invalid state transition, 4098 TimeoutPeriod not supported.
+Bad input is a CIM_ERR_INVALID_PARAMETER error with a message saying what is wrong (VNUML
+``file:line: message`` diagnostics for a scenario with errors).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pywbem
+from pywbem import (
+    CIM_ERR_ALREADY_EXISTS,
+    CIM_ERR_FAILED,
+    CIM_ERR_INVALID_PARAMETER,
+    CIM_ERR_NOT_FOUND,
+    CIM_ERR_NOT_SUPPORTED,
+    CIMError,
+    CIMInstance,
+    CIMInstanceName,
+    Uint32,
+)
+
+from ediv import state as st
+from ediv.controller import Controller
+from ediv.errors import EdivError, InputError
+from ediv.partition import registry as algorithms
+from ediv.plan import make_plan
+from ediv.provider import archive
+from ediv.provider import cim_paths as P
+from ediv.provider.embedded import EmbeddedParser, text_property
+from ediv.provider.engine import DEFINITION_FILE, RESTRICTIONS_FILE, Engine, check_name
+from ediv.provider.jobs import JobRunner, cim_errors
+from ediv.provider.operations import Dispatcher, MethodProvider
+from ediv.provider.schema import EDIV_NAMESPACE
+from ediv.provider.vm_settings import vm_from_settings
+from ediv.restrictions import parse_restrictions
+from ediv.scenario import load_string, to_xml
+from ediv.scenario.model import Scenario
+
+OK, NOT_SUPPORTED, INVALID_STATE = 0, 1, 5
+JOB_STARTED, INVALID_TRANSITION, NO_TIMEOUT = 4096, 4097, 4098
+_SEQ = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
+
+# Why per-VM state changes are refused (the host agent has no verbs for them yet).
+VM_STATE_CHANGE_UNSUPPORTED = (
+    "per-VM state changes need host agent support that ediv-host does not have yet "
+    "(its verbs: probe, deploy, exec, release, purge, status, console); request the state "
+    "of the whole EDIV_Scenario instead")
+
+
+def _bad(message: str) -> CIMError:
+    return CIMError(CIM_ERR_INVALID_PARAMETER, message)
+
+
+def diagnostics_error(what: str, exc: InputError) -> CIMError:
+    lines = "\n".join(str(d) for d in exc.diagnostics)
+    return _bad(f"{what} has errors:\n{lines}")
+
+
+def _allow(method: str, params: pywbem.NocaseDict, *names: str) -> None:
+    allowed = {n.lower() for n in names}
+    for name in params:
+        if name.lower() not in allowed:
+            raise _bad(f"{method} has no parameter {name}")
+
+
+def _ref(params: pywbem.NocaseDict, name: str, classname: str) -> CIMInstanceName:
+    value = params.get(name)
+    if not isinstance(value, CIMInstanceName):
+        raise _bad(f"{name} must be a reference to {classname}")
+    return value
+
+
+def _requested_state(params: pywbem.NocaseDict) -> int:
+    value = params.get("RequestedState")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _bad("RequestedState is required (an integer)") from None
+
+
+class EngineMethods:
+    """The method providers, sharing the engine, the job runner and the embedded parser."""
+
+    def __init__(self, engine: Engine, jobs: JobRunner, dispatcher: Dispatcher):
+        self.engine = engine
+        self.jobs = jobs
+        nss = dispatcher.schema.namespace(EDIV_NAMESPACE)
+        self.nss = nss
+        self.parser = EmbeddedParser(nss)
+
+    def register(self, dispatcher: Dispatcher) -> None:
+        for provider in (_Service(self), _ScenarioState(self), _VirtualSystemState(self),
+                         _JobMethods(self)):
+            dispatcher.register_methods(EDIV_NAMESPACE, provider)
+
+    # ------------------------------------------------------------ helpers
+    def scenario_name(self, ref: CIMInstanceName) -> str:
+        """The scenario an EDIV_Scenario / EDIV_ScenarioSettingData reference names."""
+        cls = ref.classname
+        if self.nss.is_subclass(cls, "EDIV_Scenario"):
+            name = str(ref.keybindings.get("Name", ""))
+        elif self.nss.is_subclass(cls, "EDIV_ScenarioSettingData"):
+            name = str(ref.keybindings.get("InstanceID", "")).removeprefix("ediv:scenario:")
+        else:
+            raise _bad(f"{ref.classname} does not name a scenario "
+                       "(use EDIV_Scenario or EDIV_ScenarioSettingData)")
+        if self.engine.store().scenario(name) is None:
+            raise CIMError(CIM_ERR_NOT_FOUND, f"no scenario named {name!r}")
+        return name
+
+    def load_definition(self, inst: CIMInstance, basedir: str
+                        ) -> tuple[Scenario, str, str | None, str | None]:
+        spec = text_property(inst, "ScenarioDefinition")
+        if not spec:
+            raise _bad("SystemSettings needs ScenarioDefinition (the VNUML XML text)")
+        algorithm = text_property(inst, "PartitionAlgorithm")
+        if algorithm:
+            try:
+                algorithms.get(algorithm)
+            except EdivError as exc:
+                raise _bad(f"PartitionAlgorithm: {exc}") from None
+        restrictions = text_property(inst, "Restrictions")
+        if restrictions:
+            try:
+                parse_restrictions(restrictions.encode("utf-8"), "Restrictions")
+            except InputError as exc:
+                raise diagnostics_error("Restrictions", exc) from None
+        try:
+            scenario, _warnings = load_string(spec, "ScenarioDefinition", basedir,
+                                              deployable=True)
+        except InputError as exc:
+            raise diagnostics_error("ScenarioDefinition", exc) from None
+        return scenario, spec, algorithm, restrictions
+
+    def staging(self) -> Path:
+        return self.engine.data_dir / "staging" / uuid.uuid4().hex
+
+    # ------------------------------------------------------------ DefineSystem
+    def define_system(self, params: pywbem.NocaseDict) -> tuple[Any, list]:
+        _allow("DefineSystem", params, "SystemSettings", "ResourceSettings",
+               "ReferenceConfiguration")
+        if params.get("SystemSettings") is None:
+            raise _bad("SystemSettings is required (an embedded EDIV_ScenarioSettingData or "
+                       "EDIV_VirtualSystemSettingData)")
+        settings = self.parser.parse("SystemSettings", params["SystemSettings"],
+                                     "CIM_VirtualSystemSettingData")
+        if self.nss.is_subclass(settings.classname, "EDIV_ScenarioSettingData"):
+            if params.get("ResourceSettings"):
+                raise _bad("ResourceSettings go with an EDIV_VirtualSystemSettingData, "
+                           "not with a scenario")
+            name = self.define_scenario(settings)
+            return Uint32(OK), [("ResultingSystem", P.scenario_path(name))]
+        raw = params.get("ResourceSettings") or []
+        rasds = [self.parser.parse(f"ResourceSettings[{i}]", r,
+                                   "CIM_ResourceAllocationSettingData")
+                 for i, r in enumerate(raw if isinstance(raw, list) else [raw])]
+        ref = params.get("ReferenceConfiguration")
+        if not isinstance(ref, CIMInstanceName):
+            raise _bad("to add a VM, ReferenceConfiguration must name its scenario "
+                       "(EDIV_ScenarioSettingData or EDIV_Scenario)")
+        scenario, vm = self.define_vm(self.scenario_name(ref), settings, rasds)
+        return Uint32(OK), [("ResultingSystem", P.vm_path(scenario, vm))]
+
+    def define_scenario(self, settings: CIMInstance) -> str:
+        staging = self.staging()
+        try:
+            encoded = text_property(settings, "Archive")
+            if encoded:
+                archive.extract(encoded, staging)
+            else:
+                staging.mkdir(parents=True)
+            scenario, spec, algorithm, restrictions = self.load_definition(
+                settings, str(staging))
+            name = check_name(scenario.name)
+            store = self.engine.store()
+            with self.engine.claim(name, "define"):
+                row = store.scenario(name)
+                if row is not None:
+                    raise CIMError(CIM_ERR_ALREADY_EXISTS,
+                                   f"scenario {name!r} is already {row.state}")
+                final = self.engine.scenario_dir(name)
+                if final.exists():  # left by a scenario the store no longer has
+                    shutil.rmtree(final)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                staging.rename(final)
+                try:
+                    store.create_scenario(name, spec, basedir=str(final), algorithm=algorithm,
+                                          restrictions=restrictions, state=st.DEFINED)
+                except EdivError as exc:
+                    shutil.rmtree(final, ignore_errors=True)
+                    raise CIMError(CIM_ERR_ALREADY_EXISTS, str(exc)) from None
+                store.unlock(name)
+            return name
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def define_vm(self, name: str, vssd: CIMInstance, rasds: list[CIMInstance]
+                  ) -> tuple[str, str]:
+        store = self.engine.store()
+        with self.engine.claim(name, "define"):
+            row = store.scenario(name)
+            if row is None:
+                raise CIMError(CIM_ERR_NOT_FOUND, f"no scenario named {name!r}")
+            if row.state != st.DEFINED:
+                raise CIMError(CIM_ERR_FAILED, f"scenario {name!r} is {row.state}: VMs can "
+                               "only be added while it is defined (release it first)")
+            vm = vm_from_settings(vssd, rasds)
+            check_name(vm.name, "VM")
+            scenario = self._parse_stored(row)
+            if scenario.vm(vm.name) is not None:
+                raise CIMError(CIM_ERR_ALREADY_EXISTS,
+                               f"scenario {name!r} already has a VM named {vm.name!r}")
+            scenario.vms.append(vm)
+            self._store_spec(name, scenario, row.basedir)
+        return name, vm.name
+
+    def _parse_stored(self, row: st.ScenarioRow) -> Scenario:
+        try:
+            scenario, _ = load_string(row.spec or "", f"{row.name}.xml", row.basedir or ".",
+                                      deployable=True)
+        except InputError as exc:
+            raise diagnostics_error(f"stored scenario {row.name!r}", exc) from None
+        return scenario
+
+    def _store_spec(self, name: str, scenario: Scenario, basedir: str | None) -> None:
+        text = to_xml(scenario).decode("utf-8")
+        try:
+            load_string(text, f"{name}.xml", basedir or ".", deployable=True)
+        except InputError as exc:
+            raise diagnostics_error("the scenario with this VM", exc) from None
+        store = self.engine.store()
+        # the state store has no "set spec" call yet: one UPDATE in its own transaction
+        with store.transaction() as db:
+            db.execute("UPDATE scenarios SET spec=?, updated=? WHERE name=? AND state=?",
+                       (text, time.time(), name, st.DEFINED))
+
+    # ------------------------------------------------------------ DestroySystem
+    def destroy_system(self, params: pywbem.NocaseDict) -> tuple[Any, list]:
+        _allow("DestroySystem", params, "AffectedSystem")
+        ref = _ref(params, "AffectedSystem", "EDIV_Scenario or EDIV_VirtualSystem")
+        if self.nss.is_subclass(ref.classname, "EDIV_VirtualSystem"):
+            return self._destroy_vm(ref)
+        name = self.scenario_name(ref)
+        store = self.engine.store()
+        self.engine.take(name, "destroy")
+        try:
+            row = store.scenario(name)
+            if row.state == st.DEFINED:
+                store.delete_scenario(name)
+                self._remove_files(name, row)
+                self.engine.give(name)
+                return Uint32(OK), []
+        except BaseException:
+            self.engine.give(name)
+            raise
+
+        def work(job: int, jstore: st.StateStore) -> Any:
+            left = self._release(job, jstore, name, keep_definition=False)
+            if left:
+                raise EdivError(f"release could not reach {', '.join(left)}; the scenario "
+                                "stays (failed) until they are back")
+            self._remove_files(name, row)
+            return {"destroyed": name}
+
+        job = self.jobs.start("release", name, work, release_claim=True)
+        return Uint32(JOB_STARTED), [("Job", P.job_path(job))]
+
+    def _remove_files(self, name: str, row: st.ScenarioRow) -> None:
+        ours = self.engine.scenario_dir(name)
+        if row.basedir and Path(row.basedir) == ours and ours.exists():
+            shutil.rmtree(ours, ignore_errors=True)
+
+    def _destroy_vm(self, ref: CIMInstanceName) -> tuple[Any, list]:
+        key = P.split_key(ref.keybindings.get("Name", ""))
+        if key is None:
+            raise CIMError(CIM_ERR_NOT_FOUND, f"no virtual system {ref}")
+        name, vm = key
+        store = self.engine.store()
+        with self.engine.claim(name, "define"):
+            row = store.scenario(name)
+            if row is None:
+                raise CIMError(CIM_ERR_NOT_FOUND, f"no scenario named {name!r}")
+            if row.state != st.DEFINED:
+                raise CIMError(CIM_ERR_FAILED, f"scenario {name!r} is {row.state}: VMs can "
+                               "only be removed while it is defined")
+            scenario = self._parse_stored(row)
+            if scenario.vm(vm) is None:
+                raise CIMError(CIM_ERR_NOT_FOUND, f"scenario {name!r} has no VM {vm!r}")
+            scenario.vms = [v for v in scenario.vms if v.name != vm]
+            self._store_spec(name, scenario, row.basedir)
+        return Uint32(OK), []
+
+    # ------------------------------------------------------------ state changes
+    def scenario_state(self, target: CIMInstanceName, params: pywbem.NocaseDict
+                       ) -> tuple[Any, list]:
+        _allow("RequestStateChange", params, "RequestedState", "TimeoutPeriod")
+        if not isinstance(target, CIMInstanceName):
+            raise _bad("RequestStateChange is invoked on an EDIV_Scenario instance")
+        name = self.scenario_name(target)
+        requested = _requested_state(params)
+        if params.get("TimeoutPeriod") is not None:
+            return Uint32(NO_TIMEOUT), []
+        if requested not in (2, 3):
+            return Uint32(INVALID_TRANSITION), []
+        self.engine.take(name, "deploy" if requested == 2 else "release")
+        try:
+            row = self.engine.store().scenario(name)
+            if (requested == 2 and row.state == st.DEPLOYED) or \
+                    (requested == 3 and row.state == st.DEFINED):
+                self.engine.give(name)
+                return Uint32(OK), []
+            if (requested == 2 and row.state != st.DEFINED) or \
+                    (requested == 3 and row.state not in (st.DEPLOYED, st.FAILED)):
+                self.engine.give(name)
+                return Uint32(INVALID_TRANSITION), []
+            if requested == 2:
+                job = self.jobs.start("deploy", name, lambda j, s: self._deploy(j, s, name),
+                                      release_claim=True)
+            else:
+                job = self.jobs.start("release", name, lambda j, s: self._release_checked(
+                    j, s, name), release_claim=True)
+        except BaseException:
+            self.engine.give(name)
+            raise
+        return Uint32(JOB_STARTED), [("Job", P.job_path(job))]
+
+    def _progress(self, store: st.StateStore, job: int):
+        def emit(event: dict) -> None:
+            parts = [f"{k} {event[k]}" for k in ("host", "vm", "net", "scenario") if event.get(k)]
+            parts.append(str(event.get("state") or event.get("message") or event.get("event")))
+            if event.get("error"):
+                parts.append(f"({event['error']})")
+            store.job_progress(job, line=" ".join(parts))
+        return emit
+
+    def _deploy(self, job: int, store: st.StateStore, name: str) -> Any:
+        row = store.scenario(name)
+        basedir = Path(row.basedir or self.engine.scenario_dir(name))
+        basedir.mkdir(parents=True, exist_ok=True)
+        spec_file = basedir / DEFINITION_FILE
+        spec_file.write_text(row.spec or "", encoding="utf-8")
+        restrictions = self._restrictions(store, name)
+        restrictions_file = None
+        if restrictions:
+            restrictions_file = basedir / RESTRICTIONS_FILE
+            restrictions_file.write_text(restrictions, encoding="utf-8")
+        cluster = self.engine.cluster()
+        with Controller(store, cluster, progress=self._progress(store, job)) as ctl:
+            plan = ctl.deploy(str(spec_file), algorithm=row.algorithm,
+                              restrictions_path=str(restrictions_file) if restrictions_file
+                              else None, job=job)
+        return plan.to_json()
+
+    @staticmethod
+    def _restrictions(store: st.StateStore, name: str) -> str | None:
+        row = store.db.execute("SELECT restrictions FROM scenarios WHERE name=?",
+                               (name,)).fetchone()
+        return row[0] if row else None
+
+    def _release(self, job: int, store: st.StateStore, name: str, keep_definition: bool
+                 ) -> list[str]:
+        cluster = self.engine.cluster(name, store)
+        with Controller(store, cluster, progress=self._progress(store, job)) as ctl:
+            return ctl.release(name, keep_definition=keep_definition)
+
+    def _release_checked(self, job: int, store: st.StateStore, name: str) -> Any:
+        left = self._release(job, store, name, keep_definition=True)
+        if left:
+            raise EdivError(f"release could not reach {', '.join(left)}; run it again (or "
+                            "'ediv cleanup') when they are back")
+        return {"released": name}
+
+    # ------------------------------------------------------------ extensions
+    def execute_sequence(self, params: pywbem.NocaseDict) -> tuple[Any, list]:
+        _allow("ExecuteSequence", params, "AffectedSystem", "Sequence")
+        name = self.scenario_name(_ref(params, "AffectedSystem", "EDIV_Scenario"))
+        seq = params.get("Sequence")
+        if not isinstance(seq, str) or not _SEQ.match(seq):
+            raise _bad("Sequence must be the name of a command sequence (letters, digits, "
+                       "'_', '.', ':', '+', '-')")
+        store = self.engine.store()
+        row = store.scenario(name)
+        if row.state != st.DEPLOYED:
+            return Uint32(INVALID_STATE), []
+        model = self.engine.model(row)
+        if model is not None:
+            known = sequences(model)
+            if seq not in known:
+                raise _bad(f"scenario {name!r} has no command sequence {seq!r} "
+                           f"(it has: {', '.join(sorted(known)) or 'none'})")
+
+        def work(job: int, jstore: st.StateStore) -> Any:
+            cluster = self.engine.cluster(name, jstore)
+            with Controller(jstore, cluster, progress=self._progress(jstore, job)) as ctl:
+                results = ctl.exec(name, seq)
+            failed = [r for r in results if r["exit_code"] != 0]
+            if failed:
+                jstore.finish_job(job, False, results, error=f"{len(failed)} of {len(results)} "
+                                  "failed: " + ", ".join(str(r["vm"] or r["host"])
+                                                         for r in failed))
+            return results
+
+        self.engine.take(name, "exec")
+        try:
+            job = self.jobs.start("exec", name, work, release_claim=True)
+        except BaseException:
+            self.engine.give(name)
+            raise
+        return Uint32(JOB_STARTED), [("Job", P.job_path(job))]
+
+    def plan_scenario(self, params: pywbem.NocaseDict) -> tuple[Any, list]:
+        _allow("PlanScenario", params, "SystemSettings", "HostLoads")
+        if params.get("SystemSettings") is None:
+            raise _bad("SystemSettings is required (an embedded EDIV_ScenarioSettingData)")
+        settings = self.parser.parse("SystemSettings", params["SystemSettings"],
+                                     "EDIV_ScenarioSettingData")
+        loads = parse_loads(params.get("HostLoads"))
+        staging = self.staging()
+        try:
+            encoded = text_property(settings, "Archive")
+            if encoded:
+                archive.extract(encoded, staging)
+            else:
+                staging.mkdir(parents=True)
+            scenario, _spec, algorithm, restrictions = self.load_definition(
+                settings, str(staging))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        cluster = self.engine.cluster()
+        measured = {h["name"]: float(h["load"]) for h in self.engine.store().hosts()
+                    if h["load"] is not None}
+        measured.update(loads)
+        try:
+            rules = parse_restrictions(restrictions.encode(), "Restrictions") \
+                if restrictions else None
+            plan = make_plan(scenario, cluster, algorithm, rules, measured)
+        except InputError as exc:
+            raise diagnostics_error("the placement", exc) from None
+        except EdivError as exc:
+            raise CIMError(CIM_ERR_FAILED, f"cannot place the scenario: {exc}") from None
+        return Uint32(OK), [("Plan", json.dumps(plan.to_json()))]
+
+
+def sequences(scenario: Scenario) -> set[str]:
+    seqs = {e.seq for vm in scenario.vms for e in vm.execs}
+    seqs |= {f.seq for vm in scenario.vms for f in vm.filetrees}
+    if scenario.host:
+        seqs |= {e.seq for e in scenario.host.execs}
+    defaults = scenario.global_.vm_defaults
+    if defaults:
+        seqs |= {f.seq for f in defaults.filetrees}
+    return seqs
+
+
+def parse_loads(value: Any) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in value or []:
+        host, sep, number = str(item).partition("=")
+        try:
+            load = float(number)
+        except ValueError:
+            load = -1.0
+        if not sep or not host or not 0.0 <= load <= 1.0:
+            raise _bad(f"HostLoads entry {item!r} is not HOST=FRACTION (0.0 to 1.0)")
+        out[host] = load
+    return out
+
+
+class _Service(MethodProvider):
+    classname = "EDIV_VirtualSystemManagementService"
+
+    def __init__(self, m: EngineMethods):
+        self.m = m
+
+    def invoke(self, namespace, target, method, params):
+        handlers = {
+            "definesystem": self.m.define_system,
+            "destroysystem": self.m.destroy_system,
+            "executesequence": self.m.execute_sequence,
+            "planscenario": self.m.plan_scenario,
+        }
+        handler = handlers.get(method.lower())
+        if handler is None:
+            raise CIMError(CIM_ERR_NOT_SUPPORTED,
+                           f"{method} is not supported by this server (supported: "
+                           "DefineSystem, DestroySystem, PlanScenario, ExecuteSequence)")
+        return handler(params)
+
+
+class _ScenarioState(MethodProvider):
+    classname = "EDIV_Scenario"
+
+    def __init__(self, m: EngineMethods):
+        self.m = m
+
+    def invoke(self, namespace, target, method, params):
+        if method.lower() != "requeststatechange":
+            raise CIMError(CIM_ERR_NOT_SUPPORTED, f"EDIV_Scenario.{method} is not supported")
+        return self.m.scenario_state(target, params)
+
+
+class _VirtualSystemState(MethodProvider):
+    classname = "EDIV_VirtualSystem"
+
+    def __init__(self, m: EngineMethods):
+        self.m = m
+
+    def invoke(self, namespace, target, method, params):
+        raise CIMError(CIM_ERR_NOT_SUPPORTED, f"EDIV_VirtualSystem.{method}: "
+                       + VM_STATE_CHANGE_UNSUPPORTED)
+
+
+class _JobMethods(MethodProvider):
+    classname = "EDIV_ConcreteJob"
+
+    def __init__(self, m: EngineMethods):
+        self.m = m
+
+    def invoke(self, namespace, target, method, params):
+        number = P.job_id(target) if isinstance(target, CIMInstanceName) else None
+        job = self.m.engine.store().job(number) if number is not None else None
+        if job is None:
+            raise CIMError(CIM_ERR_NOT_FOUND, f"no job {target}")
+        name = method.lower()
+        if name == "geterror":
+            errors = cim_errors(job)
+            return Uint32(OK), [("Error", errors[0] if errors else None)]
+        if name == "geterrors":
+            return Uint32(OK), [("Errors", cim_errors(job))]
+        # KillJob, RequestStateChange: a running deploy cannot be interrupted safely
+        return Uint32(NOT_SUPPORTED), []

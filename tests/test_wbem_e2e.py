@@ -1,0 +1,262 @@
+"""A scenario's whole life through WBEM, with real clients, on a real 3-host testbed.
+
+pywbem discovers the profiles; pywbemcli defines the scenario (DefineSystem with a MOF
+embedded instance) and deploys it (RequestStateChange 2); pywbem runs a command sequence
+(ExecuteSequence) and follows the jobs; wbemcli releases it (cm RequestStateChange 3 over
+HTTPS with a CA file); pywbem destroys the definition. Nothing may be left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ediv import testbed
+from ediv.provider.auth import Role, add_user
+from ediv.provider.config import load_config
+from ediv.provider.engine_plugin import EnginePlugin
+from ediv.provider.server import serve
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root"),
+    pytest.mark.skipif(not Path(testbed.SSHD).exists(), reason="openssh-server not installed"),
+]
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+OPERATOR = ("otto", "o-pass")
+_CA_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def _lines(*argv: str) -> set[str]:
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def netns() -> set[str]:
+    return _lines("ip", "netns", "list")
+
+
+def links(namespace: str | None = None) -> set[str]:
+    return _lines("ip", *(["-n", namespace] if namespace else []), "-br", "link")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A 3-host testbed and an ediv WBEM server (TLS, Basic auth) whose cluster it is.
+
+    Other tests may run testbeds at the same time, so what must be gone at the end is
+    checked by name: everything carrying this testbed's prefix."""
+    base: Path = tmp_path_factory.mktemp("e2e")
+    saved = {k: os.environ.pop(k) for k in _CA_ENV if k in os.environ}
+    handle = plugin = None
+    prefix = None
+    try:
+        bed = testbed.up(3, base / "tb", progress=lambda _m: None)
+        prefix = bed.prefix
+        cfg = load_config(base / "server.toml", listen="127.0.0.1:0", state=base / "state.db")
+        cfg.cluster_file = base / "tb" / "cluster.conf"
+        cfg.schema_cache_dir = base / "cache"
+        add_user(cfg.users_file, OPERATOR[0], Role.OPERATOR, OPERATOR[1])
+        plugin = EnginePlugin()
+        handle = serve(cfg, plugins=[plugin])
+        yield handle, plugin, base, bed
+    finally:
+        if handle is not None:
+            handle.stop()
+        if plugin is not None and plugin.jobs is not None:
+            plugin.jobs.wait_all(120)
+        testbed.down(base / "tb", progress=lambda _m: None)
+        os.environ.update(saved)
+        if prefix:
+            left = {n for n in netns() | links() if n.startswith(prefix)}
+            assert not left, f"left behind: {left}"
+
+
+def _conn(handle):
+    import pywbem
+
+    return pywbem.WBEMConnection(handle.url, OPERATOR, default_namespace="root/ediv",
+                                 ca_certs=str(handle.config.cert_file), timeout=60)
+
+
+def _follow(conn, job, timeout: float = 300.0):
+    """Poll the job as a client would until it leaves Running (4)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        inst = conn.GetInstance(job)
+        if inst["JobState"] != 4:
+            return inst
+        assert time.monotonic() < deadline, f"job still running: {inst['JobStatus']}"
+        time.sleep(0.3)
+
+
+def _mof_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _pywbemcli(handle, base: Path, *args: str) -> str:
+    exe = Path(sys.executable).with_name("pywbemcli")
+    if not exe.exists():
+        pytest.skip("pywbemcli (pywbemtools) is not installed in this environment")
+    env = {k: v for k, v in os.environ.items() if k not in (*_CA_ENV, "PYWBEMCLI_SERVER")}
+    env["HOME"] = str(base)
+    cmd = [str(exe), "-s", handle.url, "-u", OPERATOR[0], "-p", OPERATOR[1],
+           "--ca-certs", str(handle.config.cert_file), "-d", "root/ediv", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=base)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    return proc.stdout
+
+
+def _wbemcli(handle, base: Path, op: str, path: str, *args: str) -> str:
+    exe = shutil.which("wbemcli")
+    if exe is None:
+        pytest.skip("sblim wbemcli is not installed (apt-get install sblim-wbemcli)")
+    url = f"https://{OPERATOR[0]}:{OPERATOR[1]}@127.0.0.1:{handle.port}/{path}"
+    env = {k: v for k, v in os.environ.items() if k not in _CA_ENV}
+    proc = subprocess.run([exe, op, "-cacert", str(handle.config.cert_file), url, *args],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0 and "Exception" not in proc.stderr + proc.stdout, \
+        proc.stderr + proc.stdout
+    return proc.stdout
+
+
+def test_profiles_are_discovered_with_pywbem(site):
+    import pywbem
+
+    handle, _plugin, _base, _bed = site
+    server = pywbem.WBEMServer(_conn(handle))
+    assert server.interop_ns == "interop" and server.brand == "ediv"
+    (virt,) = server.get_selected_profiles("DMTF", "System Virtualization")
+    hosts = server.get_central_instances(virt.path, "EDIV_HostSystem", "root/ediv")
+    assert sorted(p.keybindings["Name"] for p in hosts) == ["h1", "h2", "h3"]
+    (vs,) = server.get_selected_profiles("DMTF", "Virtual System")
+    assert server.get_central_instances(vs.path, "EDIV_VirtualSystem", "root/ediv") == []
+
+
+def test_scenario_lifecycle_through_wbem(site):
+    import pywbem
+
+    handle, plugin, base, bed = site
+    conn = _conn(handle)
+    (service,) = conn.EnumerateInstanceNames("EDIV_VirtualSystemManagementService")
+    service_text = f'{service.classname}.' + ",".join(
+        f'{k}="{v}"' for k, v in service.keybindings.items())
+
+    # define with pywbemcli: the embedded instance as MOF text
+    spec = (EXAMPLES / "simple6.xml").read_text()
+    mof = f"instance of EDIV_ScenarioSettingData {{ ScenarioDefinition = {_mof_string(spec)}; }};"
+    out = _pywbemcli(handle, base, "instance", "invokemethod", service_text, "DefineSystem",
+                     "-p", f"SystemSettings={mof}")
+    assert "ReturnValue=0" in out.replace(" ", "") and "simple6" in out
+    scenario = pywbem.CIMInstanceName("EDIV_Scenario", {
+        "CreationClassName": "EDIV_Scenario", "Name": "simple6"}, namespace="root/ediv")
+    assert conn.GetInstance(scenario)["EnabledState"] == 3  # defined: Disabled
+    assert len(conn.EnumerateInstances("EDIV_VirtualSystem")) == 6
+
+    host_links = {h.netns: links(h.netns) for h in bed.hosts}
+
+    # deploy with pywbemcli: RequestStateChange(2) starts a job
+    out = _pywbemcli(handle, base, "instance", "invokemethod",
+                     'EDIV_Scenario.CreationClassName="EDIV_Scenario",Name="simple6"',
+                     "RequestStateChange", "-p", "RequestedState=2")
+    assert "ReturnValue=4096" in out.replace(" ", "")
+    job_id = re.search(r'ediv:job:(\d+)', out).group(1)
+    job = pywbem.CIMInstanceName("EDIV_ConcreteJob", {"InstanceID": f"ediv:job:{job_id}"},
+                                 namespace="root/ediv")
+    done = _follow(conn, job)
+    assert done["JobState"] == 7, done["ErrorDescription"]
+    assert done["PercentComplete"] == 100
+    plan = json.loads(done["ResultData"])
+    assert set(plan["allocation"]) == {"h1", "h2", "r1", "r2", "h3", "h4"}
+    keys = {p["key"] for p in plugin.engine.store().parts("simple6")}
+    vm_netns = {n for n in netns() if any(n.startswith(f"ediv-{k}-") for k in keys)}
+    assert len(vm_netns) == 6  # one network namespace per container VM
+    sc = conn.GetInstance(scenario)
+    assert sc["EnabledState"] == 2 and sorted(sc["Hosts"]) == ["h1", "h2", "h3"]
+    vms = conn.EnumerateInstances("EDIV_VirtualSystem")
+    assert {v["HostName"] for v in vms} == {"h1", "h2", "h3"}
+    assert all(v["EnabledState"] == 2 for v in vms)
+    deps = conn.References(vms[0].path, ResultClass="EDIV_HostedDependency")
+    assert len(deps) == 1 and deps[0]["Antecedent"]["Name"] == vms[0]["HostName"]
+    nets = {n["ElementName"]: n for n in conn.EnumerateInstances("EDIV_VirtualNetwork")}
+    assert nets["Net0"]["SegmentKind"] in ("vxlan", "vlan") or len(nets["Net0"]["Hosts"]) == 1
+    jobs_of_scenario = conn.AssociatorNames(scenario, AssocClass="EDIV_AffectedJobElement")
+    assert any(p["InstanceID"] == f"ediv:job:{job_id}" for p in jobs_of_scenario)
+
+    # run the check sequence: every VM reaches its peers across hosts
+    rv, out = conn.InvokeMethod("ExecuteSequence", service,
+                                [("AffectedSystem", scenario), ("Sequence", "check")])
+    assert rv == 4096
+    done = _follow(conn, out["Job"])
+    results = json.loads(done["ResultData"])
+    assert done["JobState"] == 7, done["ErrorDescription"]
+    assert sorted(r["vm"] for r in results) == ["h1", "h2", "h3", "h4", "r1", "r2"]
+    assert all(r["exit_code"] == 0 and "1 received" in r["output"] for r in results)
+    rv, out = conn.InvokeMethod("GetErrors", out["Job"])
+    assert rv == 0 and not out["Errors"]
+
+    # release with wbemcli (cm over HTTPS, CA file): the definition stays
+    text = _wbemcli(handle, base, "cm",
+                    'root/ediv:EDIV_Scenario.CreationClassName="EDIV_Scenario",'
+                    'Name="simple6"', "RequestStateChange.RequestedState=3")
+    assert "4096" in text
+    jobs = sorted(conn.EnumerateInstances("EDIV_ConcreteJob"),
+                  key=lambda j: int(j["InstanceID"].rpartition(":")[2]))
+    assert jobs[-1]["Operation"] == "release"
+    done = _follow(conn, jobs[-1].path)
+    assert done["JobState"] == 7, done["ErrorDescription"]
+    assert conn.GetInstance(scenario)["EnabledState"] == 3
+    assert not netns() & vm_netns
+    assert {h.netns: links(h.netns) for h in bed.hosts} == host_links
+    assert all(v["HostName"] == "" for v in conn.EnumerateInstances("EDIV_VirtualSystem"))
+
+    # destroy the definition
+    rv, _out = conn.InvokeMethod("DestroySystem", service, [("AffectedSystem", scenario)])
+    assert rv == 0
+    assert conn.EnumerateInstances("EDIV_Scenario") == []
+    assert not (Path(handle.config.data_dir) / "scenarios" / "simple6").exists()
+
+
+def test_cli_commands_through_the_server(site):
+    """`ediv deploy/exec/status/release --server`: same outputs as direct mode."""
+    handle, plugin, base, _bed = site
+    admin = base / "pw"
+    admin.write_text(OPERATOR[1] + "\n")
+    opts = ["--server", handle.url, "--user", OPERATOR[0], "--password-file", str(admin),
+            "--ca-cert", str(handle.config.cert_file)]
+    env = {k: v for k, v in os.environ.items() if k not in _CA_ENV}
+
+    def ediv(*args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "ediv.client.cli", *args, *opts],
+                              capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        return proc
+
+    proc = ediv("deploy", str(EXAMPLES / "simple6.xml"), "--json")
+    status = json.loads(proc.stdout)
+    assert status["name"] == "simple6" and status["state"] == "deployed"
+    assert sorted(v["name"] for v in status["vms"]) == ["h1", "h2", "h3", "h4", "r1", "r2"]
+    assert {v["host"] for v in status["vms"]} == {"h1", "h2", "h3"}
+    keys = {p["key"] for p in plugin.engine.store().parts("simple6")}
+    assert len({n for n in netns() if any(n.startswith(f"ediv-{k}-") for k in keys)}) == 6
+    direct = subprocess.run([sys.executable, "-m", "ediv.client.cli", "status", "simple6",
+                             "--json", "--state", str(handle.config.state_path)],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert json.loads(direct.stdout) == status
+    results = json.loads(ediv("exec", "simple6", "check", "--json").stdout)
+    assert [set(r) for r in results] == [{"vm", "host", "exit_code", "output"}] * 6
+    assert all(r["exit_code"] == 0 for r in results)
+    assert "6/6 succeeded" in ediv("exec", "simple6", "check").stdout
+    assert ediv("release", "simple6").stdout.strip() == "simple6: released"
+    assert "no scenarios" in ediv("status").stdout
+    assert not {n for n in netns() if any(n.startswith(f"ediv-{k}-") for k in keys)}
