@@ -1,20 +1,28 @@
 """WBEM server figures: schema load (compile vs cache), and request rates over HTTPS on loopback.
 
-Run: python bench/bench_wbem.py [--requests N] [--hosts H]
+Run: python bench/bench_wbem.py [--requests N] [--hosts H] [--vms 1000,10000] [--skip-basic]
 Prints timings; asserts nothing. Traffic goes to 127.0.0.1 only and stops after N requests.
+
+The state-store part serves EDIV_VirtualSystem from a store populated directly (one
+deployed scenario per size), from a server in a child process so that its RSS is its own:
+EnumerateInstances of every VM, and GetInstance latency/throughput with 1, 8 and 32
+concurrent clients.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pywbem
 
+from ediv import state as st
 from ediv.cluster import Host
 from ediv.provider.auth import Role, add_user
 from ediv.provider.config import load_config
@@ -39,13 +47,165 @@ def report(label: str, samples: list[float]) -> None:
           f"p95 {p95:8.2f} ms  rate {len(ms) / (sum(ms) / 1000):8.1f}/s")
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def populate(state_path: Path, sizes: list[int]) -> None:
+    """One deployed scenario of each size, written the way the controller writes them."""
+    store = st.StateStore(state_path)
+    for n in sizes:
+        name = f"bench{n}"
+        store.create_scenario(name, f"<vnuml><!-- {n} VMs --></vnuml>", basedir="/nonexistent",
+                              algorithm="RoundRobin", state=st.DEPLOYING)
+        store.set_vms(name, [(f"vm{i}", f"host{i % 16}", "container", "running")
+                             for i in range(n)])
+        store.set_scenario_state(name, st.DEPLOYED)
+        store.unlock(name)
+    store.close()
+
+
+def _engine_server(base: str, threads: int, urls: multiprocessing.Queue,
+                   stop: multiprocessing.Event) -> None:
+    from ediv.provider.engine_plugin import EnginePlugin
+
+    cfg = load_config(Path(base) / "server.toml", listen="127.0.0.1:0",
+                      state=Path(base) / "state.db")
+    cfg.schema_cache_dir = Path(base) / "cache"
+    cfg.threads = threads
+    plugin = EnginePlugin()
+    handle = serve(cfg, plugins=[plugin])
+    urls.put((handle.url, str(cfg.cert_file)))
+    stop.wait()
+    handle.stop()
+    plugin.stop()
+
+
+ENUMERATE_VMS = (
+    b'<?xml version="1.0" encoding="utf-8" ?><CIM CIMVERSION="2.0" DTDVERSION="2.0">'
+    b'<MESSAGE ID="1" PROTOCOLVERSION="1.0"><SIMPLEREQ>'
+    b'<IMETHODCALL NAME="EnumerateInstances"><LOCALNAMESPACEPATH><NAMESPACE NAME="root"/>'
+    b'<NAMESPACE NAME="ediv"/></LOCALNAMESPACEPATH><IPARAMVALUE NAME="ClassName">'
+    b'<CLASSNAME NAME="EDIV_VirtualSystem"/></IPARAMVALUE></IMETHODCALL></SIMPLEREQ>'
+    b'</MESSAGE></CIM>')
+
+
+def raw_enumerate(url: str, ca: str) -> int:
+    """The request without pywbem's response parsing: what the server itself costs."""
+    import base64
+    import http.client
+    import ssl
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPSConnection(parts.hostname, parts.port, timeout=600,
+                                       context=ssl.create_default_context(cafile=ca))
+    try:
+        conn.request("POST", "/cimom", body=ENUMERATE_VMS, headers={
+            "Content-Type": 'application/xml; charset="utf-8"', "CIMOperation": "MethodCall",
+            "CIMMethod": "EnumerateInstances", "CIMObject": "root/ediv",
+            "Authorization": "Basic " + base64.b64encode(b"bench:bench").decode()})
+        return len(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+def concurrent_gets(url: str, ca: str, paths: list, clients: int, per_client: int
+                    ) -> tuple[list[float], float]:
+    samples: list[float] = []
+    lock = threading.Lock()
+
+    def client(k: int) -> None:
+        conn = pywbem.WBEMConnection(url, ("bench", "bench"), default_namespace=EDIV_NAMESPACE,
+                                     ca_certs=ca, timeout=120)
+        mine = []
+        for i in range(per_client):
+            path = paths[(k * per_client + i) % len(paths)]
+            t = time.perf_counter()
+            conn.GetInstance(path)
+            mine.append(time.perf_counter() - t)
+        with lock:
+            samples.extend(mine)
+
+    workers = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    t0 = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return samples, time.perf_counter() - t0
+
+
+def bench_store(sizes: list[int], requests: int, threads: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        populate(base / "state.db", [])
+        cfg = load_config(base / "server.toml")
+        add_user(cfg.users_file, "bench", Role.READER, "bench")
+        ctx = multiprocessing.get_context("fork")
+        urls, stop = ctx.Queue(), ctx.Event()
+        proc = ctx.Process(target=_engine_server, args=(tmp, threads, urls, stop))
+        proc.start()
+        try:
+            url, ca = urls.get(timeout=60)
+            conn = pywbem.WBEMConnection(url, ("bench", "bench"),
+                                         default_namespace=EDIV_NAMESPACE, ca_certs=ca,
+                                         timeout=600)
+            print(f"server process RSS at start: {rss_mb(proc.pid):.1f} MB "
+                  f"({threads} server threads)")
+            for i, n in enumerate(sizes):
+                store = st.StateStore(base / "state.db")
+                if i:
+                    store.delete_scenario(f"bench{sizes[i - 1]}")
+                store.close()
+                populate(base / "state.db", [n])
+                counts: list[int] = []
+
+                def enumerate_vms(out: list[int] = counts) -> None:
+                    out.append(len(conn.EnumerateInstances("EDIV_VirtualSystem")))
+
+                samples = timed(enumerate_vms, 3)
+                report(f"EnumerateInstances VMs ({counts[-1]} VMs)", samples)
+                print(f"  -> {counts[-1] / statistics.median(samples):10.0f} instances/s "
+                      f"(pywbem client, parsing included); server RSS "
+                      f"{rss_mb(proc.pid):.1f} MB")
+                raw = timed(lambda: raw_enumerate(url, ca), 3)
+                report(f"  same, raw HTTP ({n} VMs)", raw)
+                print(f"  -> {n / statistics.median(raw):10.0f} instances/s "
+                      f"(server and transfer only)")
+            paths = conn.EnumerateInstanceNames("EDIV_VirtualSystem")
+            for clients in (1, 8, 32):
+                per = max(1, requests // clients)
+                samples, wall = concurrent_gets(url, ca, paths, clients, per)
+                report(f"GetInstance VM, {clients:2d} clients", samples)
+                print(f"  -> throughput {len(samples) / wall:8.1f} req/s;"
+                      f" server RSS {rss_mb(proc.pid):.1f} MB")
+        finally:
+            stop.set()
+            proc.join(timeout=30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--hosts", type=int, default=100)
+    ap.add_argument("--vms", default="1000,10000",
+                    help="sizes of the state-store scenarios (comma-separated)")
+    ap.add_argument("--server-threads", type=int, default=8)
+    ap.add_argument("--skip-basic", action="store_true",
+                    help="only the state-store figures")
     args = ap.parse_args()
     for key in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         os.environ.pop(key, None)
+    if not args.skip_basic:
+        bench_basic(args)
+    bench_store([int(n) for n in args.vms.split(",") if n], args.requests, args.server_threads)
+
+
+def bench_basic(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         report("schema compile (no cache)", timed(compile_schema, 3))
