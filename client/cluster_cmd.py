@@ -14,6 +14,7 @@ import click
 from ediv import state as st
 from ediv import testbed
 from ediv.client.offline import parse_loads, planning_options
+from ediv.client.output import print_exec_results
 from ediv.client.progress import ProgressDisplay
 from ediv.client.wbem_mode import server_options
 from ediv.cluster import Cluster, load_cluster, parse_cluster
@@ -91,18 +92,7 @@ def exec_cmd(name, seq, cluster_path, state_path, trust_new_hosts, as_json) -> N
     cluster = stored_cluster(store, name, cluster_path)
     with Controller(store, cluster, trust_new_hosts=trust_new_hosts) as ctl:
         results = ctl.exec(name, seq)
-    failed = [r for r in results if r["exit_code"] != 0]
-    if as_json:
-        click.echo(json.dumps(results, indent=2))
-    else:
-        for r in results:
-            mark = "ok" if r["exit_code"] == 0 else f"exit {r['exit_code']}"
-            click.echo(f"--- {r['vm'] or '(host)'} on {r['host']}: {mark}")
-            if r["output"]:
-                click.echo(r["output"].rstrip())
-        click.echo(f"{len(results) - len(failed)}/{len(results)} succeeded")
-    if failed:
-        sys.exit(1)
+    print_exec_results(results, as_json)
 
 
 @click.command()

@@ -25,6 +25,7 @@ from typing import Any
 
 import click
 
+from ediv.client.output import print_exec_results
 from ediv.errors import EdivError, InputError
 
 NS = "root/ediv"
@@ -293,18 +294,7 @@ def exec_cmd(conn, name, seq, cluster_path=None, as_json=False, **_: Any) -> Non
     _ok, results, error = _finished(conn, rv, out, f"exec {seq}", True)
     if results is None:
         raise EdivError(error or "exec failed")
-    failed = [r for r in results if r["exit_code"] != 0]
-    if as_json:
-        click.echo(json.dumps(results, indent=2))
-    else:
-        for r in results:
-            mark = "ok" if r["exit_code"] == 0 else f"exit {r['exit_code']}"
-            click.echo(f"--- {r['vm'] or '(host)'} on {r['host']}: {mark}")
-            if r["output"]:
-                click.echo(r["output"].rstrip())
-        click.echo(f"{len(results) - len(failed)}/{len(results)} succeeded")
-    if failed:
-        sys.exit(1)
+    print_exec_results(results, as_json)
 
 
 def release(conn, name, purge=False, cluster_path=None, **_: Any) -> None:
