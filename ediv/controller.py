@@ -7,6 +7,7 @@ from which ``release`` or ``cleanup`` removes everything.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Callable
@@ -206,16 +207,19 @@ class Controller:
                         self.store.job_progress(job, int(100 * ready[0] / total))
                 self.progress(event)
 
-            result = run_agent(
-                self.conns,
-                host,
-                "deploy",
-                "--bundle",
-                remote,
-                on_event=on_event,
-                timeout=AGENT_TIMEOUT,
-            )
-            self.conns.run(host, f"rm -f {remote}", timeout=30)
+            try:
+                result = run_agent(
+                    self.conns,
+                    host,
+                    "deploy",
+                    "--bundle",
+                    remote,
+                    on_event=on_event,
+                    timeout=AGENT_TIMEOUT,
+                )
+            finally:  # the agent keeps its own copy; the upload goes, failed deploy or not
+                with contextlib.suppress(Exception):
+                    self.conns.run(host, f"rm -f {remote}", timeout=30)
             self.store.set_part_state(name, host.name, "deployed")
             self.store.set_vm_states(name, host.name, "running")
             return result
