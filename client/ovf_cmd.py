@@ -45,17 +45,7 @@ def inspect_cmd(package: str, as_json: bool, trust: str | None, schema_dir: str 
 
 
 def failure_reason(result: Inspection) -> str:
-    parts = []
-    if result.manifest.status in ("mismatch", "invalid"):
-        detail = next((d for d in result.manifest.details if "mismatch" in d
-                       or "not covered" in d or "not in the package" in d),
-                      result.manifest.details[0] if result.manifest.details else "")
-        parts.append(f"manifest {result.manifest.status}: {detail}")
-    if result.signature.status in ("invalid", "untrusted", "expired"):
-        detail = next((d for d in reversed(result.signature.details)
-                       if not d.startswith("weak:")), "")
-        parts.append(f"signature {result.signature.status}: {detail}")
-    return "; ".join(parts)
+    return "; ".join(result.failures())
 
 
 def render_text(result: Inspection) -> str:

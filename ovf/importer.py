@@ -71,16 +71,7 @@ class Appliance:
 
 def verification_error(result: Inspection) -> str | None:
     """Why ``result`` must not be used, or None when it may."""
-    problems = []
-    if result.manifest.status in ("mismatch", "invalid"):
-        detail = next((d for d in result.manifest.details if "mismatch" in d
-                       or "not covered" in d or "not in the package" in d),
-                      result.manifest.details[0] if result.manifest.details else "")
-        problems.append(f"manifest {result.manifest.status}: {detail}")
-    if result.signature.status in ("invalid", "untrusted", "expired"):
-        detail = next((d for d in reversed(result.signature.details)
-                       if not d.startswith("weak:")), "")
-        problems.append(f"signature {result.signature.status}: {detail}")
+    problems = result.failures()
     if result.envelope.unknown_required:
         problems.append("the descriptor has required sections ediv does not understand: "
                         + ", ".join(result.envelope.unknown_required))

@@ -41,6 +41,20 @@ class Inspection:
         return (self.manifest.status in MANIFEST_FAILURES
                 or self.signature.status in SIGNATURE_FAILURES)
 
+    def failures(self) -> list[str]:
+        """One line per failed check (manifest, signature), with the detail that says why."""
+        out = []
+        if self.manifest.status in MANIFEST_FAILURES:
+            details = self.manifest.details
+            detail = next((d for d in details if "mismatch" in d or "not covered" in d
+                           or "not in the package" in d), details[0] if details else "")
+            out.append(f"manifest {self.manifest.status}: {detail}")
+        if self.signature.status in SIGNATURE_FAILURES:
+            detail = next((d for d in reversed(self.signature.details)
+                           if not d.startswith("weak:")), "")
+            out.append(f"signature {self.signature.status}: {detail}")
+        return out
+
     @property
     def configuration(self) -> str | None:
         return self.envelope.default_configuration()

@@ -173,16 +173,20 @@ class EngineMethods:
         scenario, vm = self.define_vm(self.scenario_name(ref), settings, rasds)
         return Uint32(OK), [("ResultingSystem", P.vm_path(scenario, vm))]
 
+    def load_staged(self, settings: CIMInstance, staging: Path):
+        """Unpack the settings' Archive (if any) into ``staging`` and load the definition
+        with it as the scenario's directory (the caller owns and removes ``staging``)."""
+        encoded = text_property(settings, "Archive")
+        if encoded:
+            archive.extract(encoded, staging)
+        else:
+            staging.mkdir(parents=True)
+        return self.load_definition(settings, str(staging))
+
     def define_scenario(self, settings: CIMInstance) -> str:
         staging = self.staging()
         try:
-            encoded = text_property(settings, "Archive")
-            if encoded:
-                archive.extract(encoded, staging)
-            else:
-                staging.mkdir(parents=True)
-            scenario, spec, algorithm, restrictions = self.load_definition(
-                settings, str(staging))
+            scenario, spec, algorithm, restrictions = self.load_staged(settings, staging)
             name = check_name(scenario.name)
             store = self.engine.store()
             with self.engine.claim(name, "define"):
@@ -429,13 +433,7 @@ class EngineMethods:
         loads = parse_loads(params.get("HostLoads"))
         staging = self.staging()
         try:
-            encoded = text_property(settings, "Archive")
-            if encoded:
-                archive.extract(encoded, staging)
-            else:
-                staging.mkdir(parents=True)
-            scenario, _spec, algorithm, restrictions = self.load_definition(
-                settings, str(staging))
+            scenario, _spec, algorithm, restrictions = self.load_staged(settings, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         cluster = self.engine.cluster()
