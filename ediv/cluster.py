@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ediv.errors import Diagnostic, InputError
+
 
 @dataclass
 class Host:
@@ -82,8 +84,6 @@ _VM_TYPES = ("uml", "container")
 
 def _read_ini(text: str, source: str) -> list[tuple[str, str, str, int]]:
     """(section, key, value, line) in file order; repeated keys kept."""
-    from ediv.errors import Diagnostic, InputError
-
     entries: list[tuple[str, str, str, int]] = []
     errors: list[Diagnostic] = []
     section = ""
@@ -110,8 +110,6 @@ def parse_cluster(text: str, source: str = "<cluster.conf>") -> Cluster:
     """Read an EDIV cluster.conf (0.9.4 or vnx-ediv spelling) plus ediv's extensions.
 
     Unknown keys and sections are warnings (``Cluster.warnings``), never errors."""
-    from ediv.errors import Diagnostic, InputError
-
     entries = _read_ini(text, source)
     cluster = Cluster(source=source)
     errors: list[Diagnostic] = []
@@ -237,8 +235,6 @@ def parse_cluster(text: str, source: str = "<cluster.conf>") -> Cluster:
 
 
 def load_cluster(path: str) -> Cluster:
-    from ediv.errors import Diagnostic, InputError
-
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -192,12 +191,7 @@ class Controller:
             remote = f"{REMOTE_BUNDLE_DIR}/ediv-bundle-{key}.tar.gz"
             self.store.set_part_state(name, host.name, "deploying")
             self._emit(event="host", host=host.name, state="uploading")
-            tmp = Path(_local_tmp(key))
-            tmp.write_bytes(bundles[host.name])
-            try:
-                self.conns.put(host, tmp, remote)
-            finally:
-                tmp.unlink(missing_ok=True)
+            self.conns.put_bytes(host, bundles[host.name], remote)
 
             def on_event(event: dict) -> None:
                 event = {**event, "host": host.name}
@@ -431,9 +425,3 @@ def _new_key(used: set[str]) -> str:
         key = "".join(secrets.choice(alphabet) for _ in range(5))
         if key not in used and not key[0].isdigit():
             return key
-
-
-def _local_tmp(key: str) -> str:
-    import tempfile
-
-    return str(Path(tempfile.gettempdir()) / f"ediv-bundle-{key}-{time.monotonic_ns()}.tar.gz")

@@ -8,7 +8,7 @@ state store so that scenarios running at once never share one.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ediv.cluster import Cluster, Host
 from ediv.errors import PlanError
@@ -81,7 +81,7 @@ def with_loads(cluster: Cluster, loads: Mapping[str, float]) -> list[Host]:
     hosts = []
     for h in cluster.hosts:
         if h.name in loads:
-            h = Host(**{**h.__dict__, "load": float(loads[h.name])})
+            h = replace(h, load=float(loads[h.name]))
         hosts.append(h)
     unknown = sorted(set(loads) - {h.name for h in cluster.hosts})
     if unknown:

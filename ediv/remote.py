@@ -7,6 +7,7 @@ new key is saved to the known_hosts file, exactly once, and verified ever after.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import shlex
@@ -144,10 +145,11 @@ class Connections:
             ) from None
         return client
 
-    def put(self, host: Host, local: str | Path, remote: str) -> None:
+    def put_bytes(self, host: Host, data: bytes, remote: str) -> None:
+        """Upload ``data`` as the file ``remote`` (SFTP, straight from memory)."""
         sftp = self.client(host).open_sftp()
         try:
-            sftp.put(str(local), remote)
+            sftp.putfo(io.BytesIO(data), remote)
         finally:
             sftp.close()
 

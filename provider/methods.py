@@ -214,12 +214,7 @@ class EngineMethods:
                   ) -> tuple[str, str]:
         store = self.engine.store()
         with self.engine.claim(name, "define"):
-            row = store.scenario(name)
-            if row is None:
-                raise CIMError(CIM_ERR_NOT_FOUND, f"no scenario named {name!r}")
-            if row.state != st.DEFINED:
-                raise CIMError(CIM_ERR_FAILED, f"scenario {name!r} is {row.state}: VMs can "
-                               "only be added while it is defined (release it first)")
+            row = _defined_row(store, name, "added while it is defined (release it first)")
             vm = vm_from_settings(vssd, rasds)
             check_name(vm.name, "VM")
             scenario = self._parse_stored(row)
@@ -293,12 +288,7 @@ class EngineMethods:
         name, vm = key
         store = self.engine.store()
         with self.engine.claim(name, "define"):
-            row = store.scenario(name)
-            if row is None:
-                raise CIMError(CIM_ERR_NOT_FOUND, f"no scenario named {name!r}")
-            if row.state != st.DEFINED:
-                raise CIMError(CIM_ERR_FAILED, f"scenario {name!r} is {row.state}: VMs can "
-                               "only be removed while it is defined")
+            row = _defined_row(store, name, "removed while it is defined")
             scenario = self._parse_stored(row)
             if scenario.vm(vm) is None:
                 raise CIMError(CIM_ERR_NOT_FOUND, f"scenario {name!r} has no VM {vm!r}")
@@ -539,3 +529,14 @@ class _JobMethods(MethodProvider):
             return Uint32(OK), [("Errors", cim_errors(job))]
         # KillJob, RequestStateChange: a running deploy cannot be interrupted safely
         return Uint32(NOT_SUPPORTED), []
+
+
+def _defined_row(store: st.StateStore, name: str, when: str) -> st.ScenarioRow:
+    """The scenario's row, which must exist and be only defined for its VMs to change."""
+    row = store.scenario(name)
+    if row is None:
+        raise CIMError(CIM_ERR_NOT_FOUND, f"no scenario named {name!r}")
+    if row.state != st.DEFINED:
+        raise CIMError(CIM_ERR_FAILED, f"scenario {name!r} is {row.state}: VMs can only be "
+                       + when)
+    return row
