@@ -36,3 +36,7 @@ class InputError(EdivError):
 
 class PlanError(EdivError):
     """The cluster cannot hold the scenario, or restrictions cannot all hold."""
+
+
+class WrongState(EdivError):
+    """The request does not apply to the present state (a stopped VM cannot reboot)."""

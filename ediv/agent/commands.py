@@ -64,7 +64,7 @@ def bridge_add(name: str, mtu: int | None = None) -> Tokens:
     return [*t, "type", "bridge", "forward_delay", "0", "stp_state", "0", "mcast_snooping", "0"]
 
 
-def link_set(name: str, *, master: str | None = None, up: bool = False,
+def link_set(name: str, *, master: str | None = None, up: bool = False, down: bool = False,
              mtu: int | None = None, quiet6: bool = False) -> Tokens:
     """``quiet6`` turns off IPv6 link-local addresses on host-side ports (no RS/DAD noise)."""
     t = ["link", "set", "dev", name]
@@ -76,6 +76,8 @@ def link_set(name: str, *, master: str | None = None, up: bool = False,
         t += ["addrgenmode", "none"]
     if up:
         t.append("up")
+    elif down:
+        t.append("down")
     return t
 
 

@@ -29,6 +29,7 @@ class AgentConfig:
     uml_mem: str = "64M"  # default <mem>
     boot_timeout: float = 120.0  # seconds a VM may take to become ready
     exec_timeout: float = 600.0  # seconds one command may run
+    stop_timeout: float = 30.0  # seconds a VM may take to halt before it is killed
     workers: int = 16  # threads for per-VM work
 
 

@@ -17,6 +17,7 @@ from ediv.agent.drivers.base import AgentContext
 from ediv.agent.events import Emitter
 from ediv.agent.execute import run_sequence
 from ediv.agent.journal import ScenarioDir
+from ediv.agent.layout import VmLayout
 from ediv.agent.release import release
 from ediv.errors import Diagnostic, EdivError, InputError
 
@@ -91,12 +92,16 @@ def _meta(layout) -> dict[str, Any]:
                          for n in layout.nets.values() if n.segment]}
 
 
+def vm_state_record(ctx: AgentContext, drivers: dict[str, Any], v: VmLayout, state: str
+                    ) -> dict[str, Any]:
+    """One VM's entry of state.json."""
+    info = drivers[v.driver].runtime_info(ctx, v)
+    return {"type": v.driver, "state": state, "runtime": ctx.runtime.get(v.name, {}),
+            **{k: val for k, val in info.items() if k not in ("pid", "start")},
+            "pid": info.get("pid")}
+
+
 def _state(ctx: AgentContext, drivers: dict[str, Any]) -> dict[str, Any]:
-    vms = {}
-    for v in ctx.layout.vms:
-        info = drivers[v.driver].runtime_info(ctx, v)
-        vms[v.name] = {"type": v.driver, "state": "running", "runtime": ctx.runtime.get(v.name, {}),
-                       **{k: val for k, val in info.items() if k not in ("pid", "start")},
-                       "pid": info.get("pid")}
+    vms = {v.name: vm_state_record(ctx, drivers, v, "running") for v in ctx.layout.vms}
     return {"scenario": ctx.layout.scenario, "key": ctx.layout.key, "deployed": time.time(),
             "vms": vms}

@@ -11,12 +11,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ediv.agent import AGENT_VERSION
+from ediv.agent import AGENT_VERSION, EXIT_WRONG_STATE, VM_ACTIONS
 from ediv.agent.config import DEFAULT_STATE_DIR, AgentConfig, load_config
 from ediv.agent.events import Emitter
 from ediv.agent.journal import ScenarioDir, list_keys
 from ediv.agent.naming import check_key, derive_key
-from ediv.errors import EdivError, InputError
+from ediv.errors import EdivError, InputError, WrongState
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(verb, help=text)
         _key_args(sp)
     _key_args(e)
+    v = sub.add_parser("vm", help="start, stop (graceful), reboot or reset (hard) one VM")
+    _key_args(v)
+    v.add_argument("vm")
+    v.add_argument("action", choices=VM_ACTIONS)
     c = sub.add_parser("console", help="a shell in a VM, or one command: console VM [-- CMD]")
     _key_args(c)
     c.add_argument("vm")
@@ -91,6 +95,13 @@ def run_verb(args: argparse.Namespace, config: AgentConfig, em: Emitter) -> dict
         source = args.bundle if args.bundle else sys.stdin.buffer
         return deploy(state_root, source, config, em, keep_on_error=args.keep_on_error)
     needs_key = args.verb in ("exec", "release")
+    if args.verb == "vm":
+        from ediv.agent.vmstate import change_vm_state
+
+        key = resolve_key(state_root, args.key, args.scenario)
+        if key is None:
+            raise InputError("vm needs --key or --scenario")
+        return change_vm_state(state_root, key, args.vm, args.action, config, em)
     if args.verb == "console":
         from ediv.agent.console import console
 
@@ -146,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         em.emit("error", message=str(e), diagnostics=[str(d) for d in e.diagnostics])
         return 1
+    except WrongState as e:
+        em.emit("error", message=str(e))
+        return EXIT_WRONG_STATE
     except EdivError as e:
         em.emit("error", message=str(e))
         return 1

@@ -87,6 +87,13 @@ def vlan_name(key: str, net_index: int) -> str:
     return _ifname(f"eq{key}.{b36(net_index)}")
 
 
+def stable_mac(link: str) -> str:
+    """A locally administered unicast MAC derived from a host link's name: a VM interface
+    without a ``<mac>`` keeps the same address across reboots (neighbours' caches stay right)."""
+    digest = hashlib.sha256(link.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
+
+
 def host_id() -> str:
     """Short id of the network namespace this agent runs in."""
     import os

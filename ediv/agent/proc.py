@@ -96,6 +96,11 @@ def alive(pid: int) -> bool:
     return st is not None and st not in ("Z", "X")
 
 
+def is_running(pid: int | None, start: int | None) -> bool:
+    """``pid`` is alive (not a zombie) and is still the process that started at ``start``."""
+    return bool(pid) and start is not None and start_time(pid) == start and alive(pid)
+
+
 def kill_and_wait(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
     """SIGKILL ``pids`` and wait until they are dead (zombies count as dead); return survivors."""
     pids = [p for p in set(pids) if p > 1 and p != os.getpid()]

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ediv.agent.journal import ScenarioDir, list_keys
-from ediv.agent.proc import start_time
+from ediv.agent.proc import is_running
 
 
 def status(state_root: Path, key: str | None = None) -> dict[str, Any]:
@@ -22,7 +22,7 @@ def status(state_root: Path, key: str | None = None) -> dict[str, Any]:
         for name, vm in ((state or {}).get("vms") or {}).items():
             rt = vm.get("runtime", {})
             pid = rt.get("pid")
-            running = bool(pid) and start_time(pid) == rt.get("start")
+            running = is_running(pid, rt.get("start"))
             vms.append({"name": name, "type": vm.get("type"),
                         "state": "running" if running else "stopped", "pid": pid,
                         "console": vm.get("console")})

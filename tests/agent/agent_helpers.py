@@ -60,3 +60,19 @@ class Agent:
                            check=False, stdin=None if stdin is not None else subprocess.DEVNULL)
         events = [json.loads(line) for line in p.stdout.decode().splitlines() if line.strip()]
         return AgentRun(p.returncode, events, p.stderr.decode())
+
+
+def agent_exec_command(agent, key: str, vms: list[str], command: str) -> dict[str, str]:
+    """Run one ad-hoc command by deploying nothing new: append an exec to the stored scenario."""
+    bundle = agent.state / key / "bundle" / "scenario.xml"
+    xml = bundle.read_text()
+    seq = f"adhoc{abs(hash(command)) % 10**6}"
+    for vm in vms:
+        head, sep, tail = xml.partition(f'<vm name="{vm}" ')
+        body, end, rest = tail.partition("</vm>")
+        cmd = command.replace("&", "&amp;").replace("<", "&lt;")
+        xml = head + sep + body + f'<exec seq="{seq}" type="verbatim">{cmd}</exec>' + end + rest
+    bundle.write_text(xml)
+    res = agent("exec", seq, "--key", key)
+    assert res.rc == 0, res.events
+    return {r["vm"]: r["output"] for r in res.result["results"]}

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from agent_helpers import unique_key, unique_mgmt_pair
+from agent_helpers import agent_exec_command, unique_key, unique_mgmt_pair
 
 UML_KERNEL = "/usr/bin/linux"
 needs_root = pytest.mark.skipif(os.geteuid() != 0,
@@ -135,22 +135,6 @@ def check_four_vm_scenario(agent, snapshot, tmp_path: Path, key: str, router: st
     assert not (agent.state / key).exists()
     again = agent("release", "--key", key)  # idempotent
     assert again.rc == 0 and again.result["released"][0]["existed"] is False
-
-
-def agent_exec_command(agent, key: str, vms: list[str], command: str) -> dict[str, str]:
-    """Run one ad-hoc command by deploying nothing new: append an exec to the stored scenario."""
-    bundle = agent.state / key / "bundle" / "scenario.xml"
-    xml = bundle.read_text()
-    seq = f"adhoc{abs(hash(command)) % 10**6}"
-    for vm in vms:
-        head, sep, tail = xml.partition(f'<vm name="{vm}" ')
-        body, end, rest = tail.partition("</vm>")
-        cmd = command.replace("&", "&amp;").replace("<", "&lt;")
-        xml = head + sep + body + f'<exec seq="{seq}" type="verbatim">{cmd}</exec>' + end + rest
-    bundle.write_text(xml)
-    res = agent("exec", seq, "--key", key)
-    assert res.rc == 0, res.events
-    return {r["vm"]: r["output"] for r in res.result["results"]}
 
 
 def test_four_containers_three_nets_ping_filetree_release(agent, snapshot, tmp_path):

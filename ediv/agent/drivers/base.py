@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,7 +15,8 @@ from ediv.agent.config import AgentConfig
 from ediv.agent.events import Emitter
 from ediv.agent.journal import ScenarioDir
 from ediv.agent.layout import HostLayout, VmLayout
-from ediv.agent.proc import start_time
+from ediv.agent.proc import alive, is_running, kill_and_wait, reap_registered
+from ediv.errors import EdivError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -77,8 +78,14 @@ class Driver(Protocol):
         """Copy the contents of host directory ``src_dir`` into the VM's ``dst``."""
         ...
 
-    def stop(self, ctx: AgentContext, vm: VmLayout) -> None:
-        """Stop one VM (its kernel objects stay until release)."""
+    def shutdown(self, ctx: AgentContext, vm: VmLayout, graceful: bool, timeout: float) -> None:
+        """Stop one running VM: asked to halt first when ``graceful``, killed when it has not
+        after ``timeout`` s (or at once). Its interfaces, disks and files stay until release."""
+        ...
+
+    def boot(self, ctx: AgentContext, vm: VmLayout) -> None:
+        """Start the processes of a stopped VM of a deployed scenario again (its interfaces
+        and disks exist); journal them. ``wait_ready`` follows."""
         ...
 
     def cleanup(self, ctx: AgentContext) -> None:
@@ -90,21 +97,42 @@ class Driver(Protocol):
         ...
 
 
+def vm_running(ctx: AgentContext, vm: VmLayout) -> bool:
+    """The VM's recorded process is alive and still the one that was started."""
+    rt = ctx.runtime.get(vm.name, {})
+    return is_running(rt.get("pid"), rt.get("start"))
+
+
 class ProcessOwner:
-    """Shared by drivers whose VMs are processes the agent started: ``stop`` kills the VM's
-    recorded process (only if it is still the same process: start time checked) and reaps
-    it; ``cleanup`` reaps whatever is left."""
+    """Shared by drivers whose VMs are processes the agent started: ``shutdown`` asks the
+    VM to halt (``request_halt``), waits, then kills its recorded process (only if it is
+    still the same process: start time checked) and reaps it; ``cleanup`` reaps what is left."""
 
     def __init__(self) -> None:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def stop(self, ctx: AgentContext, vm: VmLayout) -> None:
-        rt = ctx.runtime.get(vm.name, {})
-        if rt.get("pid") and start_time(rt["pid"]) == rt.get("start"):
-            os.kill(rt["pid"], 9)
+    def request_halt(self, ctx: AgentContext, vm: VmLayout) -> None:
+        """Ask the VM to stop by itself (driver-specific)."""
+
+    def shutdown(self, ctx: AgentContext, vm: VmLayout, graceful: bool, timeout: float) -> None:
+        if not vm_running(ctx, vm):
+            return
+        pid = ctx.runtime[vm.name]["pid"]
+        if graceful:
+            self.request_halt(ctx, vm)
+            deadline = time.monotonic() + timeout
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if alive(pid):
+                ctx.emitter.warning(f"vm {vm.name}: did not halt within {timeout:.0f}s; killed")
+        left = kill_and_wait([pid]) if alive(pid) else []
+        if left:
+            raise EdivError(f"vm {vm.name}: process {pid} does not die")
         p = self._procs.pop(vm.name, None)
         if p is not None:
-            p.wait(timeout=10)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=10)
+        reap_registered()
 
     def cleanup(self, ctx: AgentContext) -> None:
         for p in self._procs.values():

@@ -12,6 +12,9 @@ Exec and file copies enter the VM with ``nsenter -t PID`` (root and cwd of the V
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +22,7 @@ from typing import Any
 
 from ediv.agent import commands as C
 from ediv.agent import naming
-from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner
+from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner, vm_running
 from ediv.agent.layout import VmLayout
 from ediv.agent.proc import (
     MARKER_VAR,
@@ -65,7 +68,7 @@ class ContainerDriver(ProcessOwner):
         pid = ctx.runtime.get(vm.name, {}).get("pid")
         if not pid:
             raise EdivError(f"vm {vm.name}: not running (no init process recorded)")
-        if start_time(pid) != ctx.runtime[vm.name].get("start"):
+        if not vm_running(ctx, vm):
             raise EdivError(f"vm {vm.name}: its init process {pid} is gone")
         return pid
 
@@ -117,6 +120,30 @@ class ContainerDriver(ProcessOwner):
             records.append(self._spawn(ctx, v))
             ctx.emitter.vm(v.name, "booting", driver=self.name)
         ctx.sdir.record(*records)
+
+    def boot(self, ctx: AgentContext, vm: VmLayout) -> None:
+        """A new init in the VM's existing network namespace, over the same overlay upper
+        directory: addresses, routes and files written in the VM survive a stop."""
+        self._set_links(vm, up=True)
+        ctx.sdir.record(self._spawn(ctx, vm))
+        ctx.emitter.vm(vm.name, "booting", driver=self.name)
+
+    def shutdown(self, ctx: AgentContext, vm: VmLayout, graceful: bool, timeout: float) -> None:
+        """The network namespace outlives the init: its host-side links go down so that a
+        stopped VM answers nothing, as a powered-off machine."""
+        super().shutdown(ctx, vm, graceful, timeout)
+        self._set_links(vm, up=False)
+
+    @staticmethod
+    def _set_links(vm: VmLayout, up: bool) -> None:
+        lines = [C.link_set(i.host, up=up, down=not up) for i in vm.all_interfaces]
+        if lines:
+            run(C.ip_batch_argv(), input=C.batch_text(lines))
+
+    def request_halt(self, ctx: AgentContext, vm: VmLayout) -> None:
+        """SIGTERM to the VM's init (it traps TERM and exits; its PID namespace goes with it)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(ctx.runtime[vm.name]["pid"], signal.SIGTERM)
 
     def _configure_netns(self, v: VmLayout) -> None:
         lines: list[C.Tokens] = [C.link_set("lo", up=True)]

@@ -35,7 +35,7 @@ from typing import Any
 
 from ediv.agent import commands as C
 from ediv.agent import naming
-from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner
+from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner, vm_running
 from ediv.agent.layout import VmLayout
 from ediv.agent.proc import MARKER_VAR, base_env, register_child, run, start_time
 from ediv.agent.rootfs import find_busybox
@@ -85,6 +85,14 @@ while :; do
   # poll fast right after a job, slowly when idle (each poll costs a fork in the VM)
   if [ $idle -lt 50 ]; then $B usleep 20000; else $B usleep 200000; fi
 done
+"""
+
+HALT_SCRIPT = """B=/bin/busybox
+$B sync
+$B umount /newroot/proc /newroot/sys /newroot/dev 2>/dev/null
+$B mount -o remount,ro /newroot 2>/dev/null
+$B sync
+$B poweroff -f
 """
 
 _PANIC_RE = re.compile(r"Kernel panic - not syncing:.*$", re.M)
@@ -236,8 +244,7 @@ class UmlDriver(ProcessOwner):
                  f"umid={vm.name}", f"ediv_share={self._share(ctx, vm)}",
                  "con=null", "con0=null,fd:1", "con1=pts", "ssl=null"]
         for i in vm.all_interfaces:
-            spec = f"{i.inside}=tuntap,{i.host}" + (f",{i.mac}" if i.mac else "")
-            args.append(spec)
+            args.append(f"{i.inside}=tuntap,{i.host},{i.mac or naming.stable_mac(i.host)}")
         return args
 
     def start(self, ctx: AgentContext, vms: list[VmLayout]) -> None:
@@ -256,23 +263,44 @@ class UmlDriver(ProcessOwner):
                     lines += [C.addr_add(i.host, a) for a in i.host_addresses]
                     lines.append(C.link_set(i.host, up=True))
         run(C.ip_batch_argv(), input=C.batch_text(lines), timeout=600)
-        records = []
-        for v in vms:
-            d = ctx.sdir.vm_dir(v.name)
-            (d / "uml").mkdir(parents=True, exist_ok=True)
-            argv = ["unshare", "--pid", "--fork", "--kill-child", "--", *self.argv(ctx, v)]
-            with open(d / "console.log", "ab") as log:
-                p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     start_new_session=True, close_fds=True, cwd=str(d),
-                                     env=base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key),
-                                                     "EDIV_HOST_VM": v.name,
-                                                     "TMPDIR": "/dev/shm"}))
-            self._procs[v.name] = p
-            register_child(p)
-            ctx.runtime[v.name] = {"pid": p.pid, "start": start_time(p.pid)}
-            records.append({"op": "proc", "vm": v.name, **ctx.runtime[v.name]})
-            ctx.emitter.vm(v.name, "booting", driver=self.name)
-        ctx.sdir.record(*records)
+        ctx.sdir.record(*(self._spawn(ctx, v) for v in vms))
+
+    def _spawn(self, ctx: AgentContext, v: VmLayout) -> dict[str, Any]:
+        d = ctx.sdir.vm_dir(v.name)
+        (d / "uml").mkdir(parents=True, exist_ok=True)
+        argv = ["unshare", "--pid", "--fork", "--kill-child", "--", *self.argv(ctx, v)]
+        with open(d / "console.log", "ab") as log:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                 start_new_session=True, close_fds=True, cwd=str(d),
+                                 env=base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key),
+                                                 "EDIV_HOST_VM": v.name,
+                                                 "TMPDIR": "/dev/shm"}))
+        self._procs[v.name] = p
+        register_child(p)
+        ctx.runtime[v.name] = {"pid": p.pid, "start": start_time(p.pid)}
+        ctx.emitter.vm(v.name, "booting", driver=self.name)
+        return {"op": "proc", "vm": v.name, **ctx.runtime[v.name]}
+
+    def boot(self, ctx: AgentContext, vm: VmLayout) -> None:
+        """Boot the VM again over its existing taps and copy-on-write file. What the last
+        boot left in the share (ready flag, config result, jobs) and its UML dir (whose pid
+        file would make UML think the umid is in use) are cleared; the console log of the
+        previous run is kept as ``console.log.1``."""
+        d = ctx.sdir.vm_dir(vm.name)
+        share = self._share(ctx, vm)
+        for name in ("ready", "config.rc", "config.log"):
+            (share / name).unlink(missing_ok=True)
+        for job in (share / "jobs").iterdir():
+            job.unlink()
+        shutil.rmtree(d / "uml", ignore_errors=True)
+        if (d / "console.log").exists():
+            os.replace(d / "console.log", d / "console.log.1")
+        ctx.sdir.record(self._spawn(ctx, vm))
+
+    def request_halt(self, ctx: AgentContext, vm: VmLayout) -> None:
+        """Ask the boot disk's runner to sync, remount the root read-only and power off
+        (UML exits); no reply is awaited: the caller waits for the process to end."""
+        self._submit(ctx, vm, HALT_SCRIPT, "sys")
 
     def wait_ready(self, ctx: AgentContext, vms: list[VmLayout], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -308,12 +336,11 @@ class UmlDriver(ProcessOwner):
 
     # -- exec channel -------------------------------------------------------------------
     def _alive(self, ctx: AgentContext, vm: VmLayout) -> None:
-        rt = ctx.runtime.get(vm.name, {})
-        if not rt.get("pid") or start_time(rt["pid"]) != rt.get("start"):
+        if not vm_running(ctx, vm):
             raise EdivError(f"vm {vm.name}: UML is not running")
 
-    def _job(self, ctx: AgentContext, vm: VmLayout, script: str, kind: str) -> tuple[int, str]:
-        self._alive(ctx, vm)
+    def _submit(self, ctx: AgentContext, vm: VmLayout, script: str, kind: str) -> Path:
+        """Drop a job for the VM's runner; returns the job's path without suffix."""
         jobs = self._share(ctx, vm) / "jobs"
         with self._job_lock:
             self._job_seq += 1
@@ -321,6 +348,12 @@ class UmlDriver(ProcessOwner):
         tmp = jobs / f"{n}.tmp"
         tmp.write_text(script)
         os.replace(tmp, jobs / f"{n}.{kind}")
+        return jobs / n
+
+    def _job(self, ctx: AgentContext, vm: VmLayout, script: str, kind: str) -> tuple[int, str]:
+        self._alive(ctx, vm)
+        job = self._submit(ctx, vm, script, kind)
+        jobs, n = job.parent, job.name
         rc_path = jobs / f"{n}.rc"
         deadline = time.monotonic() + ctx.config.exec_timeout
         delay = 0.01
