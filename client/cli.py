@@ -7,7 +7,9 @@ import sys
 import click
 
 from ediv import __version__
-from ediv.errors import EdivError, InputError
+from ediv.errors import EdivError, InputError, WrongState
+
+EXIT_WRONG_STATE = 4  # the request does not apply to the present state (e.g. reboot a stopped VM)
 
 
 class EdivGroup(click.Group):
@@ -20,6 +22,9 @@ class EdivGroup(click.Group):
             for d in exc.diagnostics:
                 click.echo(str(d), err=True)
             sys.exit(1)
+        except WrongState as exc:
+            click.echo(f"ediv: error: {exc}", err=True)
+            sys.exit(EXIT_WRONG_STATE)
         except EdivError as exc:
             click.echo(f"ediv: error: {exc}", err=True)
             sys.exit(1)

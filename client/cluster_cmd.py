@@ -1,5 +1,5 @@
 """Cluster commands (direct mode): deploy, exec, release, status, locate, segments, hosts,
-console, cleanup. The engine runs in this process; state lives in the state store."""
+vm, console, cleanup. The engine runs in this process; state lives in the state store."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import click
 
 from ediv import state as st
 from ediv import testbed
+from ediv.agent import VM_ACTIONS
 from ediv.client.offline import parse_loads, planning_options
-from ediv.client.output import print_exec_results
+from ediv.client.output import print_exec_results, print_vm_state
 from ediv.client.progress import ProgressDisplay
 from ediv.client.wbem_mode import server_options
 from ediv.cluster import Cluster, load_cluster, parse_cluster
@@ -224,6 +225,30 @@ def hosts(cluster_path, state_path, trust_new_hosts, as_json) -> None:
         sys.exit(1)
 
 
+@click.command(name="vm")
+@server_options("vm")
+@click.argument("action", type=click.Choice(VM_ACTIONS))
+@click.argument("name")
+@click.argument("vm")
+@click.option("-c", "--cluster", "cluster_path", type=click.Path(dir_okay=False))
+@state_option
+@trust_option
+@click.option("--json", "as_json", is_flag=True)
+def vm_cmd(action, name, vm, cluster_path, state_path, trust_new_hosts, as_json) -> None:
+    """Start, stop, reboot or reset one VM of deployed scenario NAME.
+
+    stop halts the VM (killed if it has not halted after the agent's stop_timeout, 30 s by
+    default); reset kills it and boots it again; reboot is stop then start. A stopped VM keeps
+    its interfaces, disk and files; start boots it again and runs its on_boot sequence.
+    Exit status 4 when the action does not apply (reboot of a stopped VM).
+    """
+    store = open_store(state_path)
+    cluster = stored_cluster(store, name, cluster_path)
+    with Controller(store, cluster, trust_new_hosts=trust_new_hosts) as ctl:
+        result = ctl.vm_state(name, vm, action)
+    print_vm_state(name, result, as_json)
+
+
 @click.command(context_settings={"ignore_unknown_options": True})
 @server_options("console")
 @click.argument("name")
@@ -279,5 +304,6 @@ def cleanup(cluster_path, state_path, trust_new_hosts, yes) -> None:
 
 
 def register(cli: click.Group) -> None:
-    for cmd in (deploy, exec_cmd, release, status, locate, segments, hosts, console, cleanup):
+    for cmd in (deploy, exec_cmd, release, status, locate, segments, hosts, vm_cmd, console,
+                cleanup):
         cli.add_command(cmd)

@@ -22,3 +22,16 @@ def print_exec_results(results: list[dict], as_json: bool) -> None:
         click.echo(f"{len(results) - len(failed)}/{len(results)} succeeded")
     if failed:
         sys.exit(1)
+
+
+def print_vm_state(scenario: str, result: dict, as_json: bool) -> None:
+    """`ediv vm` output: what the VM was and is now, and where it runs."""
+    data = {"scenario": scenario, "vm": result["vm"], "host": result.get("host"),
+            "action": result["action"], "previous": result["previous"],
+            "state": result["state"]}
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    change = (f"{data['previous']} -> {data['state']}" if data["previous"] != data["state"]
+              or data["action"] in ("reboot", "reset") else f"already {data['state']}")
+    click.echo(f"{scenario}/{data['vm']} on {data['host']}: {data['action']}: {change}")

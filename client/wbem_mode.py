@@ -25,8 +25,8 @@ from typing import Any
 
 import click
 
-from ediv.client.output import print_exec_results
-from ediv.errors import EdivError, InputError
+from ediv.client.output import print_exec_results, print_vm_state
+from ediv.errors import EdivError, InputError, WrongState
 
 NS = "root/ediv"
 POLL_SECONDS = 0.5
@@ -403,6 +403,33 @@ def hosts(conn, cluster_path=None, as_json=False, **_: Any) -> None:
         sys.exit(1)
 
 
+def vm_state(conn, action, name, vm, as_json=False, **_: Any) -> None:
+    """`ediv vm ACTION NAME VM`: RequestStateChange on the EDIV_VirtualSystem, job followed."""
+    import pywbem
+
+    from ediv.provider.cim_paths import vm_path
+    from ediv.provider.methods import VM_REQUESTS
+
+    _scenario(conn, name)
+    path = vm_path(name, vm)
+    try:
+        before = conn.GetInstance(path)
+    except pywbem.CIMError as exc:
+        if exc.status_code == pywbem.CIM_ERR_NOT_FOUND:
+            raise EdivError(f"scenario {name!r} has no VM named {vm!r}") from None
+        raise
+    requested = {a: s for s, a in VM_REQUESTS.items()}[action]
+    rv, out = conn.InvokeMethod("RequestStateChange", path,
+                                [("RequestedState", pywbem.Uint16(requested))])
+    ok, result, error = _finished(conn, rv, out, f"{action} {name}/{vm}", as_json)
+    if not ok:
+        raise (WrongState if rv == 5 else EdivError)(error or f"{action} {name}/{vm} failed")
+    if result is None:  # 0: already in the requested state
+        result = {"vm": vm, "action": action, "previous": _state(before),
+                  "state": _state(before), "host": before["HostName"] or None}
+    print_vm_state(name, result, as_json)
+
+
 def _direct_only(what: str) -> Callable:
     def handler(conn, **_: Any) -> None:
         raise EdivError(f"{what} is not available with --server; run it on the controller")
@@ -411,7 +438,7 @@ def _direct_only(what: str) -> Callable:
 
 HANDLERS: dict[str, Callable] = {
     "deploy": deploy, "exec": exec_cmd, "release": release, "status": status,
-    "locate": locate, "segments": segments, "hosts": hosts,
+    "locate": locate, "segments": segments, "hosts": hosts, "vm": vm_state,
     "console": _direct_only("console (an SSH session into a VM)"),
     "cleanup": _direct_only("cleanup"),
 }

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ediv import state as st
+from ediv.agent import EXIT_WRONG_STATE, VM_ACTIONS
 from ediv.bundle import build_bundle
 from ediv.cluster import Cluster, Host
-from ediv.errors import EdivError
+from ediv.errors import EdivError, InputError, WrongState
 from ediv.plan import Plan, make_plan
 from ediv.remote import AgentFailed, Connections, HostUnreachable, SshOptions, run_agent
 from ediv.restrictions import load_restrictions
@@ -293,6 +294,42 @@ class Controller:
         order = {v["name"]: i for i, v in enumerate(self.store.vms(name))}
         results.sort(key=lambda r: order.get(r["vm"], -1))
         return results
+
+    # -- one VM --------------------------------------------------------------------------
+    def vm_state(self, name: str, vm: str, action: str) -> dict:
+        """``start``, ``stop`` (graceful), ``reboot`` or ``reset`` (hard) one VM of a deployed
+        scenario on the host it runs on; returns the agent's result plus ``host``."""
+        if action not in VM_ACTIONS:
+            raise InputError(f"unknown VM action {action!r} (one of {', '.join(VM_ACTIONS)})")
+        row = self.store.scenario(name)
+        if row is None:
+            raise EdivError(f"no scenario named {name!r}")
+        if row.state != st.DEPLOYED:
+            raise WrongState(f"scenario {name!r} is {row.state}, not deployed")
+        where = self.store.vm(name, vm)
+        if where is None:
+            raise InputError(f"scenario {name!r} has no VM named {vm!r}")
+        key = {p["host"]: p["key"] for p in self.store.parts(name)}[where["host"]]
+        host = self._host(where["host"])
+        try:
+            result = run_agent(self.conns, host, "vm", vm, action, "--key", key,
+                               on_event=lambda e: self.progress({**e, "host": host.name}),
+                               timeout=AGENT_TIMEOUT)
+        except AgentFailed as e:
+            if e.status == EXIT_WRONG_STATE:
+                raise WrongState(str(e)) from None
+            raise
+        finally:
+            with contextlib.suppress(Exception):  # the agent may have acted before failing
+                self._refresh_vm_state(name, vm, host, key)
+        return {**result, "host": host.name}
+
+    def _refresh_vm_state(self, name: str, vm: str, host: Host, key: str) -> None:
+        status = run_agent(self.conns, host, "status", "--key", key, timeout=60)
+        for s in status.get("scenarios", []):
+            for v in s.get("vms", []):
+                if v.get("name") == vm:
+                    self.store.set_vm_state(name, vm, v["state"])
 
     # -- release (EDIV -d / -P) ----------------------------------------------------------
     def release(self, name: str, purge: bool = False, keep_definition: bool = False) -> list[str]:

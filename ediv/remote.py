@@ -38,9 +38,11 @@ class HostUnreachable(EdivError):
 
 
 class AgentFailed(EdivError):
-    def __init__(self, host: str, message: str, result: dict | None = None):
+    def __init__(self, host: str, message: str, result: dict | None = None,
+                 status: int | None = None):
         self.host = host
         self.result = result or {}
+        self.status = status  # the agent's exit status
         super().__init__(f"{host}: {message}")
 
 
@@ -226,5 +228,5 @@ def run_agent(
     )
     if status not in ok_status or errors:
         message = "; ".join(errors) or (err.strip().splitlines() or [f"agent exited {status}"])[-1]
-        raise AgentFailed(host.name, message, result)
+        raise AgentFailed(host.name, message, result, status)
     return result

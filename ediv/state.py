@@ -418,6 +418,16 @@ class StateStore:
                     "UPDATE vms SET state=? WHERE scenario=? AND host=?", (state, scenario, host)
                 )
 
+    def set_vm_state(self, scenario: str, vm: str, state: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE vms SET state=? WHERE scenario=? AND name=?", (state, scenario, vm))
+
+    def vm(self, scenario: str, name: str) -> dict | None:
+        row = self.db.execute(
+            "SELECT * FROM vms WHERE scenario=? AND name=?", (scenario, name)
+        ).fetchone()
+        return dict(row) if row else None
+
     def vms(self, scenario: str | None = None) -> list[dict]:
         q = "SELECT * FROM vms" + (" WHERE scenario=?" if scenario else "") + " ORDER BY rowid"
         rows = self.db.execute(q, (scenario,) if scenario else ()).fetchall()

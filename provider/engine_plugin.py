@@ -12,13 +12,12 @@ from ediv.provider.engine import Engine
 from ediv.provider.engine_providers import EngineModel
 from ediv.provider.indications import IndicationHub
 from ediv.provider.jobs import JobRunner
-from ediv.provider.methods import EngineMethods
+from ediv.provider.methods import VM_REQUESTS, EngineMethods
 from ediv.provider.operations import Dispatcher
 from ediv.provider.providers import ProviderRegistry
 
-# RequestStateChange values EDIV_VirtualSystem accepts: none until the host agent can stop,
-# start and reboot one VM (see ediv.provider.methods.VM_STATE_CHANGE_UNSUPPORTED).
-VM_STATE_CHANGES: list[int] = []
+# RequestStateChange values EDIV_VirtualSystem accepts (start, stop, reboot, reset)
+VM_STATE_CHANGES: list[int] = sorted(VM_REQUESTS)
 
 
 class EnginePlugin:

@@ -52,11 +52,8 @@ OK, NOT_SUPPORTED, INVALID_STATE = 0, 1, 5
 JOB_STARTED, INVALID_TRANSITION, NO_TIMEOUT = 4096, 4097, 4098
 _SEQ = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
 
-# Why per-VM state changes are refused (the host agent has no verbs for them yet).
-VM_STATE_CHANGE_UNSUPPORTED = (
-    "per-VM state changes need host agent support that ediv-host does not have yet "
-    "(its verbs: probe, deploy, exec, release, purge, status, console); request the state "
-    "of the whole EDIV_Scenario instead")
+# RequestStateChange on EDIV_VirtualSystem (DSP1057): RequestedState -> ediv-host vm ACTION
+VM_REQUESTS: dict[int, str] = {2: "start", 3: "stop", 10: "reboot", 11: "reset"}
 
 
 def _bad(message: str) -> CIMError:
@@ -330,6 +327,46 @@ class EngineMethods:
             raise
         return Uint32(JOB_STARTED), [("Job", P.job_path(job))]
 
+    def vm_state(self, target: CIMInstanceName, params: pywbem.NocaseDict) -> tuple[Any, list]:
+        """2 starts, 3 stops (gracefully), 10 reboots, 11 resets one VM, as a job; 0 at once
+        when the VM is already in the requested state, 5 when the scenario is not deployed or
+        a stopped VM is asked to reboot."""
+        _allow("RequestStateChange", params, "RequestedState", "TimeoutPeriod")
+        if not isinstance(target, CIMInstanceName):
+            raise _bad("RequestStateChange is invoked on an EDIV_VirtualSystem instance")
+        ids = P.split_key(target.keybindings.get("Name", ""))
+        store = self.engine.store()
+        vm = store.vm(*ids) if ids else None
+        if vm is None:
+            raise CIMError(CIM_ERR_NOT_FOUND,
+                           f"no virtual system {target.keybindings.get('Name')!r}")
+        name = vm["scenario"]
+        action = VM_REQUESTS.get(_requested_state(params))
+        if params.get("TimeoutPeriod") is not None:
+            return Uint32(NO_TIMEOUT), []
+        if action is None:
+            return Uint32(INVALID_TRANSITION), []
+        if store.scenario(name).state != st.DEPLOYED:
+            return Uint32(INVALID_STATE), []
+        running = vm["state"] == "running"
+        if (action == "start" and running) or (action == "stop" and vm["state"] == "stopped"):
+            return Uint32(OK), []
+        if action in ("reboot", "reset") and not running:
+            return Uint32(INVALID_STATE), []
+
+        def work(job: int, jstore: st.StateStore) -> Any:
+            cluster = self.engine.cluster(name, jstore)
+            with Controller(jstore, cluster, progress=self._progress(jstore, job)) as ctl:
+                return ctl.vm_state(name, vm["name"], action)
+
+        self.engine.take(name, f"{action} {vm['name']}")
+        try:
+            job = self.jobs.start(f"vm-{action}", name, work, release_claim=True)
+        except BaseException:
+            self.engine.give(name)
+            raise
+        return Uint32(JOB_STARTED), [("Job", P.job_path(job))]
+
     def _progress(self, store: st.StateStore, job: int):
         def emit(event: dict) -> None:
             parts = [f"{k} {event[k]}" for k in ("host", "vm", "net", "scenario") if event.get(k)]
@@ -506,8 +543,9 @@ class _VirtualSystemState(MethodProvider):
         self.m = m
 
     def invoke(self, namespace, target, method, params):
-        raise CIMError(CIM_ERR_NOT_SUPPORTED, f"EDIV_VirtualSystem.{method}: "
-                       + VM_STATE_CHANGE_UNSUPPORTED)
+        if method.lower() != "requeststatechange":
+            raise CIMError(CIM_ERR_NOT_SUPPORTED, f"EDIV_VirtualSystem.{method} is not supported")
+        return self.m.vm_state(target, params)
 
 
 class _JobMethods(MethodProvider):

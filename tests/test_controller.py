@@ -216,6 +216,42 @@ def test_simple6_deploy_exec_release(env, algorithm):
     release(env, "simple6")
 
 
+def test_one_vm_stopped_started_rebooted_and_reset(env):
+    """`ediv vm`: one VM changes state on its host; the others and the scenario carry on."""
+    status = deploy(env, EXAMPLES / "simple6.xml")
+    h3_host = next(v["host"] for v in status["vms"] if v["name"] == "h3")
+
+    def vm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return run("vm", *args, "--state", env["state"], check=check)
+
+    stopped = json.loads(vm("stop", "simple6", "h3", "--json").stdout)
+    assert stopped == {"scenario": "simple6", "vm": "h3", "host": h3_host, "action": "stop",
+                       "previous": "running", "state": "stopped"}
+    now = json.loads(run("status", "simple6", "--state", env["state"], "--json").stdout)
+    assert {v["name"]: v["state"] for v in now["vms"]} == {
+        "h1": "running", "h2": "running", "r1": "running", "r2": "running", "h3": "stopped",
+        "h4": "running"}
+    results = exec_json(env, "simple6", "check")
+    refused = [r for r in results if r["host"] == h3_host]
+    assert refused and all(r["exit_code"] is None and "h3 is not running" in r["output"]
+                           for r in refused), results
+    wrong = vm("reboot", "simple6", "h3", check=False)
+    assert wrong.returncode == 4 and "h3 is stopped" in wrong.stderr
+    assert "already stopped" in vm("stop", "simple6", "h3").stdout
+    assert vm("start", "simple6", "h3").stdout.strip() == \
+        f"simple6/h3 on {h3_host}: start: stopped -> running"
+    assert [r["exit_code"] for r in exec_json(env, "simple6", "check")] == [0] * 6
+    for action, target in (("reboot", "r2"), ("reset", "r1")):
+        assert json.loads(vm(action, "simple6", target, "--json").stdout)["state"] == "running"
+    # the routers' addresses, routes and forwarding are back: h1 reaches h3 and h4 again
+    assert [r["exit_code"] for r in exec_json(env, "simple6", "check")] == [0] * 6
+    unknown = vm("stop", "simple6", "nope", check=False)
+    assert unknown.returncode == 1 and "no VM named 'nope'" in unknown.stderr
+    release(env, "simple6")
+    gone = vm("start", "simple6", "h3", check=False)
+    assert gone.returncode == 1 and "no scenario named 'simple6'" in gone.stderr
+
+
 def test_second_deploy_of_same_name_refused_and_two_scenarios_coexist(env, tmp_path):
     deploy(env, EXAMPLES / "simple6.xml")
     again = run("deploy", str(EXAMPLES / "simple6.xml"), "-c", env["cluster"], "--state",

@@ -205,6 +205,38 @@ def test_scenario_lifecycle_through_wbem(site):
     rv, out = conn.InvokeMethod("GetErrors", out["Job"])
     assert rv == 0 and not out["Errors"]
 
+    # one VM: stop with pywbem, start with pywbemcli, reset; the others keep running
+    vm = pywbem.CIMInstanceName("EDIV_VirtualSystem", {
+        "CreationClassName": "EDIV_VirtualSystem", "Name": "simple6/h3"}, namespace="root/ediv")
+    (caps,) = conn.Associators(vm, AssocClass="CIM_ElementCapabilities")
+    assert sorted(caps["RequestedStatesSupported"]) == [2, 3, 10, 11]
+    rv, out = conn.InvokeMethod("RequestStateChange", vm, [("RequestedState", pywbem.Uint16(3))])
+    assert rv == 4096
+    done = _follow(conn, out["Job"])
+    assert done["JobState"] == 7, done["ErrorDescription"]
+    assert json.loads(done["ResultData"])["state"] == "stopped"
+    assert conn.GetInstance(vm)["EnabledState"] == 3
+    assert sum(v["EnabledState"] == 2 for v in conn.EnumerateInstances("EDIV_VirtualSystem")) == 5
+    for state, expected in ((3, 0), (10, 5), (11, 5), (4, 4097)):
+        rv, _out = conn.InvokeMethod("RequestStateChange", vm,
+                                     [("RequestedState", pywbem.Uint16(state))])
+        assert rv == expected, (state, rv)
+    out = _pywbemcli(handle, base, "instance", "invokemethod",
+                     'EDIV_VirtualSystem.CreationClassName="EDIV_VirtualSystem",'
+                     'Name="simple6/h3"', "RequestStateChange", "-p", "RequestedState=2")
+    assert "ReturnValue=4096" in out.replace(" ", "")
+    job_id = re.search(r'ediv:job:(\d+)', out).group(1)
+    done = _follow(conn, pywbem.CIMInstanceName(
+        "EDIV_ConcreteJob", {"InstanceID": f"ediv:job:{job_id}"}, namespace="root/ediv"))
+    assert done["JobState"] == 7, done["ErrorDescription"]
+    assert conn.GetInstance(vm)["EnabledState"] == 2
+    rv, out = conn.InvokeMethod("RequestStateChange", vm, [("RequestedState", pywbem.Uint16(11))])
+    assert rv == 4096 and _follow(conn, out["Job"])["JobState"] == 7
+    rv, out = conn.InvokeMethod("ExecuteSequence", service,
+                                [("AffectedSystem", scenario), ("Sequence", "check")])
+    done = _follow(conn, out["Job"])
+    assert done["JobState"] == 7, done["ErrorDescription"]
+
     # release with wbemcli (cm over HTTPS, CA file): the definition stays
     text = _wbemcli(handle, base, "cm",
                     'root/ediv:EDIV_Scenario.CreationClassName="EDIV_Scenario",'
@@ -257,6 +289,15 @@ def test_cli_commands_through_the_server(site):
     assert [set(r) for r in results] == [{"vm", "host", "exit_code", "output"}] * 6
     assert all(r["exit_code"] == 0 for r in results)
     assert "6/6 succeeded" in ediv("exec", "simple6", "check").stdout
+    stop = json.loads(ediv("vm", "stop", "simple6", "h2", "--json").stdout)
+    assert (stop["previous"], stop["state"], stop["action"]) == ("running", "stopped", "stop")
+    assert {v["name"]: v["state"] for v in
+            json.loads(ediv("status", "simple6", "--json").stdout)["vms"]}["h2"] == "stopped"
+    refused = subprocess.run([sys.executable, "-m", "ediv.client.cli", "vm", "reboot", "simple6",
+                              "h2", *opts], capture_output=True, text=True, timeout=120, env=env)
+    assert refused.returncode == 4, refused.stderr
+    assert "already stopped" in ediv("vm", "stop", "simple6", "h2").stdout
+    assert "stopped -> running" in ediv("vm", "start", "simple6", "h2").stdout
     assert ediv("release", "simple6").stdout.strip() == "simple6: released"
     assert "no scenarios" in ediv("status").stdout
     assert not {n for n in netns() if any(n.startswith(f"ediv-{k}-") for k in keys)}
