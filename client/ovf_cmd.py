@@ -5,11 +5,26 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from ediv.client.wbem_mode import (
+    HANDLERS,
+    NS,
+    _finished,
+    _scenario,
+    _scenario_path,
+    _service,
+    _state,
+    server_options,
+)
 from ediv.errors import EdivError, InputError
 from ediv.ovf.inspect import Inspection, inspect_package
+
+if TYPE_CHECKING:
+    from ediv.ovf.importer import Appliance
+    from ediv.scenario.model import Scenario
 
 EXIT_VERIFY_FAILED = 2
 
@@ -102,7 +117,8 @@ def parse_net_map(values: tuple[str, ...]) -> dict[str, str]:
 net_option = click.option("--net", "nets", multiple=True, metavar="OVFNET=NET",
                           help="Connect the package's network OVFNET to the scenario net NET "
                                "(default: the same name).")
-type_option = click.option("--type", "vm_type", type=click.Choice(["uml", "container"]),
+type_option = click.option("--type", "--vm-type", "vm_type",
+                           type=click.Choice(["uml", "container"]),
                            help="VM type (default: uml for systems with a disk, else "
                                 "container).")
 trust_option = click.option("--trust", type=click.Path(exists=True),
@@ -162,26 +178,196 @@ def convert_cmd(package: str, nets: tuple[str, ...], vm_type: str | None, trust:
 
 
 @ovf_group.command("import")
+@server_options("ovf import")
 @click.argument("package", type=click.Path(exists=True, dir_okay=True))
-@click.option("--scenario", "scenario_file", required=True,
-              type=click.Path(exists=True, dir_okay=False),
-              help="Scenario file to add the VMs to (written back; the old one kept as .bak).")
+@click.option("--scenario", required=True, metavar="FILE|NAME",
+              help="Without --server: the scenario FILE to add the VMs to (written back; the "
+                   "old one kept as .bak). With --server: the NAME of a scenario defined "
+                   "(not deployed) on the server.")
 @net_option
 @type_option
 @trust_option
-def import_cmd(package: str, scenario_file: str, nets: tuple[str, ...], vm_type: str | None,
-               trust: str | None) -> None:
-    """Add the VMs of PACKAGE to a scenario file, after verifying the package."""
+@click.option("--image-dir", type=click.Path(file_okay=False),
+              help="With --server: folder for the converted disk images; the server's hosts "
+                   "must see it at the same path (shared storage). Images are not uploaded.")
+def import_cmd(package: str, scenario: str, nets: tuple[str, ...], vm_type: str | None,
+               trust: str | None, image_dir: str | None) -> None:
+    """Add the VMs of PACKAGE to a scenario, after verifying the package (manifest,
+    signature); a package that fails verification imports nothing.
+
+    \b
+    Without --server, --scenario is a scenario FILE: the VMs and the nets they need are
+    added to it, the previous version kept as FILE.bak, disks converted beside it.
+
+    \b
+    With --server URL, --scenario is the NAME of a scenario defined on the server (not
+    deployed): each VM is added with DefineSystem. The VMs' nets must be nets of that
+    scenario (map them with --net OVFNET=NET). Disk images are converted into --image-dir,
+    which the server's hosts must see at the same path: they are not uploaded.
+    """
     from ediv.ovf.importer import import_into_scenario
 
-    result = import_into_scenario(package, scenario_file, net_map=parse_net_map(nets),
+    if image_dir is not None:
+        raise click.UsageError("--image-dir applies with --server only (without it, disks "
+                               "are converted beside the scenario file)")
+    if not Path(scenario).is_file():
+        raise click.BadParameter(f"no scenario file {scenario!r} (without --server, "
+                                 "--scenario names a file)", param_hint="'--scenario'")
+    result = import_into_scenario(package, scenario, net_map=parse_net_map(nets),
                                   vm_type=vm_type, trust=trust)
     _warn(result.warnings)
-    click.echo(f"{scenario_file}: added VMs {', '.join(result.vms)}"
+    click.echo(f"{scenario}: added VMs {', '.join(result.vms)}"
                + (f" and nets {', '.join(result.nets_added)}" if result.nets_added else "")
                + f" (previous version: {result.backup})")
     for path in result.files:
         click.echo(f"wrote {path}")
+
+
+# -- ovf import --server: verify here, add each VM with DefineSystem ------------------------
+def import_on_server(conn, package: str, scenario: str, nets: tuple[str, ...],
+                     vm_type: str | None, trust: str | None, image_dir: str | None,
+                     **_: Any) -> None:
+    """``ediv ovf import --server``: the package is verified before anything is sent; the
+    VMs are checked against the server's scenario, their disks converted into
+    ``image_dir``, then added one DefineSystem each (all removed again if one fails)."""
+    from ediv.ovf.importer import open_appliance, remove_paths
+
+    net_map = parse_net_map(nets)
+    appliance = open_appliance(package, net_map=net_map, vm_type=vm_type, trust=trust)
+    current = _server_definition(conn, scenario)
+    if current is not None:
+        _check_fits(appliance, current, scenario)
+    files = _server_disks(appliance, image_dir, scenario)
+    try:
+        _define_vms(conn, appliance, scenario, net_map)
+    except BaseException:
+        remove_paths(files)
+        raise
+    _warn(appliance.warnings)
+    click.echo(f"{scenario}: added VMs {', '.join(vm.name for vm in appliance.vms)}")
+    for path in files:
+        click.echo(f"wrote {path}")
+
+
+def _server_definition(conn, name: str) -> Scenario | None:
+    """The scenario ``name`` as the server holds it, which must be only defined; None when
+    its text cannot be read here (the server then checks alone)."""
+    import pywbem
+
+    from ediv.scenario import parse_string
+
+    try:
+        inst = _scenario(conn, name)
+    except EdivError:
+        if Path(name).is_file():
+            raise EdivError(f"no scenario named {name!r} on the server (with --server, "
+                            "--scenario names a scenario defined there, not a file)") from None
+        raise
+    if _state(inst) != "defined":
+        raise EdivError(f"scenario {name!r} is {_state(inst)}: VMs can only be added while "
+                        "it is defined; nothing imported")
+    ssd = conn.GetInstance(pywbem.CIMInstanceName(
+        "EDIV_ScenarioSettingData", {"InstanceID": f"ediv:scenario:{name}"}, namespace=NS))
+    try:
+        return parse_string(ssd["ScenarioDefinition"] or "", name)
+    except InputError:
+        return None
+
+
+def _check_fits(appliance: Appliance, current: Scenario, name: str) -> None:
+    """Refuse VM names the scenario has and nets it lacks (the server cannot add nets)."""
+    taken = [vm.name for vm in appliance.vms if current.vm(vm.name) is not None]
+    if taken:
+        raise EdivError(f"scenario {name!r} already has VMs named {', '.join(taken)}: "
+                        "nothing imported")
+    missing = [n for n in dict.fromkeys(n for vm in appliance.vms for n in vm.nets)
+               if current.net(n) is None]
+    if missing:
+        have = ", ".join(n.name for n in current.nets) or "none"
+        raise EdivError(f"scenario {name!r} lacks the nets {', '.join(missing)} (it has: "
+                        f"{have}) and the server does not add nets; connect the package's "
+                        "networks to nets of the scenario with --net OVFNET=NET: nothing "
+                        "imported")
+
+
+def _server_disks(appliance: Appliance, image_dir: str | None, scenario: str) -> list[Path]:
+    """Convert the boot disks of the UML VMs into ``image_dir`` (``SCENARIO-VM.img``) and
+    point the VMs at them; the files written."""
+    from ediv.ovf.environment import system_properties
+    from ediv.ovf.importer import ENV_DIR_SUFFIX, stage
+    from ediv.ovf.translate import boot_disk
+
+    env = appliance.envelope
+    with_props = [vm.name for vs, vm in appliance.pairs if system_properties(env, vs)]
+    if with_props:
+        appliance.warnings.append(f"{', '.join(with_props)}: the package's properties "
+                                  "(ovf-env.xml) are not delivered with --server")
+    disks = [vm.name for vs, vm in appliance.pairs
+             if vm.type != "container" and boot_disk(env, vs) is not None]
+    if not disks:
+        return []
+    if image_dir is None:
+        raise EdivError(f"{', '.join(disks)}: the package has a disk image; with --server "
+                        "give --image-dir DIR, a folder the server's hosts see at the same "
+                        "path (images are not uploaded), or --type container")
+    staged = stage(appliance, image_dir,
+                   names={vm.name: f"{scenario}-{vm.name}" for vm in appliance.vms})
+    staged.moves = [(src, final) for src, final in staged.moves
+                    if not final.name.endswith(ENV_DIR_SUFFIX)]
+    return staged.commit()
+
+
+def _define_vms(conn, appliance: Appliance, scenario: str, net_map: dict[str, str]) -> None:
+    """One DefineSystem per VM; on any failure the VMs added so far are removed again."""
+    import pywbem
+
+    from ediv.ovf.cim import to_cim
+
+    service = _service(conn)
+    added: list = []
+    try:
+        for vs, vm in appliance.pairs:
+            vssd, rasds = to_cim(appliance.envelope, vs.id, net_map, vm_type=vm.type or "uml",
+                                 image_path=vm.filesystem.path if vm.filesystem else None)
+            if vssd["ElementName"] != vm.name:
+                raise EdivError(f"{vs.id}: translated as {vssd['ElementName']!r}, expected "
+                                f"{vm.name!r}")
+            try:
+                rv, out = conn.InvokeMethod("DefineSystem", service, [
+                    ("SystemSettings", vssd), ("ResourceSettings", rasds),
+                    ("ReferenceConfiguration", _scenario_path(scenario))])
+            except pywbem.CIMError as exc:
+                reason = _one_line(exc.status_description or exc.status_code_name)
+                raise EdivError(f"{vm.name}: {reason}; nothing imported") from None
+            ok, _result, error = _finished(conn, rv, out, f"adding {vm.name}", True)
+            if not ok:
+                raise EdivError(f"{vm.name}: {error}; nothing imported")
+            added.append(out["ResultingSystem"])
+    except BaseException:
+        _undefine(conn, service, added)
+        raise
+
+
+def _one_line(text: str) -> str:
+    """A server message with diagnostics on lines of their own, as one line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return text.strip()
+    return f"{lines[0].rstrip(':')}: " + "; ".join(lines[1:])
+
+
+def _undefine(conn, service, paths: list) -> None:
+    import pywbem
+
+    for path in reversed(paths):
+        try:
+            conn.InvokeMethod("DestroySystem", service, [("AffectedSystem", path)])
+        except pywbem.Error as exc:
+            click.echo(f"warning: {path.keybindings.get('Name')}: could not remove it again: "
+                       f"{exc}", err=True)
+
+
+HANDLERS["ovf import"] = import_on_server
 
 
 @ovf_group.command("export")

@@ -336,18 +336,20 @@ class EngineMethods:
             raise _bad("RequestStateChange is invoked on an EDIV_VirtualSystem instance")
         ids = P.split_key(target.keybindings.get("Name", ""))
         store = self.engine.store()
-        vm = store.vm(*ids) if ids else None
-        if vm is None:
+        row = store.scenario(ids[0]) if ids else None
+        vm = store.vm(*ids) if row is not None else None
+        model = self.engine.model(row) if row is not None and vm is None else None
+        if vm is None and not (model and any(v.name == ids[1] for v in model.vms)):
             raise CIMError(CIM_ERR_NOT_FOUND,
                            f"no virtual system {target.keybindings.get('Name')!r}")
-        name = vm["scenario"]
         action = VM_REQUESTS.get(_requested_state(params))
         if params.get("TimeoutPeriod") is not None:
             return Uint32(NO_TIMEOUT), []
         if action is None:
             return Uint32(INVALID_TRANSITION), []
-        if store.scenario(name).state != st.DEPLOYED:
+        if vm is None or row.state != st.DEPLOYED:  # a defined VM runs nowhere yet
             return Uint32(INVALID_STATE), []
+        name = row.name
         running = vm["state"] == "running"
         if (action == "start" and running) or (action == "stop" and vm["state"] == "stopped"):
             return Uint32(OK), []

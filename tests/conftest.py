@@ -1,7 +1,9 @@
-"""Shared test fixtures: where the corpus and examples are."""
+"""Shared test fixtures: where the corpus and examples are; a real WBEM server over a real
+state store (``engine_server``) for the tests that talk to one."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 CORPUS = REPO.parent / "shared" / "corpus"
+# requests lets these variables override an explicit CA bundle; the tests pin the server's cert
+_CA_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +21,39 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"shared corpus not found at {CORPUS} (CI has it beside the clone)")
     return CORPUS
+
+
+@pytest.fixture(scope="module")
+def engine_server(tmp_path_factory):
+    """An ediv WBEM server on 127.0.0.1 (ephemeral port, HTTPS) with the engine plugin over
+    its own state store, users of ``wbem_support.USERS``: yields (handle, plugin, orphan),
+    orphan being a job left "running" by a server process that is gone."""
+    from ediv import state as st
+    from ediv.provider.auth import Role, add_user
+    from ediv.provider.config import load_config
+    from ediv.provider.engine_plugin import EnginePlugin
+    from ediv.provider.server import serve
+    from tests.provider.wbem_support import USERS
+
+    base = tmp_path_factory.mktemp("engine")
+    cfg = load_config(base / "server.toml", listen="127.0.0.1:0", state=base / "state.db")
+    cfg.cluster_file = EXAMPLES / "cluster.conf"
+    cfg.schema_cache_dir = base / "cache"
+    for role, (name, password) in USERS.items():
+        add_user(cfg.users_file, name, Role.parse(role), password)
+    # a job left running by a server process that is gone
+    store = st.StateStore(cfg.state_path)
+    orphan = store.start_job("deploy", None)
+    store.db.execute("UPDATE jobs SET owner='nohost-x:999999999' WHERE id=?", (orphan,))
+    store.db.execute("UPDATE jobs SET owner=? WHERE id=?",
+                     (f"{os.uname().nodename}:999999999", orphan))
+    store.close()
+    saved = {k: os.environ.pop(k) for k in _CA_ENV if k in os.environ}
+    plugin = EnginePlugin()
+    handle = serve(cfg, plugins=[plugin])
+    try:
+        yield handle, plugin, orphan
+    finally:
+        handle.stop()
+        plugin.jobs.wait_all(30)
+        os.environ.update(saved)

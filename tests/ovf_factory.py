@@ -108,6 +108,19 @@ def descriptor(*, system_id: str = "router1", name: str = "Router One", mem_mb: 
 """
 
 
+def collection_descriptor(system_ids: tuple[str, ...], **kwargs) -> str:
+    """``descriptor()`` whose system is repeated once per id inside one
+    VirtualSystemCollection (``kwargs`` go to ``descriptor``)."""
+    text = descriptor(system_id="SYSTEM", **kwargs)
+    start, end = text.index("<VirtualSystem "), text.index("</VirtualSystem>")
+    system = text[start:end + len("</VirtualSystem>")]
+    members = "".join(system.replace('ovf:id="SYSTEM"', f'ovf:id="{sid}"')
+                      for sid in system_ids)
+    collection = (f'<VirtualSystemCollection ovf:id="lab"><Info>A collection</Info>'
+                  f"{members}</VirtualSystemCollection>")
+    return text[:start] + collection + text[end + len("</VirtualSystem>"):]
+
+
 def raw_disk(size: int = 4096, seed: int = 1) -> bytes:
     """Deterministic, non-repeating bytes standing in for a disk image."""
     out = bytearray()

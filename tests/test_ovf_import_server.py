@@ -1,0 +1,312 @@
+"""``ediv ovf import PKG --scenario NAME --server URL``: the real CLI against the real WBEM
+server (``engine_server`` of tests/conftest.py, loopback only). The package is verified on
+the client before anything is sent; each VM is added with DefineSystem to a scenario the
+server holds; every refusal is one ``ediv: ...`` line, and leaves the scenario as it was."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from ediv import state as st
+from ediv.client import cli as cli_mod
+from tests import ovf_factory as f
+from tests.provider.wbem_support import USERS, connect
+
+pywbem = pytest.importorskip("pywbem")
+
+NS = "root/ediv"
+LAB = """<?xml version="1.0" encoding="UTF-8"?>
+<vnuml>
+  <global>
+    <version>1.8</version>
+    <simulation_name>{name}</simulation_name>
+    <vm_mgmt type="none"/>
+  </global>
+  <net name="Net0" mode="virtual_bridge"/>
+  <net name="Net1" mode="virtual_bridge"/>
+  <vm name="pc1" type="container">
+    <if id="1" net="Net0"><ipv4>198.18.3.2/24</ipv4></if>
+  </vm>
+</vnuml>
+"""
+NETS = ["--net", "mgmt=Net0", "--net", "lan=Net1"]
+needs_disk_tools = pytest.mark.skipif(
+    shutil.which("qemu-img") is None or shutil.which("mkfs.ext2") is None,
+    reason="needs qemu-img (qemu-utils) and mkfs.ext2 (e2fsprogs)")
+
+
+@pytest.fixture(scope="module")
+def cli():
+    cli_mod._register()
+    return cli_mod.cli
+
+
+@pytest.fixture(scope="module")
+def handle(engine_server):
+    return engine_server[0]
+
+
+@pytest.fixture(scope="module")
+def op(handle):
+    return connect(handle, "operator", str(handle.config.cert_file))
+
+
+@pytest.fixture(scope="module")
+def signer():
+    return f.self_signed()
+
+
+def server_args(handle, tmp_path: Path, role: str = "operator") -> list[str]:
+    name, password = USERS[role]
+    pw = tmp_path / f"{role}.pw"
+    pw.write_text(password + "\n")
+    return ["--server", handle.url, "--user", name, "--password-file", str(pw),
+            "--ca-cert", str(handle.config.cert_file)]
+
+
+def run(cli, *args) -> Result:
+    try:
+        runner = CliRunner(mix_stderr=False)  # click 8.1; 8.2 always keeps stderr apart
+    except TypeError:
+        runner = CliRunner()
+    return runner.invoke(cli, ["ovf", "import", *map(str, args)])
+
+
+def define(op, name: str) -> None:
+    (service,) = op.EnumerateInstanceNames("EDIV_VirtualSystemManagementService")
+    settings = pywbem.CIMInstance("EDIV_ScenarioSettingData",
+                                  properties={"ScenarioDefinition": LAB.format(name=name)})
+    rv, _ = op.InvokeMethod("DefineSystem", service, [("SystemSettings", settings)])
+    assert rv == 0
+
+
+def scenario_path(name: str):
+    return pywbem.CIMInstanceName("EDIV_Scenario", {"CreationClassName": "EDIV_Scenario",
+                                                    "Name": name}, namespace=NS)
+
+
+def vm_names(op, name: str) -> list[str]:
+    """The scenario's VMs, as EDIV_SystemComponent associates them."""
+    paths = op.AssociatorNames(scenario_path(name), AssocClass="EDIV_SystemComponent",
+                               ResultClass="EDIV_VirtualSystem")
+    return sorted(p.keybindings["Name"].split("/", 1)[1] for p in paths)
+
+
+def definition(op, name: str) -> str:
+    ssd = op.GetInstance(pywbem.CIMInstanceName(
+        "EDIV_ScenarioSettingData", {"InstanceID": f"ediv:scenario:{name}"}, namespace=NS))
+    return ssd["ScenarioDefinition"]
+
+
+def settings_of(op, scenario: str, vm: str):
+    """(VSSD, RASDs) of a VM, reached the DSP1057 way: VM -> SettingsDefineState -> VSSD ->
+    VirtualSystemSettingDataComponent -> RASDs."""
+    path = pywbem.CIMInstanceName("EDIV_VirtualSystem", {
+        "CreationClassName": "EDIV_VirtualSystem", "Name": f"{scenario}/{vm}"}, namespace=NS)
+    (vssd,) = op.Associators(path, AssocClass="EDIV_SettingsDefineState")
+    rasds = op.Associators(vssd.path, AssocClass="EDIV_VirtualSystemSettingDataComponent")
+    return op.GetInstance(path), vssd, rasds
+
+
+def no_traceback(result: Result) -> None:
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        repr(result.exception)
+    assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- imports that work
+
+def test_container_vm_is_added_with_memory_and_nets(cli, handle, op, signer, tmp_path):
+    define(op, "ovf1")
+    built = f.build_package(tmp_path, sign_with=signer)
+    r = run(cli, built.path, "--scenario", "ovf1", *NETS, "--type", "container",
+            "--trust", built.trust, *server_args(handle, tmp_path))
+    assert r.exit_code == 0, r.output + r.stderr
+    assert r.stdout.strip() == "ovf1: added VMs router1"
+    assert "not delivered with --server" in r.stderr  # the package has properties
+
+    assert vm_names(op, "ovf1") == ["pc1", "router1"]
+    vm, vssd, rasds = settings_of(op, "ovf1", "router1")
+    assert vm["ScenarioName"] == "ovf1" and vm["VirtualSystemType"] == "container"
+    assert vm["EnabledState"] == 3  # defined, not deployed
+    assert vssd["VirtualSystemType"] == "container" and vssd["Filesystem"] is None
+    (mem,) = [r for r in rasds if r.classname == "EDIV_MemoryRASD"]
+    assert (mem["VirtualQuantity"], mem["AllocationUnits"]) == (256, "byte*2^20")
+    ports = sorted((int(r["InterfaceIndex"]), list(r["Connection"])) for r in rasds
+                   if r.classname == "EDIV_EthernetPortAllocationSettingData")
+    assert ports == [(1, ["Net0"]), (2, ["Net1"])]
+    assert '<vm name="router1" type="container">' in definition(op, "ovf1")
+
+
+@needs_disk_tools
+def test_uml_disk_is_converted_into_the_image_dir(cli, handle, op, tmp_path):
+    define(op, "ovf2")
+    ext2 = f.ext2_image(tmp_path / "orig.img")
+    built = f.build_appliance(tmp_path, ext2, properties={})
+    args = [built.path, "--scenario", "ovf2", *NETS, *server_args(handle, tmp_path)]
+
+    r = run(cli, *args)  # a UML VM with a disk: where should the image go?
+    assert r.exit_code == 1 and "give --image-dir DIR" in r.stderr, r.stderr
+    no_traceback(r)
+    assert vm_names(op, "ovf2") == ["pc1"]
+
+    images = tmp_path / "shared-images"
+    r = run(cli, *args, "--image-dir", images)
+    assert r.exit_code == 0, r.output + r.stderr
+    image = images / "ovf2-router1.img"
+    assert f"wrote {image}" in r.stdout
+    assert sorted(p.name for p in images.iterdir()) == ["ovf2-router1.img"]
+    assert subprocess.run(["cmp", str(ext2), str(image)]).returncode == 0
+    _vm, vssd, rasds = settings_of(op, "ovf2", "router1")
+    assert (vssd["VirtualSystemType"], vssd["Filesystem"]) == ("uml", str(image))
+    (disk,) = [r for r in rasds if r.classname == "EDIV_StorageAllocationSettingData"]
+    assert list(disk["HostResource"]) == [str(image)] and disk["ResourceSubType"] == "cow"
+
+
+# ---------------------------------------------------------------- refusals change nothing
+
+@pytest.mark.parametrize(("case", "opts", "message"), [
+    ("tampered disk", {"tamper_disk": True},
+     "manifest mismatch: router-disk1.img: SHA256 digest mismatch"),
+    ("tampered descriptor", {"tamper_descriptor": True},
+     "manifest mismatch: router.ovf: SHA256 digest mismatch"),
+    ("wrong signature", {"wrong_signature": True}, "signature invalid"),
+])
+def test_bad_package_is_refused_before_anything_is_sent(cli, handle, op, signer, tmp_path,
+                                                         case, opts, message):
+    define(op, f"bad-{len(case)}")
+    name = f"bad-{len(case)}"
+    before = definition(op, name)
+    built = f.build_package(tmp_path, sign_with=signer, **opts)
+    common = [*NETS, "--type", "container", "--trust", built.trust]
+
+    r = run(cli, built.path, "--scenario", name, *common, *server_args(handle, tmp_path))
+    assert r.exit_code == 1, r.output + r.stderr
+    assert f"package refused, nothing imported: {message}" in r.stderr
+    no_traceback(r)
+    assert definition(op, name) == before and vm_names(op, name) == ["pc1"]
+
+    # the same refusal, word for word and with the same status, as direct mode's
+    lab = tmp_path / "lab.xml"
+    lab.write_text(LAB.format(name=name))
+    direct = run(cli, built.path, "--scenario", lab, *common)
+    assert (direct.exit_code, direct.stderr) == (r.exit_code, r.stderr)
+    # and nothing was sent: against a port nobody listens on, the answer is the same
+    dead = ["--server", "https://127.0.0.1:9", "--user", "otto", "--password-file",
+            str(tmp_path / "operator.pw")]
+    r = run(cli, built.path, "--scenario", name, *common, *dead)
+    assert (r.exit_code, r.stderr) == (direct.exit_code, direct.stderr)
+
+
+def test_unknown_scenario_fails_cleanly(cli, handle, tmp_path):
+    built = f.build_package(tmp_path)
+    r = run(cli, built.path, "--scenario", "nosuch", *NETS, "--type", "container",
+            *server_args(handle, tmp_path))
+    assert r.exit_code == 1
+    assert r.stderr.strip() == "ediv: error: no scenario named 'nosuch'"
+    no_traceback(r)
+    # a local file given as the name: say what --scenario means with --server
+    lab = tmp_path / "lab.xml"
+    lab.write_text(LAB.format(name="lab"))
+    r = run(cli, built.path, "--scenario", lab, *NETS, "--type", "container",
+            *server_args(handle, tmp_path))
+    assert r.exit_code == 1 and "names a scenario defined there, not a file" in r.stderr
+
+
+def test_clashes_missing_nets_and_deployed_scenarios_are_refused(cli, engine_server, handle,
+                                                                 op, tmp_path):
+    define(op, "ovf3")
+    built = f.build_package(tmp_path)
+    server = server_args(handle, tmp_path)
+    before = definition(op, "ovf3")
+    unmapped = run(cli, built.path, "--scenario", "ovf3", "--type", "container", *server)
+    assert unmapped.exit_code == 1
+    assert "scenario 'ovf3' lacks the nets mgmt, lan (it has: Net0, Net1)" in unmapped.stderr
+    assert "--net OVFNET=NET" in unmapped.stderr
+    assert definition(op, "ovf3") == before
+
+    ok = run(cli, built.path, "--scenario", "ovf3", *NETS, "--type", "container", *server)
+    assert ok.exit_code == 0, ok.stderr
+    before = definition(op, "ovf3")
+    again = run(cli, built.path, "--scenario", "ovf3", *NETS, "--type", "container", *server)
+    assert again.exit_code == 1
+    assert again.stderr.strip() == ("ediv: error: scenario 'ovf3' already has VMs named "
+                                    "router1: nothing imported")
+    assert definition(op, "ovf3") == before
+
+    store = engine_server[1].engine.store()
+    store.create_scenario("ovf4", LAB.format(name="ovf4"), basedir="/nonexistent",
+                          algorithm="RoundRobin", state=st.DEPLOYED)
+    store.unlock("ovf4")
+    r = run(cli, built.path, "--scenario", "ovf4", *NETS, "--type", "container", *server)
+    assert r.exit_code == 1
+    assert r.stderr.strip() == ("ediv: error: scenario 'ovf4' is deployed: VMs can only be "
+                                "added while it is defined; nothing imported")
+    for res in (again, unmapped, r):
+        no_traceback(res)
+
+
+def test_server_refusal_is_one_line(cli, handle, op, tmp_path):
+    """DefineSystem itself refused (a reader may not define): the server's message."""
+    define(op, "ovf5")
+    built = f.build_package(tmp_path)
+    r = run(cli, built.path, "--scenario", "ovf5", *NETS, "--type", "container",
+            *server_args(handle, tmp_path, role="reader"))
+    assert r.exit_code == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ediv: error: router1: ")
+    assert "nothing imported" in lines[0]
+    no_traceback(r)
+    assert vm_names(op, "ovf5") == ["pc1"]
+
+
+def test_all_or_nothing_when_the_server_refuses_a_later_vm(cli, handle, op, tmp_path):
+    """Two systems; the management network of the scenario has room for one more VM, so the
+    server refuses the second: the first is removed again."""
+    spec = LAB.format(name="ovf6").replace(
+        '<vm_mgmt type="none"/>',
+        '<vm_mgmt type="private" network="198.18.100.0" mask="29" offset="0"/>')
+    (service,) = op.EnumerateInstanceNames("EDIV_VirtualSystemManagementService")
+    op.InvokeMethod("DefineSystem", service, [("SystemSettings", pywbem.CIMInstance(
+        "EDIV_ScenarioSettingData", properties={"ScenarioDefinition": spec}))])
+    text = f.collection_descriptor(("r1", "r2"), networks=("lan",),
+                                   disk_href="router-disk1.img")
+    built = f.build_package(tmp_path, descriptor_text=text)
+    r = run(cli, built.path, "--scenario", "ovf6", "--net", "lan=Net0", "--type", "container",
+            *server_args(handle, tmp_path))
+    assert r.exit_code == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ediv: error: r2: "), r.stderr
+    assert "has room for 2 VMs" in lines[0] and lines[0].endswith("; nothing imported")
+    no_traceback(r)
+    # r1 went first and was accepted (the refusal names r2); it was removed again
+    assert vm_names(op, "ovf6") == ["pc1"] and '<vm name="r1"' not in definition(op, "ovf6")
+
+
+# ---------------------------------------------------------------- options and help
+
+def test_direct_mode_options_still_mean_a_file(cli, tmp_path):
+    built = f.build_package(tmp_path)
+    r = run(cli, built.path, "--scenario", tmp_path / "missing.xml")
+    assert r.exit_code == 2 and "without --server, --scenario names a file" in r.stderr
+    lab = tmp_path / "lab.xml"
+    lab.write_text(LAB.format(name="lab"))
+    r = run(cli, built.path, "--scenario", lab, "--image-dir", tmp_path / "img")
+    assert r.exit_code == 2 and "--image-dir applies with --server only" in r.stderr
+    assert lab.read_text() == LAB.format(name="lab")
+
+
+def test_help_says_what_scenario_means_in_each_mode(cli):
+    r = run(cli, "--help")
+    assert r.exit_code == 0
+    text = " ".join(r.stdout.split())
+    assert "With --server URL, --scenario is the NAME of a scenario defined on the server" \
+        in text
+    for option in ("--server", "--user", "--password-file", "--ca-cert", "--profile",
+                   "--image-dir", "--net", "--vm-type", "--trust"):
+        assert option in text
