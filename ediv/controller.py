@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ediv import state as st
+from ediv import xmlsafe
 from ediv.agent import EXIT_WRONG_STATE, VM_ACTIONS
 from ediv.bundle import build_bundle
 from ediv.cluster import Cluster, Host
@@ -22,7 +23,7 @@ from ediv.errors import EdivError, InputError, WrongState
 from ediv.plan import Plan, make_plan
 from ediv.remote import AgentFailed, Connections, HostUnreachable, SshOptions, run_agent
 from ediv.restrictions import load_restrictions
-from ediv.scenario import load_scenario
+from ediv.scenario.loader import load_string
 from ediv.split import split
 
 Progress = Callable[[dict], None]
@@ -121,10 +122,13 @@ class Controller:
         loads: dict[str, float] | None = None,
         job: int | None = None,
     ) -> Plan:
-        scenario, _warnings = load_scenario(scenario_path, deployable=True)
+        data = xmlsafe.read_file(scenario_path)  # read once: the spec stored is what was checked
+        scenario, _warnings = load_string(data, scenario_path,
+                                          str(Path(scenario_path).resolve().parent),
+                                          deployable=True, appliances=True)
         restrictions = load_restrictions(restrictions_path) if restrictions_path else None
         name = scenario.name
-        spec = Path(scenario_path).read_text(encoding="utf-8", errors="replace")
+        spec = data.decode("utf-8", errors="replace")
         before = self.store.create_scenario(
             name, spec, basedir=scenario.basedir, algorithm=algorithm, state=st.DEPLOYING
         )

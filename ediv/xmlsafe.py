@@ -59,15 +59,19 @@ def parse_bytes(
     return root.getroottree()
 
 
-def parse_file(path: str | Path, max_bytes: int = MAX_XML_BYTES) -> etree._ElementTree:
+def read_file(path: str | Path, max_bytes: int = MAX_XML_BYTES) -> bytes:
+    """The bytes of an XML file, refused before reading when larger than ``max_bytes``."""
     p = Path(path)
     try:
         if p.stat().st_size > max_bytes:
             raise InputError(Diagnostic(str(path), 0, f"document larger than {max_bytes} bytes"))
-        data = p.read_bytes()
+        return p.read_bytes()
     except OSError as exc:
         raise InputError(Diagnostic(str(path), 0, f"cannot read: {exc.strerror}")) from None
-    return parse_bytes(data, str(path), max_bytes)
+
+
+def parse_file(path: str | Path, max_bytes: int = MAX_XML_BYTES) -> etree._ElementTree:
+    return parse_bytes(read_file(path, max_bytes), str(path), max_bytes)
 
 
 def _reject_unexpanded_entities(root: etree._Element, source: str) -> None:
