@@ -12,12 +12,12 @@ import click
 from ediv.client.wbem_mode import (
     HANDLERS,
     NS,
-    _finished,
-    _scenario,
-    _scenario_path,
-    _service,
-    _state,
+    finished,
+    get_scenario,
+    scenario_path,
     server_options,
+    service_path,
+    state_of,
 )
 from ediv.errors import EdivError, InputError
 from ediv.ovf.inspect import Inspection, inspect_package
@@ -257,14 +257,14 @@ def _server_definition(conn, name: str) -> Scenario | None:
     from ediv.scenario import parse_string
 
     try:
-        inst = _scenario(conn, name)
+        inst = get_scenario(conn, name)
     except EdivError:
         if Path(name).is_file():
             raise EdivError(f"no scenario named {name!r} on the server (with --server, "
                             "--scenario names a scenario defined there, not a file)") from None
         raise
-    if _state(inst) != "defined":
-        raise EdivError(f"scenario {name!r} is {_state(inst)}: VMs can only be added while "
+    if state_of(inst) != "defined":
+        raise EdivError(f"scenario {name!r} is {state_of(inst)}: VMs can only be added while "
                         "it is defined; nothing imported")
     ssd = conn.GetInstance(pywbem.CIMInstanceName(
         "EDIV_ScenarioSettingData", {"InstanceID": f"ediv:scenario:{name}"}, namespace=NS))
@@ -323,7 +323,7 @@ def _define_vms(conn, appliance: Appliance, scenario: str, net_map: dict[str, st
 
     from ediv.ovf.cim import to_cim
 
-    service = _service(conn)
+    service = service_path(conn)
     added: list = []
     try:
         for vs, vm in appliance.pairs:
@@ -335,11 +335,11 @@ def _define_vms(conn, appliance: Appliance, scenario: str, net_map: dict[str, st
             try:
                 rv, out = conn.InvokeMethod("DefineSystem", service, [
                     ("SystemSettings", vssd), ("ResourceSettings", rasds),
-                    ("ReferenceConfiguration", _scenario_path(scenario))])
+                    ("ReferenceConfiguration", scenario_path(scenario))])
             except pywbem.CIMError as exc:
                 reason = _one_line(exc.status_description or exc.status_code_name)
                 raise EdivError(f"{vm.name}: {reason}; nothing imported") from None
-            ok, _result, error = _finished(conn, rv, out, f"adding {vm.name}", True)
+            ok, _result, error = finished(conn, rv, out, f"adding {vm.name}", True)
             if not ok:
                 raise EdivError(f"{vm.name}: {error}; nothing imported")
             added.append(out["ResultingSystem"])

@@ -125,32 +125,32 @@ def _run(target: Target, handler: Callable, **kwargs) -> Any:
 
 # ---------------------------------------------------------------- paths and helpers
 
-def _scenario_path(name: str):
+def scenario_path(name: str):
     import pywbem
 
     return pywbem.CIMInstanceName("EDIV_Scenario", {"CreationClassName": "EDIV_Scenario",
                                                     "Name": name}, namespace=NS)
 
 
-def _service(conn):
+def service_path(conn):
     paths = conn.EnumerateInstanceNames("EDIV_VirtualSystemManagementService")
     if not paths:
         raise EdivError("the server has no EDIV_VirtualSystemManagementService")
     return paths[0]
 
 
-def _scenario(conn, name: str):
+def get_scenario(conn, name: str):
     import pywbem
 
     try:
-        return conn.GetInstance(_scenario_path(name))
+        return conn.GetInstance(scenario_path(name))
     except pywbem.CIMError as exc:
         if exc.status_code == pywbem.CIM_ERR_NOT_FOUND:
             raise EdivError(f"no scenario named {name!r}") from None
         raise
 
 
-def _state(inst) -> str:
+def state_of(inst) -> str:
     descriptions = inst["StatusDescriptions"] or []
     return descriptions[0] if descriptions else "unknown"
 
@@ -174,7 +174,7 @@ def follow(conn, job, title: str, quiet: bool = False) -> Any:
         time.sleep(POLL_SECONDS)
 
 
-def _finished(conn, rv: int, out: Any, title: str, quiet: bool):
+def finished(conn, rv: int, out: Any, title: str, quiet: bool):
     if rv == 4096:
         job = follow(conn, out["Job"], title, quiet)
         result = json.loads(job["ResultData"]) if job["ResultData"] else None
@@ -248,23 +248,23 @@ def deploy(conn, scenario, cluster_path, algorithm, restrictions_path, loads, as
     if archive:
         props["Archive"] = base64.b64encode(archive).decode()
     settings = pywbem.CIMInstance("EDIV_ScenarioSettingData", properties=props)
-    service = _service(conn)
+    service = service_path(conn)
     try:
         _rv, out = conn.InvokeMethod("DefineSystem", service, [("SystemSettings", settings)])
     except pywbem.CIMError as exc:
         if exc.status_code != pywbem.CIM_ERR_ALREADY_EXISTS:
             raise
         name = _name_of(spec)
-        if name is None or _state(_scenario(conn, name)) != "defined":
+        if name is None or state_of(get_scenario(conn, name)) != "defined":
             raise
         # defined earlier (by WBEM): deploy this file's version instead
-        conn.InvokeMethod("DestroySystem", service, [("AffectedSystem", _scenario_path(name))])
+        conn.InvokeMethod("DestroySystem", service, [("AffectedSystem", scenario_path(name))])
         _rv, out = conn.InvokeMethod("DefineSystem", service, [("SystemSettings", settings)])
     target = out["ResultingSystem"]
     name = target.keybindings["Name"]
     rv, out = conn.InvokeMethod("RequestStateChange", target,
                                 [("RequestedState", pywbem.Uint16(2))])
-    ok, plan, error = _finished(conn, rv, out, f"deploying {path.name}", as_json)
+    ok, plan, error = finished(conn, rv, out, f"deploying {path.name}", as_json)
     if not ok:
         raise EdivError(error or "deploy failed")
     status = _status(conn, name)
@@ -286,12 +286,12 @@ def _name_of(spec: str) -> str | None:
 
 
 def exec_cmd(conn, name, seq, cluster_path=None, as_json=False, **_: Any) -> None:
-    _scenario(conn, name)
-    rv, out = conn.InvokeMethod("ExecuteSequence", _service(conn), [
-        ("AffectedSystem", _scenario_path(name)), ("Sequence", seq)])
+    get_scenario(conn, name)
+    rv, out = conn.InvokeMethod("ExecuteSequence", service_path(conn), [
+        ("AffectedSystem", scenario_path(name)), ("Sequence", seq)])
     if rv == 5:
-        raise EdivError(f"scenario {name!r} is {_state(_scenario(conn, name))}, not deployed")
-    _ok, results, error = _finished(conn, rv, out, f"exec {seq}", True)
+        raise EdivError(f"scenario {name!r} is {state_of(get_scenario(conn, name))}, not deployed")
+    _ok, results, error = finished(conn, rv, out, f"exec {seq}", True)
     if results is None:
         raise EdivError(error or "exec failed")
     print_exec_results(results, as_json)
@@ -300,10 +300,10 @@ def exec_cmd(conn, name, seq, cluster_path=None, as_json=False, **_: Any) -> Non
 def release(conn, name, purge=False, cluster_path=None, **_: Any) -> None:
     if purge:
         raise EdivError("--purge is not available with --server")
-    _scenario(conn, name)
-    rv, out = conn.InvokeMethod("DestroySystem", _service(conn),
-                                [("AffectedSystem", _scenario_path(name))])
-    ok, _result, error = _finished(conn, rv, out, f"releasing {name}", False)
+    get_scenario(conn, name)
+    rv, out = conn.InvokeMethod("DestroySystem", service_path(conn),
+                                [("AffectedSystem", scenario_path(name))])
+    ok, _result, error = finished(conn, rv, out, f"releasing {name}", False)
     if not ok:
         click.echo(f"{name}: {error}", err=True)
         sys.exit(1)
@@ -311,15 +311,15 @@ def release(conn, name, purge=False, cluster_path=None, **_: Any) -> None:
 
 
 def _status(conn, name: str) -> dict:
-    sc = _scenario(conn, name)
+    sc = get_scenario(conn, name)
     vms = [v for v in conn.EnumerateInstances("EDIV_VirtualSystem") if v["ScenarioName"] == name]
     nets = [n for n in conn.EnumerateInstances("EDIV_VirtualNetwork")
             if n["ScenarioName"] == name and n["SegmentKind"] not in (None, "none")]
     return {
         "name": name,
-        "state": _state(sc),
+        "state": state_of(sc),
         "error": sc["Description"],
-        "vms": [{"name": v["ElementName"], "host": v["HostName"] or None, "state": _state(v),
+        "vms": [{"name": v["ElementName"], "host": v["HostName"] or None, "state": state_of(v),
                  "type": v["VirtualSystemType"]} for v in vms],
         "segments": sorted(({"net": n["ElementName"], "hosts": list(n["Hosts"] or []),
                              "kind": n["SegmentKind"], "id": int(n["SegmentID"])}
@@ -350,11 +350,11 @@ def locate(conn, vm=None, name=None, as_json=False, **_: Any) -> None:
         raise EdivError(f"no VM named {vm!r} in any deployed scenario")
     if as_json:
         click.echo(json.dumps([{"scenario": v["ScenarioName"], "vm": v["ElementName"],
-                                "host": v["HostName"], "state": _state(v)} for v in rows],
+                                "host": v["HostName"], "state": state_of(v)} for v in rows],
                               indent=2))
         return
     for v in rows:
-        click.echo(f"{v['ScenarioName']}/{v['ElementName']}: {v['HostName']} ({_state(v)})")
+        click.echo(f"{v['ScenarioName']}/{v['ElementName']}: {v['HostName']} ({state_of(v)})")
 
 
 def segments(conn, name=None, as_json=False, **_: Any) -> None:
@@ -410,7 +410,7 @@ def vm_state(conn, action, name, vm, as_json=False, **_: Any) -> None:
     from ediv.provider.cim_paths import vm_path
     from ediv.provider.methods import VM_REQUESTS
 
-    _scenario(conn, name)
+    get_scenario(conn, name)
     path = vm_path(name, vm)
     try:
         before = conn.GetInstance(path)
@@ -421,12 +421,12 @@ def vm_state(conn, action, name, vm, as_json=False, **_: Any) -> None:
     requested = {a: s for s, a in VM_REQUESTS.items()}[action]
     rv, out = conn.InvokeMethod("RequestStateChange", path,
                                 [("RequestedState", pywbem.Uint16(requested))])
-    ok, result, error = _finished(conn, rv, out, f"{action} {name}/{vm}", as_json)
+    ok, result, error = finished(conn, rv, out, f"{action} {name}/{vm}", as_json)
     if not ok:
         raise (WrongState if rv == 5 else EdivError)(error or f"{action} {name}/{vm} failed")
     if result is None:  # 0: already in the requested state
-        result = {"vm": vm, "action": action, "previous": _state(before),
-                  "state": _state(before), "host": before["HostName"] or None}
+        result = {"vm": vm, "action": action, "previous": state_of(before),
+                  "state": state_of(before), "host": before["HostName"] or None}
     print_vm_state(name, result, as_json)
 
 
