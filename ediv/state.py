@@ -1,7 +1,9 @@
 """The state store: SQLite in WAL mode, shared by CLI processes and the WBEM server.
 
 What it keeps: hosts (as last probed), scenarios (spec, plan, state, lock), the part of each
-scenario on each host (sub-scenario, agent input, state), VMs, segments (pool, id) and jobs.
+scenario on each host (sub-scenario, agent input, state), VMs, segments (pool, id) and jobs;
+for the WBEM server, its indication subscriptions and (kept by triggers, whoever writes) which
+scenarios, VM sets and jobs changed when (``change_count``, ``changes_since``).
 Every allocation that must not collide between scenarios running at once (segment ids,
 management /30 blocks, MAC bases) happens inside one ``BEGIN IMMEDIATE`` transaction, so two
 processes cannot take the same id. The schema is versioned with ``PRAGMA user_version`` and
@@ -24,6 +26,22 @@ from pathlib import Path
 from ediv.errors import EdivError
 
 DEFAULT_PATH = os.environ.get("EDIV_STATE", "/var/lib/ediv/state.db")
+
+
+def _change_triggers(table: str, kind: str, key: str) -> str:
+    """Triggers recording every insert, update and delete of ``table`` in ``changes``.
+    (Part of migration 3: never change what a released migration produces.)"""
+    out = []
+    for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+        out.append(
+            f"CREATE TRIGGER {table}_{event.lower()}_changes AFTER {event} ON {table} BEGIN"
+            " UPDATE change_counter SET n = n + 1;"
+            " INSERT OR REPLACE INTO changes (kind, key, seq)"
+            f" VALUES ('{kind}', {row}.{key}, (SELECT n FROM change_counter));"
+            " END;"
+        )
+    return "\n".join(out) + "\n"
+
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -61,6 +79,27 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX jobs_scenario ON jobs(scenario);
     """,
+    # 2: the WBEM server's indication subscriptions (filters, listener destinations,
+    # subscriptions created in interop), kept across server restarts
+    """
+    CREATE TABLE subscriptions (
+        kind TEXT NOT NULL, name TEXT NOT NULL, data TEXT NOT NULL, created REAL NOT NULL,
+        PRIMARY KEY (kind, name)
+    );
+    """,
+    # 3: change tracking for the indications: a counter and, per scenario / VM set / job, the
+    # counter value of its last change, kept by triggers inside every writer's transaction
+    """
+    CREATE TABLE change_counter (id INTEGER PRIMARY KEY CHECK (id = 0), n INTEGER NOT NULL);
+    INSERT INTO change_counter (id, n) VALUES (0, 0);
+    CREATE TABLE changes (
+        kind TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (kind, key)
+    );
+    CREATE INDEX changes_seq ON changes(seq);
+    """
+    + _change_triggers("scenarios", "scenario", "name")
+    + _change_triggers("vms", "vms", "scenario")
+    + _change_triggers("jobs", "job", "id"),
 ]
 
 # Scenario states
@@ -138,9 +177,8 @@ class StateStore:
                 )
             for i in range(version, len(MIGRATIONS)):
                 # statement by statement: executescript() would commit the open transaction
-                for statement in MIGRATIONS[i].split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
+                for statement in _statements(MIGRATIONS[i]):
+                    self.db.execute(statement)
             self.db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
     @property
@@ -504,6 +542,75 @@ class StateStore:
                 self.finish_job(job["id"], False, error="interrupted: its process ended")
                 n += 1
         return n
+
+    # -- indication subscriptions (the WBEM server's) ------------------------------------
+    def add_subscription(self, kind: str, name: str, data: dict) -> None:
+        """Keep one subscription object (``kind`` is its CIM class); replaces one of the
+        same kind and name."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO subscriptions (kind, name, data, created)"
+                " VALUES (?,?,?,?)",
+                (kind, name, json.dumps(data), time.time()),
+            )
+
+    def delete_subscription(self, kind: str, name: str) -> bool:
+        with self.transaction() as db:
+            cur = db.execute("DELETE FROM subscriptions WHERE kind=? AND name=?", (kind, name))
+            return cur.rowcount > 0
+
+    def subscriptions(self, kind: str | None = None) -> list[dict]:
+        """{kind, name, data, created} in the order they were created."""
+        q = "SELECT * FROM subscriptions" + (" WHERE kind=?" if kind else "")
+        rows = self.db.execute(q + " ORDER BY created, rowid", (kind,) if kind else ())
+        return [
+            {"kind": r["kind"], "name": r["name"], "data": json.loads(r["data"]),
+             "created": r["created"]}
+            for r in rows
+        ]
+
+    # -- change tracking (migration 3's triggers keep it) --------------------------------
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: every query inside sees the same committed state."""
+        with self._lock:
+            if self.db.in_transaction:
+                yield self.db
+                return
+            self.db.execute("BEGIN")
+            try:
+                yield self.db
+            finally:
+                self.db.execute("COMMIT")
+
+    def change_count(self) -> int:
+        """A counter that every committed change of scenarios, VMs or jobs moves on (by any
+        connection or process); cheap enough to read several times a second."""
+        return int(self.db.execute("SELECT n FROM change_counter").fetchone()[0])
+
+    def changes_since(self, mark: int) -> tuple[int, list[tuple[str, str]]]:
+        """(the counter now, [(kind, key)]) for what changed after the counter was ``mark``:
+        ("scenario", name) for a scenario row, ("vms", scenario) for any of its VM rows,
+        ("job", id) for a job; inserted, updated or deleted alike."""
+        with self.reading() as db:
+            now = self.change_count()
+            if now == mark:
+                return now, []
+            rows = db.execute("SELECT kind, key FROM changes WHERE seq > ? ORDER BY seq", (mark,))
+            return now, [(r[0], r[1]) for r in rows]
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The SQL statements of a migration; a trigger's body (with its own ';') stays whole."""
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \t\n;"):
+                yield buffer.strip()
+            buffer = ""
+    if buffer.strip(" \t\n;"):
+        raise ValueError(f"incomplete SQL statement in a migration: {buffer.strip()[:80]}")
 
 
 def _scenario_row(r: sqlite3.Row) -> ScenarioRow:

@@ -15,6 +15,7 @@ from ediv.provider.jobs import JobRunner
 from ediv.provider.methods import VM_REQUESTS, EngineMethods
 from ediv.provider.operations import Dispatcher
 from ediv.provider.providers import ProviderRegistry
+from ediv.provider.store_watch import StoreWatch
 
 # RequestStateChange values EDIV_VirtualSystem accepts (start, stop, reboot, reset)
 VM_STATE_CHANGES: list[int] = sorted(VM_REQUESTS)
@@ -36,10 +37,10 @@ class EnginePlugin:
         Associations(model).register(registry)
         jobs = JobRunner(engine)
         EngineMethods(engine, jobs, dispatcher).register(dispatcher)
-        hub = IndicationHub(dispatcher.schema, dispatcher.host, {
-            "EDIV_Scenario": model.scenarios, "EDIV_VirtualSystem": model.vms,
-            "EDIV_ConcreteJob": model.jobs})
+        hub = IndicationHub(dispatcher.schema, dispatcher.host, StoreWatch(engine),
+                            store=engine.store)
         hub.register(registry)
+        hub.load()  # the subscriptions kept in the state store, before clients can connect
         hub.start()
         self.engine, self.jobs, self.model, self.indications = engine, jobs, model, hub
 

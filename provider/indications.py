@@ -2,10 +2,12 @@
 
 Clients create CIM_IndicationFilter, CIM_ListenerDestinationCIMXML and
 CIM_IndicationSubscription instances in interop (CreateInstance / DeleteInstance, operator
-role); they live in the server's memory (PersistenceType 3, Transient). A watcher compares
-the scenarios, virtual systems and jobs of the state store every ``interval`` seconds (so
-changes made by ``ediv`` processes sharing the store count too) and, for every change that a
-subscription's filter selects, POSTs an ExportIndication message to the listener.
+role); they are kept in the state store (``subscriptions`` table) and loaded again when the
+server starts. While subscriptions exist, a watcher looks at the store's change counter every
+``interval`` seconds (changes made by ``ediv`` processes sharing the store count too); when it
+moved, it re-reads the scenarios, VM sets and jobs that changed, compares them with what it
+saw before and, for every change that a subscription's filter selects, POSTs an
+ExportIndication message to the listener.
 
 Supported filter queries (WQL or DMTF:CQL, case-insensitive), nothing else:
 
@@ -24,13 +26,15 @@ import http.client
 import logging
 import queue
 import re
+import sqlite3
 import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from pywbem import (
@@ -46,10 +50,13 @@ from pywbem import (
     CIMInstanceName,
     CIMProperty,
     Uint16,
+    cimvalue,
 )
 
+from ediv.errors import EdivError
 from ediv.provider.providers import InstanceProvider, ProviderRegistry, same_path
 from ediv.provider.schema import EDIV_NAMESPACE, INTEROP_NAMESPACE, Schema
+from ediv.state import StateStore
 
 log = logging.getLogger("ediv.provider")
 
@@ -99,7 +106,7 @@ def parse_query(text: str, language: str | None, schema: Schema) -> Query:
 
 
 class _Store(InstanceProvider):
-    """Instances created by clients, kept in memory."""
+    """Instances created by clients: in memory, and in the state store when the hub has one."""
 
     writable = True
 
@@ -123,6 +130,7 @@ class _Store(InstanceProvider):
         with self.hub.lock:
             if self.find(inst.path) is not None:
                 raise CIMError(CIM_ERR_ALREADY_EXISTS, f"{inst.path} already exists")
+            self.hub.save(self.classname, inst)
             self.items.append(inst)
         return inst.path
 
@@ -132,6 +140,7 @@ class _Store(InstanceProvider):
             if inst is None:
                 raise CIMError(CIM_ERR_NOT_FOUND, f"no instance {path}")
             self.check_unused(inst)
+            self.hub.forget(self.classname, inst)
             self.items.remove(inst)
 
     def complete(self, inst: CIMInstance) -> CIMInstance:
@@ -176,7 +185,10 @@ class _Destinations(_Store):
         inst.path = CIMInstanceName(self.classname, keys, namespace=INTEROP_NAMESPACE)
         for k, v in keys.items():
             inst[k] = v
-        inst["PersistenceType"] = Uint16(3)  # Transient: kept in memory
+        # as the client set it (pywbem: 3 for owned destinations), else 2 Permanent; either
+        # way it is kept across restarts until deleted, and never dropped for failed deliveries
+        persistence = inst.get("PersistenceType")
+        inst["PersistenceType"] = Uint16(persistence if persistence in (1, 2, 3) else 2)
         inst["Protocol"] = Uint16(2)  # CIM-XML
         return inst
 
@@ -203,28 +215,99 @@ class _Subscriptions(_Store):
         inst["OnFatalErrorPolicy"] = inst.get("OnFatalErrorPolicy") or Uint16(2)  # Ignore
         return inst
 
+    def create(self, instance: CIMInstance) -> CIMInstanceName:
+        path = super().create(instance)
+        try:  # the first look at the store: every change after CreateInstance returns counts
+            self.hub.poll()
+        except Exception:  # the watcher tries again on its next tick
+            log.exception("indication poll failed")
+        return path
+
     def check_unused(self, inst: CIMInstance) -> None:
         return None
 
 
+# ---------------------------------------------------------------- subscription objects as JSON
+
+def instance_json(inst: CIMInstance) -> dict:
+    """A filter, destination or subscription as JSON for the state store (its path is derived
+    from its properties again when it is loaded)."""
+    return {"classname": inst.classname, "properties": [
+        {"name": p.name, "type": p.type, "array": p.is_array, "value": _json_value(p.value, p.type)}
+        for p in inst.properties.values()]}
+
+
+def instance_from_json(data: dict) -> CIMInstance:
+    inst = CIMInstance(data["classname"])
+    for prop in data["properties"]:
+        inst.properties[prop["name"]] = CIMProperty(
+            prop["name"], _cim_value(prop["value"], prop["type"]), type=prop["type"],
+            is_array=prop["array"])
+    return inst
+
+
+def _json_value(value: Any, cimtype: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_json_value(v, cimtype) for v in value]
+    if cimtype == "reference":
+        return value.to_wbem_uri()
+    if cimtype == "datetime":
+        return str(value)
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    raise CIMError(CIM_ERR_INVALID_PARAMETER, f"a {cimtype} value cannot be kept: {value!r}")
+
+
+def _cim_value(value: Any, cimtype: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [_cim_value(v, cimtype) for v in value]
+    if cimtype == "reference":
+        return CIMInstanceName.from_wbem_uri(value)
+    return cimvalue(value, cimtype)
+
+
+# ---------------------------------------------------------------- what is watched
+
 Snapshot = dict[str, CIMInstance]
+# instances by group: a group (a scenario, the VMs of one scenario, a job) is re-read whole
+Groups = dict[Hashable, list[CIMInstance]]
+
+
+class ChangeSource(Protocol):
+    """The watched instances, by group, with a mark of the store's change counter."""
+
+    def everything(self) -> tuple[int, Groups]:
+        """Every group, and the mark they were read at."""
+
+    def since(self, mark: int) -> tuple[int, Groups]:
+        """The groups changed after ``mark`` (an empty list: the group is gone), and the mark
+        now. Nothing when nothing changed."""
 
 
 class IndicationHub:
     """Subscriptions, the store watcher and the exporter."""
 
-    def __init__(self, schema: Schema, system_name: str,
-                 sources: dict[str, Callable[[], Iterable[CIMInstance]]],
-                 interval: float = 0.5):
+    def __init__(self, schema: Schema, system_name: str, source: ChangeSource, *,
+                 store: Callable[[], StateStore] | None = None, interval: float = 0.5):
+        """``store`` gives the calling thread's state store connection, where subscription
+        objects are kept (None: in memory only)."""
         self.schema = schema
         self.system_name = system_name
-        self.sources = sources
+        self.source = source
+        self.store = store
         self.interval = interval
         self.lock = threading.RLock()
         self.filters = _Filters(FILTER, self)
         self.destinations = _Destinations(DESTINATION, self)
         self.subscriptions = _Subscriptions(SUBSCRIPTION, self)
-        self._previous: Snapshot | None = None
+        self._poll_lock = threading.Lock()
+        self._previous: dict[Hashable, Snapshot] | None = None
+        self._mark = 0
         self._outbox: queue.Queue = queue.Queue(maxsize=10000)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -246,14 +329,54 @@ class IndicationHub:
         for t in self._threads:
             t.join(timeout=10)
 
-    # -- watching ------------------------------------------------------------------------
-    def snapshot(self) -> Snapshot:
-        out: Snapshot = {}
-        for classname, source in self.sources.items():
-            for inst in source():
-                out[f"{classname}:{_key(inst.path)}"] = inst
-        return out
+    # -- keeping subscription objects ----------------------------------------------------
+    def save(self, classname: str, inst: CIMInstance) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store().add_subscription(classname, inst.path.to_wbem_uri(), instance_json(inst))
+        except (sqlite3.Error, EdivError) as exc:
+            raise CIMError(CIM_ERR_FAILED, f"cannot keep {inst.path} in the state store: {exc}"
+                           ) from None
 
+    def forget(self, classname: str, inst: CIMInstance) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store().delete_subscription(classname, inst.path.to_wbem_uri())
+        except (sqlite3.Error, EdivError) as exc:
+            raise CIMError(CIM_ERR_FAILED, f"cannot remove {inst.path} from the state store: "
+                           f"{exc}") from None
+
+    def load(self) -> int:
+        """Take back the subscription objects kept in the state store (at server start);
+        one that is no longer valid is skipped with a warning. Returns how many were taken."""
+        if self.store is None:
+            return 0
+        rows = self.store().subscriptions()
+        order = (self.filters, self.destinations, self.subscriptions)  # references resolve
+        loaded = 0
+        for target in order:
+            for row in (r for r in rows if r["kind"].lower() == target.classname.lower()):
+                loaded += self._take_back(target, row)
+        if loaded:
+            self.poll()  # the first look at the store, before any client can change it
+        return loaded
+
+    def _take_back(self, target: _Store, row: dict) -> int:
+        try:
+            inst = target.complete(instance_from_json(row["data"]))
+        except (CIMError, KeyError, TypeError, ValueError) as exc:
+            log.warning("%s %s in the state store is not usable, skipped: %s",
+                        row["kind"], row["name"], exc)
+            return 0
+        with self.lock:
+            if target.find(inst.path) is not None:
+                return 0
+            target.items.append(inst)
+        return 1
+
+    # -- watching ------------------------------------------------------------------------
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
             try:
@@ -262,29 +385,41 @@ class IndicationHub:
                 log.exception("indication poll failed")
 
     def poll(self) -> list[CIMInstance]:
-        """Compare with the last snapshot; queue and return the indications to send."""
-        with self.lock:
-            active = bool(self.subscriptions.items)
-        if not active:
-            self._previous = None
-            return []
-        now = self.snapshot()
-        before, self._previous = self._previous, now
-        if before is None:
-            return []
-        out = []
-        for key, inst in now.items():
-            old = before.get(key)
-            if old is None:
-                out.append(self.indication("CIM_InstCreation", inst))
-            elif changed(old, inst):
-                out.append(self.indication("CIM_InstModification", inst, old))
-        for key, old in before.items():
-            if key not in now:
-                out.append(self.indication("CIM_InstDeletion", old))
+        """Compare what changed in the store with what was seen before; queue and return the
+        indications to send. The first poll with subscriptions only takes the first look."""
+        with self._poll_lock:
+            with self.lock:
+                active = bool(self.subscriptions.items)
+            if not active:
+                self._previous = None
+                return []
+            if self._previous is None:
+                self._mark, groups = self.source.everything()
+                self._previous = {g: _snapshot(insts) for g, insts in groups.items()}
+                return []
+            self._mark, groups = self.source.since(self._mark)
+            out = self._compare(groups)
         for ind in out:
             self.deliver(ind)
         return out
+
+    def _compare(self, groups: Groups) -> list[CIMInstance]:
+        """Creations and modifications in the order of ``groups``, then deletions."""
+        out: list[CIMInstance] = []
+        deleted: list[CIMInstance] = []
+        for group, insts in groups.items():
+            now = _snapshot(insts)
+            before = self._previous.pop(group, {})
+            if now:
+                self._previous[group] = now
+            for key, inst in now.items():
+                old = before.get(key)
+                if old is None:
+                    out.append(self.indication("CIM_InstCreation", inst))
+                elif changed(old, inst):
+                    out.append(self.indication("CIM_InstModification", inst, old))
+            deleted += [old for key, old in before.items() if key not in now]
+        return out + [self.indication("CIM_InstDeletion", old) for old in deleted]
 
     def indication(self, classname: str, source: CIMInstance,
                    previous: CIMInstance | None = None) -> CIMInstance:
@@ -357,6 +492,10 @@ def _namespace_ok(flt: CIMInstance) -> bool:
 
 def _key(path: CIMInstanceName) -> str:
     return ",".join(f"{k}={path.keybindings[k]}" for k in sorted(path.keybindings))
+
+
+def _snapshot(insts: Iterable[CIMInstance]) -> Snapshot:
+    return {f"{inst.classname}:{_key(inst.path)}": inst for inst in insts}
 
 
 def _value(inst: CIMInstance, name: str):

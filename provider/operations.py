@@ -6,6 +6,7 @@ response body; every failure becomes a CIM status code in an ERROR element.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -688,67 +689,97 @@ def _class_level(op: _Op, target: CIMClassName, q: _AssocQuery, associators: boo
             for c in found.values()]
 
 
-@intrinsic("Associators")
-def _associators(op: _Op):
-    op.allow("ObjectName", "AssocClass", "ResultClass", "Role", "ResultRole",
-             "IncludeQualifiers", "IncludeClassOrigin", "PropertyList")
-    q = _query(op, True)
-    obj = op.object_name()
-    flags = Flags(qualifiers=op.flag("IncludeQualifiers", False),
-                  class_origin=op.flag("IncludeClassOrigin", False),
-                  property_list=op.property_list())
-    if isinstance(obj, CIMClassName):
-        return "".join(cimxml.object_with_path(
-            shape_class(c, False, flags.qualifiers, flags.class_origin, flags.property_list), p)
-            for c, p in _class_level(op, obj, q, True)), []
-    insts = _associated_instances(op, _associated_paths(op, _target(op, obj), q), flags)
-    return "".join(cimxml.object_with_path(i, i.path) for i in insts), []
-
-
-@intrinsic("AssociatorNames")
-def _associator_names(op: _Op):
-    op.allow("ObjectName", "AssocClass", "ResultClass", "Role", "ResultRole")
-    q = _query(op, True)
-    obj = op.object_name()
-    if isinstance(obj, CIMClassName):
-        return "".join(cimxml.object_path(p) for _c, p in _class_level(op, obj, q, True)), []
-    insts = _associated_instances(op, _associated_paths(op, _target(op, obj), q), Flags())
-    return "".join(cimxml.object_path(i.path) for i in insts), []
-
-
-@intrinsic("References")
-def _references_op(op: _Op):
-    op.allow("ObjectName", "ResultClass", "Role", "IncludeQualifiers", "IncludeClassOrigin",
-             "PropertyList")
-    q = _query(op, False)
-    obj = op.object_name()
-    flags = Flags(qualifiers=op.flag("IncludeQualifiers", False),
-                  class_origin=op.flag("IncludeClassOrigin", False),
-                  property_list=op.property_list())
-    if isinstance(obj, CIMClassName):
-        return "".join(cimxml.object_with_path(
-            shape_class(c, False, flags.qualifiers, flags.class_origin, flags.property_list), p)
-            for c, p in _class_level(op, obj, q, False)), []
-    insts = _shape_refs(op, _references(op, _target(op, obj), q), flags)
-    return "".join(cimxml.object_with_path(i, i.path) for i in insts), []
-
-
-@intrinsic("ReferenceNames")
-def _reference_names(op: _Op):
-    op.allow("ObjectName", "ResultClass", "Role")
-    q = _query(op, False)
-    obj = op.object_name()
-    if isinstance(obj, CIMClassName):
-        return "".join(cimxml.object_path(p) for _c, p in _class_level(op, obj, q, False)), []
-    insts = _shape_refs(op, _references(op, _target(op, obj), q), Flags())
-    return "".join(cimxml.object_path(i.path) for i in insts), []
-
-
-# ---------------------------------------------------------------- pull operations
-
 _OPEN_COMMON = ("FilterQueryLanguage", "FilterQuery", "OperationTimeout", "ContinueOnError",
                 "MaxObjectCount")
 
+
+@dataclass(frozen=True)
+class _AssocKind:
+    """Which of the eight association operations: they differ only in these three ways."""
+
+    associators: bool  # the elements at the other ends (else the association instances)
+    paths: bool  # paths only (else instances trimmed by the request's flags)
+    pull: bool  # OpenXxx: InstanceName, pull parameters, results in an enumeration context
+
+    def parameters(self) -> tuple[str, ...]:
+        names = ["InstanceName" if self.pull else "ObjectName", "ResultClass", "Role"]
+        if self.associators:
+            names += ["AssocClass", "ResultRole"]
+        if not self.paths:
+            names += ["IncludeClassOrigin", "PropertyList"]
+            if not self.pull:
+                names.append("IncludeQualifiers")  # not a pull operation parameter (DSP0200)
+        if self.pull:
+            names += _OPEN_COMMON
+        return tuple(names)
+
+
+_ASSOC_OPERATIONS = {
+    "Associators": _AssocKind(associators=True, paths=False, pull=False),
+    "AssociatorNames": _AssocKind(associators=True, paths=True, pull=False),
+    "References": _AssocKind(associators=False, paths=False, pull=False),
+    "ReferenceNames": _AssocKind(associators=False, paths=True, pull=False),
+    "OpenAssociatorInstances": _AssocKind(associators=True, paths=False, pull=True),
+    "OpenAssociatorInstancePaths": _AssocKind(associators=True, paths=True, pull=True),
+    "OpenReferenceInstances": _AssocKind(associators=False, paths=False, pull=True),
+    "OpenReferenceInstancePaths": _AssocKind(associators=False, paths=True, pull=True),
+}
+
+
+def _assoc_flags(op: _Op, kind: _AssocKind) -> Flags:
+    if kind.paths:
+        return Flags(property_list=[])  # only the paths are sent: no properties to shape
+    return Flags(qualifiers=op.flag("IncludeQualifiers", False),
+                 class_origin=op.flag("IncludeClassOrigin", False),
+                 property_list=op.property_list())
+
+
+def _assoc_class_level(op: _Op, kind: _AssocKind, target: CIMClassName, q: _AssocQuery,
+                       flags: Flags) -> str:
+    found = _class_level(op, target, q, kind.associators)
+    if kind.paths:
+        return "".join(cimxml.object_path(p) for _c, p in found)
+    return "".join(cimxml.object_with_path(
+        shape_class(c, False, flags.qualifiers, flags.class_origin, flags.property_list), p)
+        for c, p in found)
+
+
+def _assoc_instances(op: _Op, kind: _AssocKind, target: CIMInstanceName, q: _AssocQuery,
+                     flags: Flags) -> list[CIMInstance]:
+    """The instances the operation answers with (their paths alone for the path variants;
+    dangling references are left out of both)."""
+    if kind.associators:
+        return _associated_instances(op, _associated_paths(op, target, q), flags)
+    return _shape_refs(op, _references(op, target, q), flags)
+
+
+def _association_operation(op: _Op, kind: _AssocKind):
+    """Associators, AssociatorNames, References, ReferenceNames and their pull variants."""
+    op.allow(*kind.parameters())
+    if kind.pull:
+        op.no_filter()
+    q = _query(op, kind.associators)
+    if kind.pull:  # a pull operation checks its flags first, the others their ObjectName
+        flags, obj = _assoc_flags(op, kind), op.instance_name("InstanceName")
+    else:
+        obj, flags = op.object_name(), _assoc_flags(op, kind)
+    if isinstance(obj, CIMClassName):  # class-level traversal: never for pull operations
+        return _assoc_class_level(op, kind, obj, q, flags), []
+    insts = _assoc_instances(op, kind, _target(op, obj), q, flags)
+    if kind.pull:
+        if kind.paths:
+            return _open(op, "paths", [i.path for i in insts])
+        return _open(op, "instances", insts)
+    if kind.paths:
+        return "".join(cimxml.object_path(i.path) for i in insts), []
+    return "".join(cimxml.object_with_path(i, i.path) for i in insts), []
+
+
+for _name, _kind in _ASSOC_OPERATIONS.items():
+    intrinsic(_name)(functools.partial(_association_operation, kind=_kind))
+
+
+# ---------------------------------------------------------------- pull operations
 
 def _open(op: _Op, kind: str, items: list[Any]):
     op.no_filter()
@@ -820,51 +851,6 @@ def _open_enumerate_instance_paths(op: _Op):
     op.allow("ClassName", *_OPEN_COMMON)
     op.no_filter()
     insts = _enumerate(op, op.classname(), Flags(property_list=[]))
-    return _open(op, "paths", [i.path for i in insts])
-
-
-@intrinsic("OpenAssociatorInstances")
-def _open_associator_instances(op: _Op):
-    op.allow("InstanceName", "AssocClass", "ResultClass", "Role", "ResultRole",
-             "IncludeClassOrigin", "PropertyList", *_OPEN_COMMON)
-    op.no_filter()
-    q = _query(op, True)
-    flags = Flags(class_origin=op.flag("IncludeClassOrigin", False),
-                  property_list=op.property_list())
-    target = _target(op, op.instance_name("InstanceName"))
-    return _open(op, "instances",
-                 _associated_instances(op, _associated_paths(op, target, q), flags))
-
-
-@intrinsic("OpenAssociatorInstancePaths")
-def _open_associator_instance_paths(op: _Op):
-    op.allow("InstanceName", "AssocClass", "ResultClass", "Role", "ResultRole", *_OPEN_COMMON)
-    op.no_filter()
-    q = _query(op, True)
-    target = _target(op, op.instance_name("InstanceName"))
-    insts = _associated_instances(op, _associated_paths(op, target, q), Flags(property_list=[]))
-    return _open(op, "paths", [i.path for i in insts])
-
-
-@intrinsic("OpenReferenceInstances")
-def _open_reference_instances(op: _Op):
-    op.allow("InstanceName", "ResultClass", "Role", "IncludeClassOrigin", "PropertyList",
-             *_OPEN_COMMON)
-    op.no_filter()
-    q = _query(op, False)
-    flags = Flags(class_origin=op.flag("IncludeClassOrigin", False),
-                  property_list=op.property_list())
-    target = _target(op, op.instance_name("InstanceName"))
-    return _open(op, "instances", _shape_refs(op, _references(op, target, q), flags))
-
-
-@intrinsic("OpenReferenceInstancePaths")
-def _open_reference_instance_paths(op: _Op):
-    op.allow("InstanceName", "ResultClass", "Role", *_OPEN_COMMON)
-    op.no_filter()
-    q = _query(op, False)
-    target = _target(op, op.instance_name("InstanceName"))
-    insts = _shape_refs(op, _references(op, target, q), Flags(property_list=[]))
     return _open(op, "paths", [i.path for i in insts])
 
 

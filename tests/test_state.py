@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from ediv.cluster import Host
 from ediv.errors import EdivError
 from ediv.state import DEPLOYING, MIGRATIONS, StateStore
 
@@ -129,3 +130,72 @@ def test_jobs_lifecycle_and_orphans(store):
                      (f"{__import__('socket').gethostname()}:999999999", orphan))
     assert store.fail_orphaned_jobs() == 1
     assert store.job(orphan)["state"] == "failed"
+
+
+def _version1_database(path) -> None:
+    """A store as the first ediv release left it: schema 1, with a scenario, VMs and a job."""
+    raw = sqlite3.connect(path)
+    raw.executescript(MIGRATIONS[0])
+    raw.execute("INSERT INTO scenarios (name, state, spec, created, updated)"
+                " VALUES ('old', 'deployed', '<vnuml/>', 1, 2)")
+    raw.execute("INSERT INTO vms (scenario, name, host, type, state)"
+                " VALUES ('old', 'v1', 'h1', 'uml', 'running')")
+    raw.execute("INSERT INTO jobs (kind, scenario, state) VALUES ('deploy', 'old', 'completed')")
+    raw.execute("PRAGMA user_version = 1")
+    raw.commit()
+    raw.close()
+
+
+def test_version1_database_upgrades(tmp_path):
+    path = tmp_path / "v1.db"
+    _version1_database(path)
+    store = StateStore(path)
+    try:
+        assert store.schema_version == len(MIGRATIONS) >= 3
+        assert store.scenario("old").state == "deployed"
+        assert [v["name"] for v in store.vms("old")] == ["v1"]
+        assert store.jobs()[0]["kind"] == "deploy"
+        assert store.subscriptions() == [] and store.change_count() == 0
+        store.add_subscription("CIM_IndicationFilter", "f", {"Query": "x"})
+        store.set_vm_states("old", None, "stopped")  # tracked from the upgrade on
+        assert store.changes_since(0)[1] == [("vms", "old")]
+    finally:
+        store.close()
+    again = StateStore(path)  # reopening migrates nothing more and keeps everything
+    try:
+        assert again.schema_version == len(MIGRATIONS)
+        assert [r["data"] for r in again.subscriptions()] == [{"Query": "x"}]
+    finally:
+        again.close()
+
+
+def test_subscription_objects_kept(store):
+    store.add_subscription("CIM_IndicationFilter", "f1", {"n": 1})
+    store.add_subscription("CIM_IndicationSubscription", "s1", {"n": 2})
+    store.add_subscription("CIM_IndicationFilter", "f1", {"n": 3})  # same name: replaced
+    assert [(r["kind"], r["name"], r["data"]) for r in store.subscriptions()] == [
+        ("CIM_IndicationSubscription", "s1", {"n": 2}), ("CIM_IndicationFilter", "f1", {"n": 3})]
+    assert [r["name"] for r in store.subscriptions("CIM_IndicationFilter")] == ["f1"]
+    assert store.delete_subscription("CIM_IndicationFilter", "f1")
+    assert not store.delete_subscription("CIM_IndicationFilter", "f1")
+    assert [r["name"] for r in store.subscriptions()] == ["s1"]
+
+
+def test_changes_are_tracked_for_every_connection(store, tmp_path):
+    mark = store.change_count()
+    assert store.changes_since(mark) == (mark, [])
+    other = StateStore(tmp_path / "state.db")  # another writer (a CLI process, a job thread)
+    try:
+        other.create_scenario("s", "<x/>", basedir=".", algorithm=None, state=DEPLOYING)
+        other.set_vms("s", [("a", "h1", "container", "running"), ("b", "h2", "uml", "running")])
+        job = other.start_job("deploy", "s")
+    finally:
+        other.close()
+    now, changes = store.changes_since(mark)
+    assert now > mark
+    assert sorted(changes) == [("job", str(job)), ("scenario", "s"), ("vms", "s")]
+    store.hosts()  # reads move nothing
+    store.record_probe(Host("h1", mem=1024, cpu=100, max_vhost=4), None, "up")
+    assert store.changes_since(now) == (now, [])  # hosts are not tracked
+    store.delete_scenario("s")  # its VM rows go with it (ON DELETE CASCADE): both listed
+    assert sorted(store.changes_since(now)[1]) == [("scenario", "s"), ("vms", "s")]

@@ -3,6 +3,7 @@ WBEMSubscriptionManager (CreateInstance of filter, destination and subscription 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import socket
@@ -180,3 +181,151 @@ def test_query_subset(server):
     with pytest.raises(pywbem.CIMError):
         parse_query("SELECT * FROM CIM_InstCreation WHERE SourceInstance ISA Nope", "WQL",
                     schema)
+
+
+# ---------------------------------------------------------------- kept in the state store
+
+@contextlib.contextmanager
+def running(cfg):
+    """A server with the engine plugin on ``cfg`` (its state store), stopped on the way out."""
+    saved = {k: os.environ.pop(k) for k in _CA_ENV if k in os.environ}
+    plugin = EnginePlugin()
+    handle = serve(cfg, plugins=[plugin])
+    plugin.indications.interval = 0.1
+    try:
+        yield handle, plugin
+    finally:
+        handle.stop()
+        plugin.stop()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def config(tmp_path):
+    cfg = load_config(tmp_path / "server.toml", listen="127.0.0.1:0", state=tmp_path / "state.db")
+    cfg.schema_cache_dir = tmp_path / "cache"
+    for role, (name, password) in USERS.items():
+        add_user(cfg.users_file, name, Role.parse(role), password)
+    return cfg
+
+
+def kept(cfg) -> list[str]:
+    """The subscription objects in the state store, by kind (a connection of the test's own)."""
+    store = st.StateStore(cfg.state_path)
+    try:
+        return sorted(r["kind"] for r in store.subscriptions())
+    finally:
+        store.close()
+
+
+def interop_paths(conn) -> dict[str, list]:
+    out = {}
+    for cls in ("CIM_IndicationFilter", "CIM_ListenerDestinationCIMXML",
+                "CIM_IndicationSubscription"):
+        out[cls] = sorted(str(_bare(i.path)) for i in conn.EnumerateInstances(
+            cls, namespace="interop"))
+    return out
+
+
+def _bare(path):
+    path = path.copy()
+    path.host = None
+    return path
+
+
+def test_subscriptions_survive_a_restart(config, listener):
+    url, received = listener
+    with running(config) as (handle, _plugin):
+        conn = connect(handle)
+        flt = conn.CreateInstance(pywbem.CIMInstance("CIM_IndicationFilter", properties={
+            "Name": "keep", "QueryLanguage": "DMTF:CQL",
+            "Query": "SELECT * FROM CIM_InstCreation WHERE SourceInstance ISA EDIV_Scenario"}),
+            namespace="interop")
+        dest = conn.CreateInstance(pywbem.CIMInstance("CIM_ListenerDestinationCIMXML", properties={
+            "Name": "keep", "Destination": url}), namespace="interop")
+        conn.CreateInstance(pywbem.CIMInstance("CIM_IndicationSubscription", properties={
+            "Filter": flt, "Handler": dest}), namespace="interop")
+        before = interop_paths(conn)
+        assert kept(config) == sorted(before)
+    with running(config) as (handle, plugin):
+        conn = connect(handle)
+        assert interop_paths(conn) == before
+        [got] = conn.EnumerateInstances("CIM_IndicationFilter", namespace="interop")
+        assert got["Query"].endswith("ISA EDIV_Scenario") and got["QueryLanguage"] == "DMTF:CQL"
+        [got] = conn.EnumerateInstances("CIM_ListenerDestinationCIMXML", namespace="interop")
+        assert got["Destination"] == url and got["PersistenceType"] == 2
+        [sub] = conn.EnumerateInstances("CIM_IndicationSubscription", namespace="interop")
+        assert sub["SubscriptionState"] == 2
+        # the server looked at the store when it started: this change is indicated
+        plugin.engine.store().create_scenario("kept1", SPEC.format(name="kept1"), basedir=".",
+                                              algorithm=None)
+        ind = wait_for(received, lambda i: i.classname == "CIM_InstCreation")
+        assert ind["SourceInstance"]["Name"] == "kept1"
+        assert ind["IndicationFilterName"] == "keep"
+        with pytest.raises(pywbem.CIMError) as err:
+            conn.DeleteInstance(dest)  # still subscribed
+        assert err.value.status_code == pywbem.CIM_ERR_FAILED
+        assert len(kept(config)) == 3
+        conn.DeleteInstance(sub.path)
+        assert kept(config) == ["CIM_IndicationFilter", "CIM_ListenerDestinationCIMXML"]
+        conn.DeleteInstance(flt)
+        conn.DeleteInstance(dest)
+        assert kept(config) == []
+    with running(config) as (handle, _plugin):
+        assert all(not paths for paths in interop_paths(connect(handle)).values())
+
+
+def test_unusable_kept_objects_are_skipped(config):
+    store = st.StateStore(config.state_path)
+    store.add_subscription("CIM_IndicationFilter", "bad", {
+        "classname": "CIM_IndicationFilter", "properties": [
+            {"name": "Name", "type": "string", "array": False, "value": "bad"},
+            {"name": "Query", "type": "string", "array": False, "value": "SELECT Name FROM X"},
+            {"name": "QueryLanguage", "type": "string", "array": False, "value": "WQL"}]})
+    store.add_subscription("CIM_ListenerDestinationCIMXML", "garbage", {"no": "properties"})
+    store.close()
+    with running(config) as (handle, _plugin):
+        conn = connect(handle)
+        assert all(not paths for paths in interop_paths(conn).values())
+        flt = pywbem.CIMInstance("CIM_IndicationFilter", properties={
+            "Name": "bad", "Query": "SELECT * FROM CIM_InstDeletion", "QueryLanguage": "WQL"})
+        conn.CreateInstance(flt, namespace="interop")
+        assert len(interop_paths(conn)["CIM_IndicationFilter"]) == 1
+    # the skipped rows stay (a later ediv may read them); they are only logged
+    assert kept(config) == ["CIM_IndicationFilter"] * 2 + ["CIM_ListenerDestinationCIMXML"]
+
+
+def test_virtual_system_lifecycle_from_store_changes(config, listener):
+    """Only what changed is read again; creations, modifications and deletions of VMs still
+    arrive as before (rows written by another connection, as the controller does)."""
+    url, received = listener
+    with running(config) as (handle, _plugin):
+        conn = connect(handle)
+        flt = conn.CreateInstance(pywbem.CIMInstance("CIM_IndicationFilter", properties={
+            "Name": "vms", "QueryLanguage": "WQL",
+            "Query": "SELECT * FROM CIM_InstIndication WHERE SourceInstance ISA "
+                     "EDIV_VirtualSystem"}), namespace="interop")
+        dest = conn.CreateInstance(pywbem.CIMInstance("CIM_ListenerDestinationCIMXML", properties={
+            "Name": "vms", "Destination": url}), namespace="interop")
+        conn.CreateInstance(pywbem.CIMInstance("CIM_IndicationSubscription", properties={
+            "Filter": flt, "Handler": dest}), namespace="interop")
+        controller = st.StateStore(config.state_path)
+        try:
+            controller.create_scenario("vms1", SPEC.format(name="vms1"), basedir=".",
+                                       algorithm=None, state=st.DEPLOYING)
+            ind = wait_for(received, lambda i: i.classname == "CIM_InstCreation")
+            assert ind["SourceInstance"]["Name"] == "vms1/a"  # from the spec while deploying
+            assert ind["SourceInstance"]["EnabledState"] == 3
+            controller.set_vms("vms1", [("a", "h1", "container", "running")])
+            ind = wait_for(received, lambda i: i.classname == "CIM_InstModification")
+            assert ind["SourceInstance"]["HostName"] == "h1"
+            assert {"EnabledState", "HostName"} <= set(ind["ChangedPropertyNames"])
+            controller.set_vm_states("vms1", "h1", "stopped")
+            ind = wait_for(received, lambda i: i.classname == "CIM_InstModification")
+            assert ind["PreviousInstance"]["EnabledState"] == 2
+            assert ind["SourceInstance"]["EnabledState"] == 3
+            controller.delete_scenario("vms1")
+            ind = wait_for(received, lambda i: i.classname == "CIM_InstDeletion")
+            assert ind["SourceInstance"]["Name"] == "vms1/a"
+        finally:
+            controller.close()

@@ -223,3 +223,32 @@ def test_methods_need_operator_and_are_not_yet_available(wbem_server, ca_file):
     with pytest.raises(pywbem.CIMError) as exc:
         admin.CreateInstance(pywbem.CIMInstance("EDIV_HostSystem"))
     assert _status(exc) == pywbem.CIM_ERR_NOT_SUPPORTED
+
+
+def test_association_operations_agree(conn):
+    """The eight association operations share one implementation: same results, shaped per
+    operation (paths or instances, PropertyList), the same parameter checks."""
+    paths = {str(p) for p in conn.AssociatorNames(HOST1)}
+    assert paths == {str(i.path) for i in conn.Associators(HOST1)}
+    pulled = conn.OpenAssociatorInstancePaths(HOST1, MaxObjectCount=10)
+    assert pulled.eos and {str(p) for p in pulled.paths} == paths
+    refs = {str(p) for p in conn.ReferenceNames(HOST1)}
+    assert refs == {str(i.path) for i in conn.References(HOST1)}
+    opened = conn.OpenReferenceInstances(HOST1, MaxObjectCount=10, PropertyList=["ManagedElement"])
+    assert opened.eos and {str(i.path) for i in opened.instances} == refs
+    assert all(set(i.properties) == {"ManagedElement"} for i in opened.instances)
+    [profile] = conn.Associators(HOST1, PropertyList=["RegisteredName"], IncludeClassOrigin=True)
+    assert set(profile.properties) == {"RegisteredName"}
+    assert profile.properties["RegisteredName"].class_origin.startswith("CIM_Registered")
+    for call, code in (
+            (lambda: conn.AssociatorNames(HOST1, ResultClass="Nope"),
+             pywbem.CIM_ERR_INVALID_PARAMETER),
+            (lambda: conn.ReferenceNames(HOST1, ResultClass="Nope"),
+             pywbem.CIM_ERR_INVALID_PARAMETER),
+            (lambda: conn.OpenAssociatorInstancePaths(HOST1, ContinueOnError=True),
+             pywbem.CIM_ERR_CONTINUATION_ON_ERROR_NOT_SUPPORTED),
+            (lambda: conn.OpenReferenceInstances(HOST1, OperationTimeout=0),
+             pywbem.CIM_ERR_INVALID_OPERATION_TIMEOUT)):
+        with pytest.raises(pywbem.CIMError) as exc:
+            call()
+        assert _status(exc) == code
