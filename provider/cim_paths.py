@@ -61,6 +61,25 @@ def rasd_path(classname: str, scenario: str, vm: str, part: str) -> CIMInstanceN
     return _setting(classname, f"ediv:rasd:{vm_key(scenario, vm)}:{part}")
 
 
+def vssd_ids(path: CIMInstanceName) -> tuple[str, str] | None:
+    """(scenario, vm) of an EDIV_VirtualSystemSettingData path (InstanceID ediv:vm:S/V)."""
+    text = str(path.keybindings.get("InstanceID", ""))
+    prefix = "ediv:vm:"
+    return split_key(text[len(prefix):]) if text.startswith(prefix) else None
+
+
+def rasd_ids(path: CIMInstanceName) -> tuple[str, str, str] | None:
+    """(scenario, vm, part) of a RASD path (InstanceID ediv:rasd:S/V:PART; PART is cpu, mem,
+    disk or ifN, and has no ':', so a VM name with ':' still splits)."""
+    text = str(path.keybindings.get("InstanceID", ""))
+    prefix = "ediv:rasd:"
+    if not text.startswith(prefix):
+        return None
+    key, sep, part = text[len(prefix):].rpartition(":")
+    ids = split_key(key) if sep and part else None
+    return (*ids, part) if ids else None
+
+
 def job_id(path: CIMInstanceName) -> int | None:
     text = str(path.keybindings.get("InstanceID", ""))
     prefix = "ediv:job:"

@@ -157,6 +157,9 @@ def value_xml(value: Any) -> str:
     """A typed scalar, array or reference as VALUE / VALUE.ARRAY / VALUE.REFERENCE."""
     if isinstance(value, pywbem.CIMInstanceName):
         return f"<VALUE.REFERENCE>{value.tocimxmlstr()}</VALUE.REFERENCE>"
+    if isinstance(value, list) and value and \
+            all(isinstance(v, pywbem.CIMInstanceName) for v in value):
+        return "<VALUE.REFARRAY>" + "".join(value_xml(v) for v in value) + "</VALUE.REFARRAY>"
     return pywbem.tocimxmlstr(value)
 
 

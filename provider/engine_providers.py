@@ -48,6 +48,7 @@ JOB_STATES: dict[str, tuple[int, list[int]]] = {
     # store state: (JobState, OperationalStatus)
     "running": (4, [2]), "completed": (7, [2, 17]), "failed": (10, [6, 17]),
 }
+SYNCHRONOUS_METHODS = (2, 3, 5, 6, 7, 10)  # CIM_VirtualSystemManagementCapabilities
 JOB_KEEP = timedelta(minutes=5)  # TimeBeforeRemoval (jobs stay in the store; informative)
 
 
@@ -300,8 +301,9 @@ def capabilities(vm_state_changes: list[int]) -> list[CIMInstance]:
         instance("EDIV_VirtualSystemManagementCapabilities", P.vsm_caps_path(), {
             "ElementName": "ediv management capabilities",
             "VirtualSystemTypesSupported": ["ediv-scenario", "uml", "container"],
-            # DSP1042: 2 DefineSystem, 3 DestroySystem
-            "SynchronousMethodsSupported": [Uint16(2), Uint16(3)],
+            # DSP1042 ValueMap: 2 DefineSystem, 3 DestroySystem, 5 ModifyResourceSettings,
+            # 6 ModifySystemSettings, 7 RemoveResourceSettings, 10 AddResourceSettings
+            "SynchronousMethodsSupported": [Uint16(m) for m in SYNCHRONOUS_METHODS],
             "AsynchronousMethodsSupported": [],
             "IndicationsSupported": [Uint16(2), Uint16(3), Uint16(4)],
         }),

@@ -98,7 +98,11 @@ class EngineMethods:
         self.parser = EmbeddedParser(nss)
 
     def register(self, dispatcher: Dispatcher) -> None:
-        for provider in (_Service(self), _ScenarioState(self), _VirtualSystemState(self),
+        # DSP1042 resource methods; imported here because that module imports this one
+        from ediv.provider.resource_methods import ResourceMethods
+
+        service = _Service(self, ResourceMethods(self).handlers())
+        for provider in (service, _ScenarioState(self), _VirtualSystemState(self),
                          _JobMethods(self)):
             dispatcher.register_methods(EDIV_NAMESPACE, provider)
 
@@ -508,8 +512,9 @@ def parse_loads(value: Any) -> dict[str, float]:
 class _Service(MethodProvider):
     classname = "EDIV_VirtualSystemManagementService"
 
-    def __init__(self, m: EngineMethods):
+    def __init__(self, m: EngineMethods, more: dict[str, Any] | None = None):
         self.m = m
+        self.more = more or {}  # lower-case method name -> handler(params)
 
     def invoke(self, namespace, target, method, params):
         handlers = {
@@ -517,12 +522,15 @@ class _Service(MethodProvider):
             "destroysystem": self.m.destroy_system,
             "executesequence": self.m.execute_sequence,
             "planscenario": self.m.plan_scenario,
+            **self.more,
         }
         handler = handlers.get(method.lower())
         if handler is None:
             raise CIMError(CIM_ERR_NOT_SUPPORTED,
                            f"{method} is not supported by this server (supported: "
-                           "DefineSystem, DestroySystem, PlanScenario, ExecuteSequence)")
+                           "DefineSystem, DestroySystem, PlanScenario, ExecuteSequence, "
+                           "AddResourceSettings, ModifyResourceSettings, "
+                           "RemoveResourceSettings, ModifySystemSettings)")
         return handler(params)
 
 

@@ -24,6 +24,10 @@ from ediv.scenario.model import VM, Address, Filesystem, Interface, Kernel
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-]?[0-9A-Fa-f]{2}){5}$")
 _UNITS = {"byte": 1 / 2**20, "kilobyte": 1 / 1024, "megabyte": 1, "gigabyte": 1024}
 _POWER = re.compile(r"^\s*byte\s*\*\s*2\s*\^\s*(\d+)\s*$", re.I)
+PROCESSOR, MEMORY = 3, 4
+ETHERNET = (10, 33)  # OVF Ethernet Adapter, DSP1050 Ethernet Connection
+STORAGE = (17, 19, 31)  # disk drive, storage extent, logical disk
+FILESYSTEM_TYPES = ("cow", "direct", "hostfs")
 
 
 def _bad(message: str) -> CIMError:
@@ -53,36 +57,59 @@ def vm_from_settings(vssd: CIMInstance, rasds: list[CIMInstance]) -> VM:
         raise _bad(f"VirtualSystemType {vm_type!r} is not supported (uml or container)")
     vm = VM(name=name, type=vm_type)
     if _str(vssd, "Filesystem"):
-        vm.filesystem = Filesystem(_str(vssd, "Filesystem"), _str(vssd, "FilesystemType") or "cow")
+        vm.filesystem = Filesystem(_str(vssd, "Filesystem"),
+                                   filesystem_type(_str(vssd, "FilesystemType"), "SystemSettings"))
     if _str(vssd, "Kernel"):
         vm.kernel = Kernel(_str(vssd, "Kernel"))
     for i, rasd in enumerate(rasds):
-        rtype = rasd["ResourceType"] if "ResourceType" in rasd.properties else None
         where = f"ResourceSettings[{i}] ({rasd.classname})"
-        if rtype is None:
-            raise _bad(f"{where} has no ResourceType")
-        rtype = int(rtype)
-        if rtype == 4:
-            quantity = _str(rasd, "VirtualQuantity")
-            if quantity is None or not quantity.isdigit():
-                raise _bad(f"{where}: memory needs VirtualQuantity")
-            mb = memory_mb(int(quantity), _str(rasd, "AllocationUnits"))
-            vm.mem = f"{mb}M"
-        elif rtype == 3:
+        rtype = resource_type(rasd, where)
+        if rtype == MEMORY:
+            vm.mem = memory_from_rasd(rasd, where)
+        elif rtype == PROCESSOR:
             continue
-        elif rtype in (10, 33):
-            vm.interfaces.append(_interface(rasd, where, vm))
-        elif rtype in (17, 19, 31):
-            images = _list(rasd, "HostResource")
-            if images:
-                vm.filesystem = Filesystem(images[0], _str(rasd, "ResourceSubType") or "cow")
+        elif rtype in ETHERNET:
+            vm.interfaces.append(interface_from_rasd(rasd, where, vm))
+        elif rtype in STORAGE:
+            vm.filesystem = filesystem_from_rasd(rasd, where) or vm.filesystem
         else:
             raise _bad(f"{where}: ResourceType {rtype} is not supported "
                        "(3 processor, 4 memory, 10/33 ethernet, 17/19/31 storage)")
     return vm
 
 
-def _interface(rasd: CIMInstance, where: str, vm: VM) -> Interface:
+def resource_type(rasd: CIMInstance, where: str) -> int:
+    rtype = rasd["ResourceType"] if "ResourceType" in rasd.properties else None
+    if rtype is None:
+        raise _bad(f"{where} has no ResourceType")
+    return int(rtype)
+
+
+def memory_from_rasd(rasd: CIMInstance, where: str) -> str:
+    """A memory RASD's VirtualQuantity in AllocationUnits as a VNUML mem ("1024M")."""
+    quantity = _str(rasd, "VirtualQuantity")
+    if quantity is None or not quantity.isdigit():
+        raise _bad(f"{where}: memory needs VirtualQuantity")
+    return f"{memory_mb(int(quantity), _str(rasd, 'AllocationUnits'))}M"
+
+
+def filesystem_from_rasd(rasd: CIMInstance, where: str) -> Filesystem | None:
+    """HostResource[0] and ResourceSubType of a storage RASD; None without HostResource."""
+    images = _list(rasd, "HostResource")
+    if not images:
+        return None
+    return Filesystem(images[0], filesystem_type(_str(rasd, "ResourceSubType"), where))
+
+
+def filesystem_type(value: str | None, where: str) -> str:
+    if value is not None and value not in FILESYSTEM_TYPES:
+        raise _bad(f"{where}: filesystem type {value!r} is not one of "
+                   f"{', '.join(FILESYSTEM_TYPES)}")
+    return value or "cow"
+
+
+def interface_from_rasd(rasd: CIMInstance, where: str, vm: VM) -> Interface:
+    """An <if> from an Ethernet port RASD; ``vm``'s interfaces give the ids already used."""
     conn = _list(rasd, "Connection")
     net = conn[0] if conn else _str(rasd, "NetworkName")
     if not net:
