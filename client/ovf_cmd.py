@@ -293,15 +293,10 @@ def _check_fits(appliance: Appliance, current: Scenario, name: str) -> None:
 def _server_disks(appliance: Appliance, image_dir: str | None, scenario: str) -> list[Path]:
     """Convert the boot disks of the UML VMs into ``image_dir`` (``SCENARIO-VM.img``) and
     point the VMs at them; the files written."""
-    from ediv.ovf.environment import system_properties
     from ediv.ovf.importer import ENV_DIR_SUFFIX, stage
     from ediv.ovf.translate import boot_disk
 
     env = appliance.envelope
-    with_props = [vm.name for vs, vm in appliance.pairs if system_properties(env, vs)]
-    if with_props:
-        appliance.warnings.append(f"{', '.join(with_props)}: the package's properties "
-                                  "(ovf-env.xml) are not delivered with --server")
     disks = [vm.name for vs, vm in appliance.pairs
              if vm.type != "container" and boot_disk(env, vs) is not None]
     if not disks:

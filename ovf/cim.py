@@ -26,6 +26,7 @@ from ediv.errors import InputError
 from ediv.scenario.model import VM, Address, Filesystem
 
 from . import envelope as m
+from .environment import environment_xml, system_properties
 from .export import mem_mb
 from .translate import translate_systems, vm_name
 
@@ -62,7 +63,11 @@ def to_cim(envelope: m.Envelope, system_id: str | None = None,
     items = vs.items(envelope.default_configuration())
     cpus = next((i.virtual_quantity for i in items if i.resource_type == m.RT_PROCESSOR
                  and i.virtual_quantity), 1)
-    return vm_to_cim(vm, cpus=cpus)
+    vssd, rasds = vm_to_cim(vm, cpus=cpus)
+    properties = system_properties(envelope, vs)
+    if properties:  # the server stores it and the VM finds it as /ovf-env.xml
+        vssd["OvfEnvironment"] = environment_xml(vm.name, properties).decode("utf-8")
+    return vssd, rasds
 
 
 def vm_to_cim(vm: VM, *, cpus: int = 1) -> tuple[CIMInstance, list[CIMInstance]]:

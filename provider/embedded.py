@@ -9,6 +9,7 @@ wrong becomes CIM_ERR_INVALID_PARAMETER naming the parameter.
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pywbem
@@ -91,6 +92,7 @@ class EmbeddedParser:
             raise _bad(param, "must be CIM-XML (<INSTANCE ...>) or MOF (instance of ...)")
         if not text.endswith(";"):
             text += ";"
+        text = _unescape_apostrophes(text)
         with self._lock:
             classes = self._classes()
         conn = FakedWBEMConnection(default_namespace=self.nss.name)
@@ -106,6 +108,19 @@ class EmbeddedParser:
         inst = found[0]
         inst.path = None
         return inst
+
+
+_MOF_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_MOF_ESCAPE = re.compile(r"\\(.)", re.S)
+
+
+def _unescape_apostrophes(mof: str) -> str:
+    """``\\'`` inside MOF string literals as a plain ``'``. pywbem's ``tomof`` (what pywbemcli
+    sends) escapes apostrophes, which DSP0221 allows, but its MOF compiler drops them
+    (pywbem 1.9: ``"x=\\'1\\'"`` becomes ``x=1``), mangling e.g. an XML declaration."""
+    def literal(m: re.Match[str]) -> str:
+        return _MOF_ESCAPE.sub(lambda e: "'" if e.group(1) == "'" else e.group(0), m.group(0))
+    return _MOF_STRING.sub(literal, mof)
 
 
 def _bad(param: str, what: str) -> CIMError:

@@ -34,6 +34,8 @@ from pywbem import (
 from ediv import state as st
 from ediv.controller import Controller
 from ediv.errors import EdivError, InputError
+from ediv.ovf.environment import ENV_FILE
+from ediv.ovf.importer import ENV_DIR_SUFFIX, ENV_SEQ
 from ediv.partition import registry as algorithms
 from ediv.plan import make_plan
 from ediv.provider import archive
@@ -43,10 +45,10 @@ from ediv.provider.engine import DEFINITION_FILE, RESTRICTIONS_FILE, Engine, che
 from ediv.provider.jobs import JobRunner, cim_errors
 from ediv.provider.operations import Dispatcher, MethodProvider
 from ediv.provider.schema import EDIV_NAMESPACE
-from ediv.provider.vm_settings import vm_from_settings
+from ediv.provider.vm_settings import ovf_environment, vm_from_settings
 from ediv.restrictions import parse_restrictions
 from ediv.scenario import load_string, to_xml
-from ediv.scenario.model import Scenario
+from ediv.scenario.model import Filetree, Scenario
 
 OK, NOT_SUPPORTED, INVALID_STATE = 0, 1, 5
 JOB_STARTED, INVALID_TRANSITION, NO_TIMEOUT = 4096, 4097, 4098
@@ -218,12 +220,24 @@ class EngineMethods:
             row = _defined_row(store, name, "added while it is defined (release it first)")
             vm = vm_from_settings(vssd, rasds)
             check_name(vm.name, "VM")
+            environment = ovf_environment(vssd)
             scenario = self._parse_stored(row)
             if scenario.vm(vm.name) is not None:
                 raise CIMError(CIM_ERR_ALREADY_EXISTS,
                                f"scenario {name!r} already has a VM named {vm.name!r}")
             scenario.vms.append(vm)
-            self._store_spec(name, scenario, row.basedir)
+            basedir = row.basedir or str(self.engine.scenario_dir(name))
+            env_dir = Path(basedir) / f"{vm.name}{ENV_DIR_SUFFIX}"
+            if environment is not None:  # delivered as /ovf-env.xml at every boot
+                env_dir.mkdir(parents=True, exist_ok=True)
+                (env_dir / ENV_FILE).write_bytes(environment)
+                vm.filetrees.append(Filetree(source=env_dir.name, root="/", seq=ENV_SEQ))
+            try:
+                self._store_spec(name, scenario, basedir)
+            except BaseException:
+                if environment is not None:
+                    shutil.rmtree(env_dir, ignore_errors=True)
+                raise
         return name, vm.name
 
     def _parse_stored(self, row: st.ScenarioRow) -> Scenario:
@@ -295,6 +309,10 @@ class EngineMethods:
                 raise CIMError(CIM_ERR_NOT_FOUND, f"scenario {name!r} has no VM {vm!r}")
             scenario.vms = [v for v in scenario.vms if v.name != vm]
             self._store_spec(name, scenario, row.basedir)
+            # the environment document DefineSystem wrote for it, if any
+            if row.basedir and not any(f"{vm}{ENV_DIR_SUFFIX}" == ft.source
+                                       for v in scenario.vms for ft in v.filetrees):
+                shutil.rmtree(Path(row.basedir) / f"{vm}{ENV_DIR_SUFFIX}", ignore_errors=True)
         return Uint32(OK), []
 
     # ------------------------------------------------------------ state changes

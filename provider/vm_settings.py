@@ -134,6 +134,32 @@ def interface_from_rasd(rasd: CIMInstance, where: str, vm: VM) -> Interface:
     return Interface(id=ifid, net=net, mac=mac.lower() if mac else None, addresses=addresses)
 
 
+MAX_ENVIRONMENT_BYTES = 1 << 20
+
+
+def ovf_environment(vssd: CIMInstance) -> bytes | None:
+    """The VSSD's OvfEnvironment (a DSP0243 environment document for the VM's /ovf-env.xml),
+    checked: well-formed, parsed without entities, an ovfenv Environment, at most 1 MiB."""
+    text = _str(vssd, "OvfEnvironment")
+    if text is None:
+        return None
+    data = text.encode("utf-8")
+    if len(data) > MAX_ENVIRONMENT_BYTES:
+        raise _bad(f"OvfEnvironment is larger than {MAX_ENVIRONMENT_BYTES} bytes")
+    from ediv.errors import InputError
+    from ediv.ovf.environment import OVF_ENVIRONMENT
+    from ediv.xmlsafe import parse_bytes
+
+    try:
+        root = parse_bytes(data, "OvfEnvironment").getroot()
+    except InputError as exc:
+        raise _bad(f"OvfEnvironment is not a usable XML document: {exc}") from None
+    if root.tag != f"{{{OVF_ENVIRONMENT}}}Environment":
+        raise _bad("OvfEnvironment must be an OVF environment document "
+                   f"(<Environment xmlns=\"{OVF_ENVIRONMENT}\">)")
+    return data
+
+
 def _str(inst: CIMInstance, name: str) -> str | None:
     if name not in inst.properties or inst[name] is None:
         return None

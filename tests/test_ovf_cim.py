@@ -117,3 +117,16 @@ def test_system_choice_in_a_collection(corpus):
     assert vssd["ElementName"] != to_cim(env, names[0])[0]["ElementName"]
     with pytest.raises(InputError, match="no system 'nope'"):
         to_cim(env, "nope")
+
+
+def test_mof_apostrophes_survive_the_embedded_parser(classes):
+    """pywbem's tomof escapes ' as \\' and its MOF compiler drops such quotes; the server's
+    parser must give back the text the client had (an XML declaration, a shell command)."""
+    embedded = pytest.importorskip("ediv.provider.embedded")
+    parser = embedded.EmbeddedParser(classes)
+    texts = ["<?xml version='1.0' encoding='UTF-8'?>", "echo 'it''s'", "back\\'slash \\\\"]
+    for text in texts:
+        inst = CIMInstance("EDIV_VirtualSystemSettingData",
+                           properties={"InstanceID": "ediv:x", "Kernel": text})
+        back = parser.parse("SystemSettings", inst.tomof(), "CIM_VirtualSystemSettingData")
+        assert back["Kernel"] == text

@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from ediv import state as st
 from ediv.client import cli as cli_mod
+from ediv.ovf.environment import ENV_FILE, read_environment
 from tests import ovf_factory as f
 from tests.provider.wbem_support import USERS, connect
 
@@ -128,7 +129,11 @@ def test_container_vm_is_added_with_memory_and_nets(cli, handle, op, signer, tmp
             "--trust", built.trust, *server_args(handle, tmp_path))
     assert r.exit_code == 0, r.output + r.stderr
     assert r.stdout.strip() == "ovf1: added VMs router1"
-    assert "not delivered with --server" in r.stderr  # the package has properties
+    # the package's properties: stored beside the scenario, delivered as /ovf-env.xml
+    env_file = Path(handle.config.data_dir, "scenarios", "ovf1", "router1.ovfenv", ENV_FILE)
+    assert read_environment(env_file.read_bytes()) == (
+        "router1", {"hostname": "r1", "domain": "lab"})
+    assert '<filetree root="/" seq="on_boot">router1.ovfenv</filetree>' in definition(op, "ovf1")
 
     assert vm_names(op, "ovf1") == ["pc1", "router1"]
     vm, vssd, rasds = settings_of(op, "ovf1", "router1")
