@@ -146,6 +146,7 @@ class ScenarioRow:
     error: str | None
     lock_owner: str | None
     updated: float | None
+    restrictions: str | None = None  # the restriction file's text, as given at define/deploy
 
 
 class StateStore:
@@ -456,6 +457,19 @@ class StateStore:
                     "UPDATE vms SET state=? WHERE scenario=? AND host=?", (state, scenario, host)
                 )
 
+    def set_spec(self, name: str, spec: str, *, state: str = DEFINED) -> bool:
+        """Replace the scenario text while the scenario is in ``state``; False when it is not
+        (another process moved it on), and nothing was written."""
+        with self.transaction() as db:
+            cur = db.execute("UPDATE scenarios SET spec=?, updated=? WHERE name=? AND state=?",
+                             (spec, time.time(), name, state))
+            return cur.rowcount == 1
+
+    def has_vms(self, scenario: str) -> bool:
+        """The scenario has VM rows (it was placed: deploying, deployed, releasing, failed)."""
+        return self.db.execute("SELECT 1 FROM vms WHERE scenario=? LIMIT 1",
+                               (scenario,)).fetchone() is not None
+
     def set_vm_state(self, scenario: str, vm: str, state: str) -> None:
         with self.transaction() as db:
             db.execute("UPDATE vms SET state=? WHERE scenario=? AND name=?", (state, scenario, vm))
@@ -626,4 +640,5 @@ def _scenario_row(r: sqlite3.Row) -> ScenarioRow:
         error=r["error"],
         lock_owner=r["lock_owner"],
         updated=r["updated"],
+        restrictions=r["restrictions"],
     )

@@ -383,14 +383,11 @@ class EngineModel:
         if key is None:
             return None
         store = self.engine.store()
-        # one row, not the scenario's every VM (the store has no single-VM query yet)
-        found = store.db.execute("SELECT * FROM vms WHERE scenario=? AND name=?",
-                                 key).fetchone()
+        found = store.vm(*key)
         if found is not None:
-            return vm_instance(dict(found))
+            return vm_instance(found)
         row = store.scenario(key[0])
-        if row is None or store.db.execute("SELECT 1 FROM vms WHERE scenario=? LIMIT 1",
-                                           (row.name,)).fetchone():
+        if row is None or store.has_vms(row.name):
             return None
         for v in vm_rows(self.engine, row, []):
             if v["name"] == key[1]:
@@ -405,13 +402,8 @@ class EngineModel:
                                      store.segments(row.name)))
         return out
 
-    def restrictions(self, name: str) -> str | None:
-        row = self.engine.store().db.execute(
-            "SELECT restrictions FROM scenarios WHERE name=?", (name,)).fetchone()
-        return row[0] if row else None
-
     def ssds(self) -> list[CIMInstance]:
-        return [ssd_instance(r, self.restrictions(r.name)) for r in self.scenario_rows()]
+        return [ssd_instance(r, r.restrictions) for r in self.scenario_rows()]
 
     def get_ssd(self, path: CIMInstanceName) -> CIMInstance | None:
         iid = str(path.keybindings.get("InstanceID", ""))
@@ -419,7 +411,7 @@ class EngineModel:
         if not iid.startswith(prefix):
             return None
         row = self.engine.store().scenario(iid[len(prefix):])
-        return ssd_instance(row, self.restrictions(row.name)) if row else None
+        return ssd_instance(row, row.restrictions) if row else None
 
     def vm_models(self) -> Iterable[tuple[Scenario, VM, str | None]]:
         store = self.engine.store()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -254,11 +253,9 @@ class EngineMethods:
             load_string(text, f"{name}.xml", basedir or ".", deployable=True)
         except InputError as exc:
             raise diagnostics_error("the scenario with this VM", exc) from None
-        store = self.engine.store()
-        # the state store has no "set spec" call yet: one UPDATE in its own transaction
-        with store.transaction() as db:
-            db.execute("UPDATE scenarios SET spec=?, updated=? WHERE name=? AND state=?",
-                       (text, time.time(), name, st.DEFINED))
+        if not self.engine.store().set_spec(name, text):
+            raise CIMError(CIM_ERR_FAILED, f"scenario {name!r} is no longer defined (another "
+                           "client deployed or removed it meanwhile); nothing was changed")
 
     # ------------------------------------------------------------ DestroySystem
     def destroy_system(self, params: pywbem.NocaseDict) -> tuple[Any, list]:
@@ -406,7 +403,7 @@ class EngineMethods:
         basedir.mkdir(parents=True, exist_ok=True)
         spec_file = basedir / DEFINITION_FILE
         spec_file.write_text(row.spec or "", encoding="utf-8")
-        restrictions = self._restrictions(store, name)
+        restrictions = row.restrictions
         restrictions_file = None
         if restrictions:
             restrictions_file = basedir / RESTRICTIONS_FILE
@@ -417,12 +414,6 @@ class EngineMethods:
                               restrictions_path=str(restrictions_file) if restrictions_file
                               else None, job=job)
         return plan.to_json()
-
-    @staticmethod
-    def _restrictions(store: st.StateStore, name: str) -> str | None:
-        row = store.db.execute("SELECT restrictions FROM scenarios WHERE name=?",
-                               (name,)).fetchone()
-        return row[0] if row else None
 
     def _release(self, job: int, store: st.StateStore, name: str, keep_definition: bool
                  ) -> list[str]:

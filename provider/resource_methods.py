@@ -266,7 +266,7 @@ class ResourceMethods:
         if scenario.vm(new_name) is not None:
             raise CIMError(CIM_ERR_ALREADY_EXISTS,
                            f"scenario {name!r} already has a VM named {new_name!r}")
-        restricted = _restricted_vms(self.m._restrictions(self.m.engine.store(), name))
+        restricted = _restricted_vms(self.m.engine.store().scenario(name).restrictions)
         if vm.name in restricted:
             raise _bad(f"the restrictions of scenario {name!r} name VM {vm.name!r}: it cannot "
                        "be renamed (define the scenario again with new restrictions)")

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from ediv import state as st
 from ediv.cluster import Host
 from ediv.errors import EdivError
 from ediv.state import DEPLOYING, MIGRATIONS, StateStore
@@ -199,3 +200,20 @@ def test_changes_are_tracked_for_every_connection(store, tmp_path):
     assert store.changes_since(now) == (now, [])  # hosts are not tracked
     store.delete_scenario("s")  # its VM rows go with it (ON DELETE CASCADE): both listed
     assert sorted(store.changes_since(now)[1]) == [("scenario", "s"), ("vms", "s")]
+
+
+def test_set_spec_only_while_in_the_expected_state(tmp_path):
+    store = StateStore(tmp_path / "s.db")
+    store.create_scenario("a", "<v1/>", basedir=None, algorithm=None, restrictions="<r/>",
+                          state=st.DEFINED)
+    store.unlock("a")
+    assert store.set_spec("a", "<v2/>") and store.scenario("a").spec == "<v2/>"
+    assert store.scenario("a").restrictions == "<r/>"
+    store.set_scenario_state("a", st.DEPLOYED)
+    assert not store.set_spec("a", "<v3/>") and store.scenario("a").spec == "<v2/>"
+    assert not store.set_spec("nope", "<x/>")
+    assert not store.has_vms("a")
+    store.set_vms("a", [("vm1", "h1", "uml", "running")])
+    assert store.has_vms("a") and store.vm("a", "vm1")["host"] == "h1"
+    store.set_vm_state("a", "vm1", "stopped")
+    assert store.vm("a", "vm1")["state"] == "stopped" and store.vm("a", "zz") is None
