@@ -57,3 +57,16 @@ def engine_server(tmp_path_factory):
         handle.stop()
         plugin.jobs.wait_all(30)
         os.environ.update(saved)
+
+
+@pytest.fixture
+def store(engine_server):
+    """The state store of ``engine_server``."""
+    return engine_server[1].engine.store()
+
+
+@pytest.fixture
+def service(op):
+    """The EDIV_VirtualSystemManagementService path (``op``: the module's connection)."""
+    (path,) = op.EnumerateInstanceNames("EDIV_VirtualSystemManagementService")
+    return path

@@ -41,15 +41,6 @@ def op(engine_server):
     return connect(engine_server[0])
 
 
-@pytest.fixture
-def store(engine_server):
-    return engine_server[1].engine.store()
-
-
-@pytest.fixture
-def service(op):
-    (path,) = op.EnumerateInstanceNames("EDIV_VirtualSystemManagementService")
-    return path
 
 
 def scenario_path(name: str):

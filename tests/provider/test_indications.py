@@ -32,13 +32,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("ind")
-    cfg = load_config(base / "server.toml", listen="127.0.0.1:0", state=base / "state.db")
-    cfg.schema_cache_dir = base / "cache"
-    for role, (name, password) in USERS.items():
-        add_user(cfg.users_file, name, Role.parse(role), password)
+@contextlib.contextmanager
+def running(cfg):
+    """A server with the engine plugin on ``cfg`` (its state store), stopped on the way out."""
     saved = {k: os.environ.pop(k) for k in _CA_ENV if k in os.environ}
     plugin = EnginePlugin()
     handle = serve(cfg, plugins=[plugin])
@@ -49,6 +45,17 @@ def server(tmp_path_factory):
         handle.stop()
         plugin.stop()
         os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ind")
+    cfg = load_config(base / "server.toml", listen="127.0.0.1:0", state=base / "state.db")
+    cfg.schema_cache_dir = base / "cache"
+    for role, (name, password) in USERS.items():
+        add_user(cfg.users_file, name, Role.parse(role), password)
+    with running(cfg) as pair:
+        yield pair
 
 
 @pytest.fixture
@@ -184,21 +191,6 @@ def test_query_subset(server):
 
 
 # ---------------------------------------------------------------- kept in the state store
-
-@contextlib.contextmanager
-def running(cfg):
-    """A server with the engine plugin on ``cfg`` (its state store), stopped on the way out."""
-    saved = {k: os.environ.pop(k) for k in _CA_ENV if k in os.environ}
-    plugin = EnginePlugin()
-    handle = serve(cfg, plugins=[plugin])
-    plugin.indications.interval = 0.1
-    try:
-        yield handle, plugin
-    finally:
-        handle.stop()
-        plugin.stop()
-        os.environ.update(saved)
-
 
 @pytest.fixture
 def config(tmp_path):

@@ -44,15 +44,6 @@ def op(handle):
     return connect(handle, "operator", str(handle.config.cert_file))
 
 
-@pytest.fixture
-def store(engine_server):
-    return engine_server[1].engine.store()
-
-
-@pytest.fixture
-def service(op):
-    (path,) = op.EnumerateInstanceNames("EDIV_VirtualSystemManagementService")
-    return path
 
 
 @pytest.fixture
