@@ -6,7 +6,8 @@
 Each VM has two interfaces: eth1 on one of a few LANs (198.18.x.0/24) and eth2 on a shared
 core net (198.19.0.0/16). After the deploy the first VM pings the last one on both nets (the
 "reachable" time). Runs the agent as a subprocess, exactly as the controller does; peak memory
-is the agent process's maximum RSS (from wait4), not counting the VMs it starts.
+is the agent process's maximum RSS (from wait4), not counting the VMs it starts. Then one VM
+is stopped, started, rebooted and reset (``ediv-host vm``), each timed.
 """
 
 from __future__ import annotations
@@ -84,11 +85,15 @@ def bench(n: int, vm_type: str, image: str | None, workdir: Path) -> None:
         t_dep, res, mem_dep = agent(state, "deploy", bundle=bundle)
         t_exec, res_exec, _ = agent(state, "exec", "reach", "--key", key)
         reach_ok = all(r["exit_code"] == 0 for r in res_exec.get("results", []))
+        one_vm = {action: agent(state, "vm", "--key", key, "v0", action)[0]
+                  for action in ("stop", "start", "reboot", "reset")}
     finally:
         t_rel, _, mem_rel = agent(state, "release", "--key", key)
     print(f"{vm_type:9} {n:5d} VMs  deploy {t_dep:7.2f}s  (agent-reported {res['seconds']:.2f}s)"
           f"  reach-exec {t_exec:5.2f}s ok={reach_ok}  release {t_rel:6.2f}s"
           f"  peak agent RSS {max(mem_dep, mem_rel):6.1f} MiB", flush=True)
+    print(f"{'':9} one VM (v0): " + "  ".join(f"{a} {t:5.2f}s" for a, t in one_vm.items()),
+          flush=True)
 
 
 def main() -> None:
