@@ -73,9 +73,14 @@ def children_map() -> dict[int, list[int]]:
     return out
 
 
-def marked_pids(marker: str) -> list[int]:
-    """Processes whose environment carries ``EDIV_HOST_KEY=<marker>``."""
+VM_VAR = "EDIV_HOST_VM"  # the VM's name, beside the marker, in every VM process
+
+
+def marked_pids(marker: str, vm: str | None = None) -> list[int]:
+    """Processes whose environment carries ``EDIV_HOST_KEY=<marker>`` (and, given ``vm``,
+    ``EDIV_HOST_VM=<vm>``)."""
     needle = f"{MARKER_VAR}={marker}".encode()
+    vm_needle = f"{VM_VAR}={vm}".encode() if vm is not None else None
     found = []
     me = os.getpid()
     for name in os.listdir("/proc"):
@@ -86,7 +91,8 @@ def marked_pids(marker: str) -> list[int]:
                 env = f.read()
         except OSError:
             continue
-        if needle in env.split(b"\0"):
+        variables = env.split(b"\0")
+        if needle in variables and (vm_needle is None or vm_needle in variables):
             found.append(int(name))
     return found
 

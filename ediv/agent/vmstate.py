@@ -41,6 +41,8 @@ def change_vm_state(state_root: Path, key: str, vm_name: str, action: str,
             emitter.vm(vm_name, "stopped", driver=vm.driver)
         if action != "stop" and (action != "start" or not was_running):
             try:
+                if not was_running:  # what a crashed VM may have left (disk locks...)
+                    drv.shutdown(ctx, vm, graceful=False, timeout=0)
                 drv.boot(ctx, vm)
                 drv.wait_ready(ctx, [vm], config.boot_timeout)
             except BaseException:

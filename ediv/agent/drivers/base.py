@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from ediv.agent import naming
 from ediv.agent.config import AgentConfig
 from ediv.agent.events import Emitter
 from ediv.agent.journal import ScenarioDir
 from ediv.agent.layout import HostLayout, VmLayout
-from ediv.agent.proc import alive, is_running, kill_and_wait, reap_registered
+from ediv.agent.proc import alive, is_running, kill_and_wait, marked_pids, reap_registered
 from ediv.errors import EdivError
 
 T = TypeVar("T")
@@ -115,19 +116,23 @@ class ProcessOwner:
         """Ask the VM to stop by itself (driver-specific)."""
 
     def shutdown(self, ctx: AgentContext, vm: VmLayout, graceful: bool, timeout: float) -> None:
-        if not vm_running(ctx, vm):
-            return
-        pid = ctx.runtime[vm.name]["pid"]
-        if graceful:
-            self.request_halt(ctx, vm)
-            deadline = time.monotonic() + timeout
-            while alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if alive(pid):
-                ctx.emitter.warning(f"vm {vm.name}: did not halt within {timeout:.0f}s; killed")
-        left = kill_and_wait([pid]) if alive(pid) else []
+        if vm_running(ctx, vm):
+            pid = ctx.runtime[vm.name]["pid"]
+            if graceful:
+                self.request_halt(ctx, vm)
+                deadline = time.monotonic() + timeout
+                while alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if alive(pid):
+                    ctx.emitter.warning(f"vm {vm.name}: did not halt within {timeout:.0f}s; "
+                                        "killed")
+            if kill_and_wait([pid]) if alive(pid) else []:
+                raise EdivError(f"vm {vm.name}: process {pid} does not die")
+        # every process of the VM, not only the recorded one: a UML's helpers can outlive its
+        # main process for a moment, holding its disks' locks, and a boot would then panic
+        left = kill_and_wait(marked_pids(naming.marker(ctx.sdir.key), vm.name))
         if left:
-            raise EdivError(f"vm {vm.name}: process {pid} does not die")
+            raise EdivError(f"vm {vm.name}: processes {left} do not die")
         p = self._procs.pop(vm.name, None)
         if p is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):

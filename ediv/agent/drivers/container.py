@@ -26,6 +26,7 @@ from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner, vm_r
 from ediv.agent.layout import VmLayout
 from ediv.agent.proc import (
     MARKER_VAR,
+    VM_VAR,
     base_env,
     children_map,
     register_child,
@@ -170,7 +171,7 @@ class ContainerDriver(ProcessOwner):
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                  start_new_session=True, close_fds=True,
                                  env=base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key),
-                                                 "EDIV_HOST_VM": v.name}))
+                                                 VM_VAR: v.name}))
         self._procs[v.name] = p
         register_child(p)
         ctx.runtime[v.name] = {"launcher": p.pid}

@@ -37,7 +37,7 @@ from ediv.agent import commands as C
 from ediv.agent import naming
 from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner, vm_running
 from ediv.agent.layout import VmLayout
-from ediv.agent.proc import MARKER_VAR, base_env, register_child, run, start_time
+from ediv.agent.proc import MARKER_VAR, VM_VAR, base_env, register_child, run, start_time
 from ediv.agent.rootfs import find_busybox
 from ediv.errors import EdivError
 
@@ -106,7 +106,12 @@ def _panic(log: Path) -> str | None:
     except FileNotFoundError:
         return None
     m = _PANIC_RE.search(text)
-    return m.group(0).strip() if m else None
+    if not m:
+        return None
+    # what the kernel said about its disks before panicking (a lock or open failure...)
+    hints = [line.strip() for line in text[:m.start()].splitlines()
+             if "ubd" in line.lower() or "failed" in line.lower()][-3:]
+    return m.group(0).strip() + (f" (before it: {' | '.join(hints)})" if hints else "")
 
 
 def _mem(value: str | None, default: str) -> str:
@@ -273,7 +278,7 @@ class UmlDriver(ProcessOwner):
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                  start_new_session=True, close_fds=True, cwd=str(d),
                                  env=base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key),
-                                                 "EDIV_HOST_VM": v.name,
+                                                 VM_VAR: v.name,
                                                  "TMPDIR": "/dev/shm"}))
         self._procs[v.name] = p
         register_child(p)
