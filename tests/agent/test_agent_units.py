@@ -283,7 +283,9 @@ def test_uml_panic_is_found_in_the_console_log(tmp_path):
     log.write_text('VFS: Cannot open root device "ubdb"\nKernel panic - not syncing: VFS: Unable '
                    "to mount root fs on unknown-block(98,16)\n [<6069304e>] ? panic+0x0/0x376\n")
     assert _panic(log) == ("Kernel panic - not syncing: VFS: Unable to mount root fs on "
-                           "unknown-block(98,16)")
+                           'unknown-block(98,16) (before it: VFS: Cannot open root device "ubdb")')
+    log.write_text("Kernel panic - not syncing: Attempted to kill init!\n")
+    assert _panic(log) == "Kernel panic - not syncing: Attempted to kill init!"
     assert _panic(tmp_path / "missing.log") is None
 
 
