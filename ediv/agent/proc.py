@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from ediv.errors import EdivError
 
 MARKER_VAR = "EDIV_HOST_KEY"  # <key>@<host id> in the environment of every VM process
+VM_VAR = "EDIV_HOST_VM"  # the VM's name, beside the marker, in every VM process
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -37,24 +38,26 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_time(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks (field 22 of /proc/PID/stat), None if gone."""
+def _stat(pid: int | str) -> list[bytes] | None:
+    """/proc/PID/stat from field 3 (state) on, None if gone; [0] state, [1] ppid,
+    [19] start time (the command name before them may hold spaces and parentheses)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
-    rest = data[data.rindex(b")") + 2:].split()
-    return int(rest[19])
+    return data[data.rindex(b")") + 2:].split()
+
+
+def start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks (field 22 of /proc/PID/stat), None if gone."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
 
 
 def state_of(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rindex(b")") + 2:].split()[0].decode()
+    fields = _stat(pid)
+    return fields[0].decode() if fields else None
 
 
 def children_map() -> dict[int, list[int]]:
@@ -63,17 +66,10 @@ def children_map() -> dict[int, list[int]]:
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        ppid = int(data[data.rindex(b")") + 2:].split()[1])
-        out.setdefault(ppid, []).append(int(name))
+        fields = _stat(name)
+        if fields:
+            out.setdefault(int(fields[1]), []).append(int(name))
     return out
-
-
-VM_VAR = "EDIV_HOST_VM"  # the VM's name, beside the marker, in every VM process
 
 
 def marked_pids(marker: str, vm: str | None = None) -> list[int]:
@@ -104,7 +100,8 @@ def alive(pid: int) -> bool:
 
 def is_running(pid: int | None, start: int | None) -> bool:
     """``pid`` is alive (not a zombie) and is still the process that started at ``start``."""
-    return bool(pid) and start is not None and start_time(pid) == start and alive(pid)
+    fields = _stat(pid) if pid and start is not None else None
+    return bool(fields) and int(fields[19]) == start and fields[0] not in (b"Z", b"X")
 
 
 def kill_and_wait(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
