@@ -15,7 +15,13 @@ from ediv import state as st
 from ediv import testbed
 from ediv.agent import VM_ACTIONS
 from ediv.client.offline import parse_loads, planning_options
-from ediv.client.output import print_exec_results, print_vm_state
+from ediv.client.output import (
+    print_exec_results,
+    print_locate,
+    print_segments,
+    print_status,
+    print_vm_state,
+)
 from ediv.client.progress import ProgressDisplay
 from ediv.client.wbem_mode import server_options
 from ediv.cluster import Cluster, load_cluster, parse_cluster
@@ -129,16 +135,7 @@ def status(name, state_path, as_json) -> None:
     rows = [store.scenario(name)] if name else store.scenarios()
     if name and rows[0] is None:
         raise EdivError(f"no scenario named {name!r}")
-    data = [scenario_status(store, r) for r in rows]
-    if as_json:
-        click.echo(json.dumps(data[0] if name else data, indent=2))
-        return
-    if not data:
-        click.echo("no scenarios")
-    for s in data:
-        hosts = sorted({v["host"] for v in s["vms"]})
-        click.echo(f"{s['name']}: {s['state']}, {len(s['vms'])} VMs on {len(hosts)} hosts, "
-                   f"{len(s['segments'])} segments" + (f" ({s['error']})" if s["error"] else ""))
+    print_status([scenario_status(store, r) for r in rows], bool(name), as_json)
 
 
 @click.command()
@@ -150,15 +147,9 @@ def status(name, state_path, as_json) -> None:
 def locate(vm, name, state_path, as_json) -> None:
     """Which host each VM runs on."""
     store = open_store(state_path)
-    rows = [v for v in store.vms(name) if vm is None or v["name"] == vm]
-    if vm and not rows:
-        raise EdivError(f"no VM named {vm!r} in any deployed scenario")
-    if as_json:
-        click.echo(json.dumps([{"scenario": v["scenario"], "vm": v["name"], "host": v["host"],
-                                "state": v["state"]} for v in rows], indent=2))
-        return
-    for v in rows:
-        click.echo(f"{v['scenario']}/{v['name']}: {v['host']} ({v['state']})")
+    print_locate([{"scenario": v["scenario"], "vm": v["name"], "host": v["host"],
+                   "state": v["state"]} for v in store.vms(name) if vm is None or v["name"] == vm],
+                 vm, as_json)
 
 
 @click.command()
@@ -169,14 +160,7 @@ def locate(vm, name, state_path, as_json) -> None:
 def segments(name, state_path, as_json) -> None:
     """Segments in use (nets that span hosts), with their VLAN/VXLAN ids."""
     store = open_store(state_path)
-    rows = store.segments(name)
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo("no segments in use")
-    for s in rows:
-        click.echo(f"{s['scenario']}/{s['net']}: {s['kind']} {s['id']} on {', '.join(s['hosts'])}")
+    print_segments(store.segments(name), as_json)
 
 
 @click.command()

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from ediv.errors import EdivError
+
 
 def print_exec_results(results: list[dict], as_json: bool) -> None:
     """`ediv exec` output: JSON list, or one block per VM; exit 1 when any VM failed."""
@@ -35,3 +37,38 @@ def print_vm_state(scenario: str, result: dict, as_json: bool) -> None:
     change = (f"{data['previous']} -> {data['state']}" if data["previous"] != data["state"]
               or data["action"] in ("reboot", "reset") else f"already {data['state']}")
     click.echo(f"{scenario}/{data['vm']} on {data['host']}: {data['action']}: {change}")
+
+
+def print_status(data: list[dict], single: bool, as_json: bool) -> None:
+    """`ediv status`: scenario_status() dicts; ``single``: NAME was given (JSON is one object)."""
+    if as_json:
+        click.echo(json.dumps(data[0] if single else data, indent=2))
+        return
+    if not data:
+        click.echo("no scenarios")
+    for s in data:
+        hosts = sorted({v["host"] for v in s["vms"] if v["host"]})
+        click.echo(f"{s['name']}: {s['state']}, {len(s['vms'])} VMs on {len(hosts)} hosts, "
+                   f"{len(s['segments'])} segments" + (f" ({s['error']})" if s["error"] else ""))
+
+
+def print_locate(rows: list[dict], vm: str | None, as_json: bool) -> None:
+    """`ediv locate`: rows of {scenario, vm, host, state}."""
+    if vm and not rows:
+        raise EdivError(f"no VM named {vm!r} in any deployed scenario")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for v in rows:
+        click.echo(f"{v['scenario']}/{v['vm']}: {v['host']} ({v['state']})")
+
+
+def print_segments(rows: list[dict], as_json: bool) -> None:
+    """`ediv segments`: rows of {kind, id, scenario, net, hosts}."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no segments in use")
+    for s in rows:
+        click.echo(f"{s['scenario']}/{s['net']}: {s['kind']} {s['id']} on {', '.join(s['hosts'])}")

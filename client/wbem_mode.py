@@ -25,7 +25,13 @@ from typing import Any
 
 import click
 
-from ediv.client.output import print_exec_results, print_vm_state
+from ediv.client.output import (
+    print_exec_results,
+    print_locate,
+    print_segments,
+    print_status,
+    print_vm_state,
+)
 from ediv.errors import EdivError, InputError, WrongState
 
 NS = "root/ediv"
@@ -330,31 +336,14 @@ def _status(conn, name: str) -> dict:
 def status(conn, name=None, as_json=False, **_: Any) -> None:
     names = [name] if name else [s["ElementName"] for s in conn.EnumerateInstances(
         "EDIV_Scenario")]
-    data = [_status(conn, n) for n in names]
-    if as_json:
-        click.echo(json.dumps(data[0] if name else data, indent=2))
-        return
-    if not data:
-        click.echo("no scenarios")
-    for s in data:
-        hosts = sorted({v["host"] for v in s["vms"] if v["host"]})
-        click.echo(f"{s['name']}: {s['state']}, {len(s['vms'])} VMs on {len(hosts)} hosts, "
-                   f"{len(s['segments'])} segments" + (f" ({s['error']})" if s["error"] else ""))
+    print_status([_status(conn, n) for n in names], bool(name), as_json)
 
 
 def locate(conn, vm=None, name=None, as_json=False, **_: Any) -> None:
-    rows = [v for v in conn.EnumerateInstances("EDIV_VirtualSystem")
-            if v["HostName"] and (name is None or v["ScenarioName"] == name)
-            and (vm is None or v["ElementName"] == vm)]
-    if vm and not rows:
-        raise EdivError(f"no VM named {vm!r} in any deployed scenario")
-    if as_json:
-        click.echo(json.dumps([{"scenario": v["ScenarioName"], "vm": v["ElementName"],
-                                "host": v["HostName"], "state": state_of(v)} for v in rows],
-                              indent=2))
-        return
-    for v in rows:
-        click.echo(f"{v['ScenarioName']}/{v['ElementName']}: {v['HostName']} ({state_of(v)})")
+    print_locate([{"scenario": v["ScenarioName"], "vm": v["ElementName"], "host": v["HostName"],
+                   "state": state_of(v)} for v in conn.EnumerateInstances("EDIV_VirtualSystem")
+                  if v["HostName"] and (name is None or v["ScenarioName"] == name)
+                  and (vm is None or v["ElementName"] == vm)], vm, as_json)
 
 
 def segments(conn, name=None, as_json=False, **_: Any) -> None:
@@ -365,13 +354,7 @@ def segments(conn, name=None, as_json=False, **_: Any) -> None:
                    if n["SegmentKind"] not in (None, "none")
                    and (name is None or n["ScenarioName"] == name)),
                   key=lambda s: (s["kind"], s["id"]))
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        click.echo("no segments in use")
-    for s in rows:
-        click.echo(f"{s['scenario']}/{s['net']}: {s['kind']} {s['id']} on {', '.join(s['hosts'])}")
+    print_segments(rows, as_json)
 
 
 def hosts(conn, cluster_path=None, as_json=False, **_: Any) -> None:

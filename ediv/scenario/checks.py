@@ -96,26 +96,17 @@ class _Checker:
         g = self.s.global_
         if g.simulation_name:
             self.safe_name(g.simulation_name, g.line, "scenario name")
-        seen_nets: dict[str, int] = {}
-        for n in self.s.nets:
-            if not n.name:
-                continue
-            self.safe_name(n.name, n.line, "net name")
-            if n.name in seen_nets:
-                self.error(n.line, f"net {n.name!r} is declared twice (first at line "
-                                   f"{seen_nets[n.name]})")
-            else:
-                seen_nets[n.name] = n.line
-        seen_vms: dict[str, int] = {}
-        for v in self.s.vms:
-            if not v.name:
-                continue
-            self.safe_name(v.name, v.line, "vm name")
-            if v.name in seen_vms:
-                self.error(v.line, f"vm {v.name!r} is declared twice (first at line "
-                                   f"{seen_vms[v.name]})")
-            else:
-                seen_vms[v.name] = v.line
+        for kind, items in (("net", self.s.nets), ("vm", self.s.vms)):
+            seen: dict[str, int] = {}
+            for item in items:
+                if not item.name:
+                    continue
+                self.safe_name(item.name, item.line, f"{kind} name")
+                if item.name in seen:
+                    self.error(item.line, f"{kind} {item.name!r} is declared twice (first at "
+                                          f"line {seen[item.name]})")
+                else:
+                    seen[item.name] = item.line
 
     def safe_name(self, name: str, line: int, what: str) -> None:
         if _UNSAFE_NAME.search(name) or name in (".", ".."):
