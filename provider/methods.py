@@ -103,7 +103,8 @@ class EngineMethods:
         from ediv.provider.resource_methods import ResourceMethods
 
         service = _Service(self, ResourceMethods(self).handlers())
-        for provider in (service, _ScenarioState(self), _VirtualSystemState(self),
+        for provider in (service, _StateChange("EDIV_Scenario", self.scenario_state),
+                         _StateChange("EDIV_VirtualSystem", self.vm_state),
                          _JobMethods(self)):
             dispatcher.register_methods(EDIV_NAMESPACE, provider)
 
@@ -521,50 +522,35 @@ def parse_loads(value: Any) -> dict[str, float]:
 class _Service(MethodProvider):
     classname = "EDIV_VirtualSystemManagementService"
 
-    def __init__(self, m: EngineMethods, more: dict[str, Any] | None = None):
-        self.m = m
-        self.more = more or {}  # lower-case method name -> handler(params)
+    def __init__(self, m: EngineMethods, more: dict[str, Any]):
+        self.handlers = {  # method name -> handler(params)
+            "DefineSystem": m.define_system,
+            "DestroySystem": m.destroy_system,
+            "PlanScenario": m.plan_scenario,
+            "ExecuteSequence": m.execute_sequence,
+            **more,
+        }
+        self._by_lower = {name.lower(): h for name, h in self.handlers.items()}
 
     def invoke(self, namespace, target, method, params):
-        handlers = {
-            "definesystem": self.m.define_system,
-            "destroysystem": self.m.destroy_system,
-            "executesequence": self.m.execute_sequence,
-            "planscenario": self.m.plan_scenario,
-            **self.more,
-        }
-        handler = handlers.get(method.lower())
+        handler = self._by_lower.get(method.lower())
         if handler is None:
-            raise CIMError(CIM_ERR_NOT_SUPPORTED,
-                           f"{method} is not supported by this server (supported: "
-                           "DefineSystem, DestroySystem, PlanScenario, ExecuteSequence, "
-                           "AddResourceSettings, ModifyResourceSettings, "
-                           "RemoveResourceSettings, ModifySystemSettings)")
+            raise CIMError(CIM_ERR_NOT_SUPPORTED, f"{method} is not supported by this server "
+                           f"(supported: {', '.join(self.handlers)})")
         return handler(params)
 
 
-class _ScenarioState(MethodProvider):
-    classname = "EDIV_Scenario"
+class _StateChange(MethodProvider):
+    """RequestStateChange, the only method of EDIV_Scenario and EDIV_VirtualSystem."""
 
-    def __init__(self, m: EngineMethods):
-        self.m = m
-
-    def invoke(self, namespace, target, method, params):
-        if method.lower() != "requeststatechange":
-            raise CIMError(CIM_ERR_NOT_SUPPORTED, f"EDIV_Scenario.{method} is not supported")
-        return self.m.scenario_state(target, params)
-
-
-class _VirtualSystemState(MethodProvider):
-    classname = "EDIV_VirtualSystem"
-
-    def __init__(self, m: EngineMethods):
-        self.m = m
+    def __init__(self, classname: str, handler: Any):
+        self.classname = classname
+        self.handler = handler  # handler(target, params)
 
     def invoke(self, namespace, target, method, params):
         if method.lower() != "requeststatechange":
-            raise CIMError(CIM_ERR_NOT_SUPPORTED, f"EDIV_VirtualSystem.{method} is not supported")
-        return self.m.vm_state(target, params)
+            raise CIMError(CIM_ERR_NOT_SUPPORTED, f"{self.classname}.{method} is not supported")
+        return self.handler(target, params)
 
 
 class _JobMethods(MethodProvider):

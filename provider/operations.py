@@ -289,7 +289,8 @@ class _Op:
             return value.strip().lower() == "true"
         raise _err(CIM_ERR_INVALID_PARAMETER, f"{name} must be a boolean")
 
-    def string(self, name: str, required: bool = False) -> str | None:
+    def string(self, name: str, required: bool = False, what: str = "a string") -> str | None:
+        """A string parameter (a class name given as CIMClassName counts as its name)."""
         value = self.params.get(name)
         if value is None:
             if required:
@@ -298,7 +299,7 @@ class _Op:
         if isinstance(value, CIMClassName):
             return value.classname
         if not isinstance(value, str):
-            raise _err(CIM_ERR_INVALID_PARAMETER, f"{name} must be a string")
+            raise _err(CIM_ERR_INVALID_PARAMETER, f"{name} must be {what}")
         return value
 
     def uint(self, name: str, default: int | None) -> int | None:
@@ -324,16 +325,7 @@ class _Op:
         raise _err(CIM_ERR_INVALID_PARAMETER, "PropertyList must be an array of strings")
 
     def classname(self, name: str = "ClassName", required: bool = True) -> str | None:
-        value = self.params.get(name)
-        if value is None:
-            if required:
-                raise _err(CIM_ERR_INVALID_PARAMETER, f"{name} is required")
-            return None
-        if isinstance(value, CIMClassName):
-            return value.classname
-        if isinstance(value, str):
-            return value
-        raise _err(CIM_ERR_INVALID_PARAMETER, f"{name} must be a class name")
+        return self.string(name, required, what="a class name")
 
     def existing_class(self, nss: NamespaceSchema, name: str, code: int = CIM_ERR_INVALID_CLASS
                        ) -> CIMClass:

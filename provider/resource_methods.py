@@ -136,10 +136,10 @@ class ResourceMethods:
 
     def handlers(self) -> dict[str, Handler]:
         return {
-            "addresourcesettings": self.add_resource_settings,
-            "modifyresourcesettings": self.modify_resource_settings,
-            "removeresourcesettings": self.remove_resource_settings,
-            "modifysystemsettings": self.modify_system_settings,
+            "AddResourceSettings": self.add_resource_settings,
+            "ModifyResourceSettings": self.modify_resource_settings,
+            "RemoveResourceSettings": self.remove_resource_settings,
+            "ModifySystemSettings": self.modify_system_settings,
         }
 
     # ------------------------------------------------------------ the methods
