@@ -390,8 +390,7 @@ def vm_state(conn, action, name, vm, as_json=False, **_: Any) -> None:
     """`ediv vm ACTION NAME VM`: RequestStateChange on the EDIV_VirtualSystem, job followed."""
     import pywbem
 
-    from ediv.provider.cim_paths import vm_path
-    from ediv.provider.methods import VM_REQUESTS
+    from ediv.provider.cim_paths import VM_REQUESTS, vm_path
 
     get_scenario(conn, name)
     path = vm_path(name, vm)

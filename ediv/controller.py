@@ -319,13 +319,13 @@ class Controller:
             result = run_agent(self.conns, host, "vm", vm, action, "--key", key,
                                on_event=lambda e: self.progress({**e, "host": host.name}),
                                timeout=AGENT_TIMEOUT)
-        except AgentFailed as e:
-            if e.status == EXIT_WRONG_STATE:
-                raise WrongState(str(e)) from None
-            raise
-        finally:
+        except BaseException as exc:
             with contextlib.suppress(Exception):  # the agent may have acted before failing
                 self._refresh_vm_state(name, vm, host, key)
+            if isinstance(exc, AgentFailed) and exc.status == EXIT_WRONG_STATE:
+                raise WrongState(str(exc)) from None
+            raise
+        self.store.set_vm_state(name, vm, result["state"])
         return {**result, "host": host.name}
 
     def _refresh_vm_state(self, name: str, vm: str, host: Host, key: str) -> None:

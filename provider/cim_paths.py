@@ -12,6 +12,8 @@ SERVICE_NAME = "ediv"
 VSMCAPS_ID = "ediv:capabilities:management"
 SCENARIO_CAPS_ID = "ediv:capabilities:scenario"
 VM_CAPS_ID = "ediv:capabilities:virtualsystem"
+# RequestStateChange on EDIV_VirtualSystem (DSP1057): RequestedState -> ediv-host vm ACTION
+VM_REQUESTS: dict[int, str] = {2: "start", 3: "stop", 10: "reboot", 11: "reset"}
 
 
 def _system(classname: str, name: str) -> CIMInstanceName:

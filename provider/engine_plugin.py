@@ -7,12 +7,13 @@
 from __future__ import annotations
 
 from ediv.provider.associations import Associations
+from ediv.provider.cim_paths import VM_REQUESTS
 from ediv.provider.config import ServerConfig
 from ediv.provider.engine import Engine
 from ediv.provider.engine_providers import EngineModel
 from ediv.provider.indications import IndicationHub
 from ediv.provider.jobs import JobRunner
-from ediv.provider.methods import VM_REQUESTS, EngineMethods
+from ediv.provider.methods import EngineMethods
 from ediv.provider.operations import Dispatcher
 from ediv.provider.providers import ProviderRegistry
 from ediv.provider.store_watch import StoreWatch

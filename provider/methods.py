@@ -53,8 +53,6 @@ OK, NOT_SUPPORTED, INVALID_STATE = 0, 1, 5
 JOB_STARTED, INVALID_TRANSITION, NO_TIMEOUT = 4096, 4097, 4098
 _SEQ = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
 
-# RequestStateChange on EDIV_VirtualSystem (DSP1057): RequestedState -> ediv-host vm ACTION
-VM_REQUESTS: dict[int, str] = {2: "start", 3: "stop", 10: "reboot", 11: "reset"}
 
 
 def _bad(message: str) -> CIMError:
@@ -362,7 +360,7 @@ class EngineMethods:
         if vm is None and not (model and any(v.name == ids[1] for v in model.vms)):
             raise CIMError(CIM_ERR_NOT_FOUND,
                            f"no virtual system {target.keybindings.get('Name')!r}")
-        action = VM_REQUESTS.get(_requested_state(params))
+        action = P.VM_REQUESTS.get(_requested_state(params))
         if params.get("TimeoutPeriod") is not None:
             return Uint32(NO_TIMEOUT), []
         if action is None:

@@ -36,10 +36,11 @@ def change_vm_state(state_root: Path, key: str, vm_name: str, action: str,
         was_running = vm_running(ctx, vm)
         if action in ("reboot", "reset") and not was_running:
             raise WrongState(f"vm {vm_name} is stopped; start it instead")
+        boots = action != "stop" and (action != "start" or not was_running)
         if action != "start" and was_running:
             drv.shutdown(ctx, vm, graceful=action != "reset", timeout=config.stop_timeout)
             emitter.vm(vm_name, "stopped", driver=vm.driver)
-        if action != "stop" and (action != "start" or not was_running):
+        if boots:
             try:
                 if not was_running:  # what a crashed VM may have left (disk locks...)
                     drv.shutdown(ctx, vm, graceful=False, timeout=0)
@@ -50,7 +51,7 @@ def change_vm_state(state_root: Path, key: str, vm_name: str, action: str,
                 _save(ctx, drivers)
                 raise
         _save(ctx, drivers)
-        if action != "stop" and (action != "start" or not was_running):
+        if boots:
             boot = run_sequence(ctx, drivers, ON_BOOT, quiet_if_empty=True, vms={vm_name})
     running = vm_running(ctx, vm)
     return {"key": key, "vm": vm_name, "action": action,
