@@ -19,7 +19,10 @@ import re
 
 from pywbem import CIM_ERR_INVALID_PARAMETER, CIMError, CIMInstance
 
+from ediv.errors import InputError
+from ediv.ovf.namespaces import OVF_ENVIRONMENT
 from ediv.scenario.model import VM, Address, Filesystem, Interface, Kernel
+from ediv.xmlsafe import parse_bytes
 
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-]?[0-9A-Fa-f]{2}){5}$")
 _UNITS = {"byte": 1 / 2**20, "kilobyte": 1 / 1024, "megabyte": 1, "gigabyte": 1024}
@@ -146,10 +149,6 @@ def ovf_environment(vssd: CIMInstance) -> bytes | None:
     data = text.encode("utf-8")
     if len(data) > MAX_ENVIRONMENT_BYTES:
         raise _bad(f"OvfEnvironment is larger than {MAX_ENVIRONMENT_BYTES} bytes")
-    from ediv.errors import InputError
-    from ediv.ovf.environment import OVF_ENVIRONMENT
-    from ediv.xmlsafe import parse_bytes
-
     try:
         root = parse_bytes(data, "OvfEnvironment").getroot()
     except InputError as exc:
