@@ -203,9 +203,23 @@ class _Reader:
                 node.eulas.append(_text(child, "License") or "")
             elif ckind == "AnnotationSection":
                 node.annotation = _text(child, "Annotation")
+            elif ckind == "StartupSection" and isinstance(node, m.VirtualSystemCollection):
+                node.startup.extend(self.read_startup(child))
             elif not self.read_shared(child, ckind):
                 self.other(child, ckind, node.extensions)
         return node
+
+    def read_startup(self, el: etree._Element) -> list[m.StartupEntry]:
+        out = []
+        for item in _children(el, "Item"):
+            ident, order = _attr(item, "id"), parse_int(_attr(item, "order"))
+            if not ident or order is None or order < 0:
+                self.warn(item, "StartupSection Item without ovf:id or a valid ovf:order "
+                                "ignored")
+                continue
+            out.append(m.StartupEntry(ident, order, parse_int(_attr(item, "startDelay")),
+                                      parse_int(_attr(item, "stopDelay"))))
+        return out
 
     def read_hardware(self, el: etree._Element) -> m.VirtualHardware:
         hw = m.VirtualHardware(id=_attr(el, "id"), transport=_attr(el, "transport"))

@@ -16,6 +16,7 @@ from ediv.scenario.model import VM, Global, Interface, Net, Scenario
 
 from . import envelope as m
 from .inspect import memory_mb
+from .requirements import startup_orders
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_-]+")
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
@@ -46,11 +47,20 @@ def translate_systems(envelope: m.Envelope, net_map: dict[str, str] | None = Non
     configuration = envelope.default_configuration()
     out: list[tuple[m.VirtualSystem, VM]] = []
     used: set[str] = set()
+    orders = startup_orders(envelope)
     for vs in envelope.systems():
         name = _unique(vm_name(vs), used)
         items = vs.items(configuration)
         mem = memory_mb(vs, items, sink)
-        vm = VM(name=name, type=vm_type, mem=f"{mem}M" if mem else None, appliance=appliance)
+        vm = VM(name=name, type=vm_type, mem=f"{mem}M" if mem else None, appliance=appliance,
+                order=orders.get(id(vs)))
+        boot = boot_disk(envelope, vs, configuration)
+        for disk in system_disks(envelope, vs, configuration):
+            if disk is not boot:
+                ref = envelope.file(disk.file_ref)
+                sink.append(f"{name}: data disk {disk.disk_id!r} ("
+                            + (f"file {ref.href}" if ref else "blank")
+                            + ") is not attached: a VNUML VM has a single filesystem")
         for item in (i for i in items if i.resource_type == m.RT_ETHERNET):
             if not item.connections:
                 sink.append(f"{name}: NIC {item.element_name or item.instance_id} has no "
@@ -75,16 +85,23 @@ def boot_disk(envelope: m.Envelope, vs: m.VirtualSystem,
               configuration: str | None = None) -> m.Disk | None:
     """The disk ``vs`` boots: its first disk drive backed by a file of the package (OVF has
     no boot flag on disks; BootDeviceSection is rare and vendor-specific)."""
+    return next((d for d in system_disks(envelope, vs, configuration)
+                 if d.file_ref and envelope.file(d.file_ref)), None)
+
+
+def system_disks(envelope: m.Envelope, vs: m.VirtualSystem,
+                 configuration: str | None = None) -> list[m.Disk]:
+    """The DiskSection disks ``vs``'s items attach (ovf:/disk/ID), in item order."""
     if configuration is None:
         configuration = envelope.default_configuration()
+    out: list[m.Disk] = []
     for item in vs.items(configuration):
         for resource in item.host_resources:
             kind, _, ident = resource.removeprefix("ovf:").lstrip("/").partition("/")
-            if kind == "disk":
-                disk = envelope.disk(ident)
-                if disk is not None and disk.file_ref and envelope.file(disk.file_ref):
-                    return disk
-    return None
+            disk = envelope.disk(ident) if kind == "disk" else None
+            if disk is not None and disk not in out:
+                out.append(disk)
+    return out
 
 
 def to_scenario(vms: list[VM], name: str, *, extra_nets: list[str] = ()) -> Scenario:
