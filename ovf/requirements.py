@@ -39,7 +39,8 @@ def descriptor_refusals(env: m.Envelope) -> list[str]:
     for vs in env.systems():
         for item in vs.items(configuration):
             rtype = item.resource_type
-            if item.required and rtype is not None and rtype not in KNOWN_RESOURCE_TYPES:
+            if (item.required and rtype is not None and rtype not in KNOWN_RESOURCE_TYPES
+                    and env.dialect != "ovirt"):  # engine devices (RNG 0, video 32768)
                 out.append(f"VirtualHardwareSection of {vs.id!r} (line {item.line}): required "
                            f"{item.kind} {item.element_name or item.instance_id or '?'} has "
                            f"ResourceType {rtype}, unknown to ediv (mark it "

@@ -7,6 +7,7 @@ exception type is a bug. Spot checks pin what specific real files must yield.
 from __future__ import annotations
 
 import collections
+import re
 
 import pytest
 
@@ -30,6 +31,7 @@ def ovf_corpus(corpus):
 def test_whole_corpus_reads_without_crash(ovf_corpus):
     verdicts: collections.Counter[str] = collections.Counter()
     reasons: collections.Counter[str] = collections.Counter()
+    undeployable: collections.Counter[str] = collections.Counter()
     crashes = []
     files = sorted(p for p in ovf_corpus.rglob("*") if p.is_file() and p.suffix in SUFFIXES)
     for path in files:
@@ -43,10 +45,15 @@ def test_whole_corpus_reads_without_crash(ovf_corpus):
             crashes.append(f"{path.relative_to(ovf_corpus)}: {type(exc).__name__}: {exc}")
             continue
         verdicts["ok with warnings" if result.warnings else "ok"] += 1
+        refusals = result.to_json()["refusals"]  # what import/convert would refuse
+        undeployable[re.sub(r"'[^']*'|\(line \d+\)", "...", refusals[0])[:70] if refusals
+                     else "deployable (descriptor checks)"] += 1
     print(f"\nOVF corpus: {len(files)} files: " +
           ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())))
     for reason, n in reasons.most_common():
         print(f"  rejected x{n}: {reason}")
+    for reason, n in undeployable.most_common():
+        print(f"  read, then for import: x{n}: {reason}")
     assert not crashes, "\n".join(crashes)
     assert len(files) > 800
     assert verdicts["ok"] + verdicts["ok with warnings"] > 780
