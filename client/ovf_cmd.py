@@ -46,7 +46,8 @@ class DeployChoices:
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``open_appliance`` / ``import_into_scenario``."""
         return {"configuration": self.configuration, "properties": self.properties,
-                "accept_eula": self.accept_eula}
+                "accept_eula": self.accept_eula,
+                "defer_disks": True}  # the commands convert what they open: read it once
 
 
 def deploy_options(*, eula: bool = True) -> Callable:

@@ -1,8 +1,11 @@
 """Disk images of OVF packages: stream them out of the package, convert them with qemu-img.
 
 Import: a disk file is copied out of the package (OVA member, folder file, gzip-compressed or
-chunked) to a temporary file in fixed-size blocks, never held in memory, and hashed on the way
-so that what is converted is exactly what the manifest vouched for. Its format is taken from
+chunked) in one pass of large blocks, never held in memory, and hashed on the way so that what
+is converted is exactly what the manifest vouched for (the importer defers the manifest check
+of disk files to this pass, so the package is read once). Blocks of zeros are not written but
+skipped (a sparse file), so a raw disk costs only its data; a raw disk is then renamed into
+place, not copied. Its format is taken from
 the file's magic bytes (the descriptor's format URI is only a cross-check), and anything that
 is not raw is converted with ``qemu-img convert -O raw`` (Debian qemu-utils): streamOptimized
 or sparse VMDK, qcow2, VHD/VHDX. Images that would make qemu-img open other host files (a
@@ -19,6 +22,7 @@ import json
 import os
 import shutil
 import subprocess
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -28,7 +32,9 @@ from ediv.errors import EdivError, InputError
 from . import envelope as m
 from .package import Package
 
-BLOCK = 1 << 20
+BLOCK = 1 << 22  # 4 MiB reads: few system calls, hashing at OpenSSL speed
+SPARSE_BLOCK = 1 << 16  # zero runs of this size become holes in the written file
+_ZERO = bytes(SPARSE_BLOCK)
 QEMU_IMG_TIMEOUT = 3600
 VMDK_STREAM_URI = "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"
 RAW_URI = "http://en.wikipedia.org/wiki/Byte"  # raw images, as oVirt/RHV write it
@@ -107,29 +113,36 @@ def extract_file(pkg: Package, ref: m.FileRef, dest: Path,
         members = [found]
     digests: dict[str, str] = {}
     size = 0
-    with dest.open("wb") as out:
+    buf = bytearray(BLOCK)
+    with open(dest, "wb", opener=_private) as out:
         for member in members:
             hashers = {alg: hashlib.new(alg.lower()) for alg in algorithms}
             with pkg.open(member) as stored:
-                tee = _HashingReader(stored, hashers)
                 if ref.compression == "gzip":
+                    tee = _HashingReader(stored, hashers)
                     with gzip.GzipFile(fileobj=tee, mode="rb") as plain:
-                        size += _copy(plain, out)
+                        size += _copy(plain, out, buf)
+                    tee.drain()
                 else:
-                    size += _copy(tee, out)
-                tee.drain()
+                    size += _copy(stored, out, buf, list(hashers.values()))
             for alg, h in hashers.items():
                 key = alg if len(members) == 1 else f"{alg}:{member}"
                 digests[key] = h.hexdigest()
+        out.truncate()  # the file ends at the last byte, even after a trailing hole
     return ExtractedFile(dest, size, digests)
 
 
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
 def to_raw(src: Path, dest: Path, declared: str | None = None,
-           warnings: list[str] | None = None) -> str:
+           warnings: list[str] | None = None, *, move: bool = False) -> str:
     """Write ``src`` as a raw image at ``dest``; returns the source format.
 
-    A raw source is moved (or copied) as is; anything else goes through ``qemu-img convert``.
-    The output appears under its name only when complete.
+    A raw source is copied as is (renamed when ``move``: ``src`` is a temporary file on the
+    same filesystem); anything else goes through ``qemu-img convert``, which writes zeros as
+    holes. The output appears under its name only when complete.
     """
     fmt = detect_format(src)
     if fmt == "vmdk-descriptor":
@@ -142,7 +155,9 @@ def to_raw(src: Path, dest: Path, declared: str | None = None,
                         f"converted as {fmt}")
     partial = dest.with_name(dest.name + ".partial")
     try:
-        if fmt == "raw":
+        if fmt == "raw" and move:
+            os.replace(src, partial)
+        elif fmt == "raw":
             shutil.copyfile(src, partial)
         else:
             _refuse_external_files(src, fmt)
@@ -203,14 +218,68 @@ def _run(argv: list[str], what: str) -> str:
     return proc.stdout
 
 
-def _copy(src: BinaryIO, out: BinaryIO) -> int:
-    total = 0
-    while True:
-        block = src.read(BLOCK)
-        if not block:
-            return total
-        out.write(block)
-        total += len(block)
+def _copy(src: BinaryIO, out: BinaryIO, buf: bytearray,
+          hashers: list[hashlib._Hash] = ()) -> int:
+    """Copy ``src`` to ``out``, hashing what is read and seeking over blocks of zeros (the
+    caller truncates ``out`` at the end).
+
+    Hashing runs in a second thread, one block behind reading and writing (hashlib and
+    file I/O release the GIL), so a copy costs about the hashing alone; ``buf`` and one
+    more block of its size are the only memory used.
+    """
+    bufs = (buf, bytearray(len(buf)))
+    views = tuple(memoryview(b) for b in bufs)
+    pending: list[Future | None] = [None, None]
+    readinto = getattr(src, "readinto", None)
+    total, i = 0, 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ediv-hash") as pool:
+        try:
+            while True:
+                if pending[i] is not None:
+                    pending[i].result()  # its previous block is hashed: reuse it
+                n = _fill(src, readinto, bufs[i])
+                if not n:
+                    return total
+                if hashers:
+                    pending[i] = pool.submit(_update, hashers, views[i][:n])
+                _write_sparse(out, bufs[i], views[i], n)
+                total += n
+                i ^= 1
+        finally:
+            for fut in pending:  # in order: the worker runs them one after the other
+                if fut is not None:
+                    fut.result()
+
+
+def _fill(src: BinaryIO, readinto, buf: bytearray) -> int:
+    if readinto is not None:
+        return readinto(buf)
+    block = src.read(len(buf))
+    buf[:len(block)] = block
+    return len(block)
+
+
+def _update(hashers: list[hashlib._Hash], data: memoryview) -> None:
+    for h in hashers:
+        h.update(data)
+
+
+def _write_sparse(out: BinaryIO, buf: bytearray, view: memoryview, n: int) -> None:
+    """Write ``buf[:n]``, runs of data in one write each, whole zero blocks as holes."""
+    start: int | None = None  # beginning of the pending run of data
+    pos = 0
+    while pos < n:
+        end = min(pos + SPARSE_BLOCK, n)
+        if end - pos == SPARSE_BLOCK and buf.startswith(_ZERO, pos):
+            if start is not None:
+                out.write(view[start:pos])
+                start = None
+            out.seek(SPARSE_BLOCK, os.SEEK_CUR)
+        elif start is None:
+            start = pos
+        pos = end
+    if start is not None:
+        out.write(view[start:n])
 
 
 class _HashingReader:

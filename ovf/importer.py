@@ -61,6 +61,8 @@ class Appliance:
     # package name -> (algorithm, digest), read with the verified manifest
     digests: dict[str, tuple[str, str]] = field(default_factory=dict)
     eula_accepted: bool = False  # the package has EULAs and the user accepted them
+    # package names whose digests were not checked yet: convert_disk checks them
+    deferred: frozenset[str] = frozenset()
 
     @property
     def envelope(self) -> m.Envelope:
@@ -98,7 +100,7 @@ def open_appliance(path: str | Path, *, net_map: dict[str, str] | None = None,
                    vm_type: str | None = None, trust: str | Path | None = None,
                    now: dt.datetime | None = None, configuration: str | None = None,
                    properties: dict[str, str] | None = None,
-                   accept_eula: bool = False) -> Appliance:
+                   accept_eula: bool = False, defer_disks: bool = False) -> Appliance:
     """Read, verify and translate ``path``; InputError when verification fails, when the
     package needs something ediv cannot honour, or has EULAs not accepted
     (``EulaNotAccepted``).
@@ -106,15 +108,19 @@ def open_appliance(path: str | Path, *, net_map: dict[str, str] | None = None,
     ``vm_type`` None: "uml" for systems with a disk, "container" for those without.
     ``configuration``: the deployment option (default: the package's); ``properties``:
     user values for userConfigurable ProductSection properties.
+    ``defer_disks``: the boot disks' manifest digests are checked only when ``stage``
+    copies them out (one read of the package instead of two); for callers that go on to
+    ``stage``/``materialize``, since until then those files are not verified.
     """
     with open_package(path) as pkg:
         return _open(pkg, net_map, vm_type, trust, now, configuration, properties,
-                     accept_eula)
+                     accept_eula, defer_disks)
 
 
 def _open(pkg: Package, net_map, vm_type, trust, now, configuration=None, properties=None,
-          accept_eula: bool = False) -> Appliance:
-    result = _inspect(pkg, trust, None, now, configuration, properties)
+          accept_eula: bool = False, defer_disks: bool = False) -> Appliance:
+    defer = (lambda env: _disk_members(pkg, env, vm_type)) if defer_disks else None
+    result = _inspect(pkg, trust, None, now, configuration, properties, defer)
     reason = verification_error(result)
     if reason is not None:
         raise InputError(f"package refused, nothing imported: {reason}", pkg.source)
@@ -143,7 +149,26 @@ def _open(pkg: Package, net_map, vm_type, trust, now, configuration=None, proper
                                  pkg.source)
     return Appliance(pkg.source, result, pairs, warnings,
                      digests=_manifest_digests(pkg, result),
-                     eula_accepted=bool(licenses) and accept_eula)
+                     eula_accepted=bool(licenses) and accept_eula,
+                     deferred=frozenset(f.name for f in result.manifest.files
+                                        if f.status == "deferred"))
+
+
+def _disk_members(pkg: Package, env: m.Envelope, vm_type: str | None) -> frozenset[str]:
+    """Package names of the boot disk files ``stage`` will copy out."""
+    if vm_type == "container":
+        return frozenset()
+    out: set[str] = set()
+    for vs in env.systems():
+        disk = boot_disk(env, vs)
+        ref = env.file(disk.file_ref) if disk is not None else None
+        target = pkg.resolve(ref.href) if ref is not None else None
+        if target is None:
+            continue
+        parts = pkg.chunks(target) if ref.chunk_size else []
+        found = parts or ([pkg.find(target)] if pkg.find(target) else [])
+        out.update(found)
+    return frozenset(out)
 
 
 def materialize(appliance: Appliance, out_dir: str | Path, *,
@@ -294,9 +319,9 @@ def convert_disk(pkg: Package, appliance: Appliance, disk: m.Disk, dest: Path) -
     stored = dest.with_name(dest.name + ".stored")
     try:
         got = extract_file(pkg, ref, stored, algorithms)
-        _recheck(pkg, ref, got.digests, digests)
+        _recheck(pkg, ref, got.digests, digests, appliance.deferred)
         try:
-            to_raw(stored, dest, disk.format, appliance.warnings)
+            to_raw(stored, dest, disk.format, appliance.warnings, move=True)
         except InputError as exc:  # name the package's file, not the temporary copy
             raise InputError("; ".join(f"disk {ref.href}: " + d.message.replace(str(stored),
                                                                                ref.href)
@@ -306,8 +331,10 @@ def convert_disk(pkg: Package, appliance: Appliance, disk: m.Disk, dest: Path) -
 
 
 def _recheck(pkg: Package, ref: m.FileRef, got: dict[str, str],
-             verified: dict[str, tuple[str, str]]) -> None:
-    """The bytes copied out must be the ones the manifest (already verified) lists."""
+             verified: dict[str, tuple[str, str]],
+             deferred: frozenset[str] = frozenset()) -> None:
+    """The bytes copied out must be the ones the manifest (already verified, or
+    ``deferred`` to this check) lists."""
     if not verified:
         return
     target = pkg.resolve(ref.href) or ref.href
@@ -317,6 +344,10 @@ def _recheck(pkg: Package, ref: m.FileRef, got: dict[str, str],
             continue
         alg, digest = verified[member]
         key = alg if not members else f"{alg}:{member}"
+        if got.get(key) != digest and member in deferred:
+            raise InputError(f"package refused, nothing imported: manifest mismatch: {member}: "
+                             f"{alg} digest mismatch (manifest {digest[:16]}..., file "
+                             f"{(got.get(key) or '')[:16]}...)", pkg.source)
         if got.get(key) != digest:
             raise InputError(f"{member} changed while it was being imported (its {alg} digest "
                              "no longer matches the manifest): refused", pkg.source)
@@ -349,7 +380,8 @@ def import_into_scenario(package: str | Path, scenario_file: str | Path, *,
                          trust: str | Path | None = None,
                          now: dt.datetime | None = None, configuration: str | None = None,
                          properties: dict[str, str] | None = None,
-                         accept_eula: bool = False) -> ScenarioImport:
+                         accept_eula: bool = False, defer_disks: bool = False
+                         ) -> ScenarioImport:
     """Add the VMs of ``package`` (and the nets they need) to ``scenario_file``.
 
     The file is edited as XML, so its comments and layout stay; the previous version is kept
@@ -362,7 +394,7 @@ def import_into_scenario(package: str | Path, scenario_file: str | Path, *,
     current, _ = validate_tree(tree, str(path), base)
     appliance = open_appliance(package, net_map=net_map, vm_type=vm_type, trust=trust, now=now,
                                configuration=configuration, properties=properties,
-                               accept_eula=accept_eula)
+                               accept_eula=accept_eula, defer_disks=defer_disks)
     taken = [vm.name for vm in appliance.vms if current.vm(vm.name) is not None]
     if taken:
         raise InputError(f"the scenario already has VMs named {', '.join(taken)}: nothing "

@@ -7,8 +7,10 @@ The JSON form is a contract (docs/ARCHITECTURE.md, "Command line"): the keys of
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ediv.errors import InputError
 
@@ -17,11 +19,13 @@ from .package import Package, open_package
 from .properties import apply_properties, shown
 from .reader import read_envelope
 from .requirements import descriptor_refusals, eulas
-from .schema import SchemaReport, validate
 from .signature import SignatureReport, verify_signature
 from .units import byte_multiplier
 from .verify import ManifestReport, check_sizes, verify_manifest
 from .xmlload import load_descriptor
+
+if TYPE_CHECKING:  # xmlschema takes half a second to import: only with --schema-dir
+    from .schema import SchemaReport
 
 MANIFEST_FAILURES = frozenset({"mismatch", "invalid"})
 SIGNATURE_FAILURES = frozenset({"invalid", "untrusted", "expired"})
@@ -123,7 +127,10 @@ def inspect_package(path: str | Path, *, trust: str | Path | None = None,
 
 
 def _inspect(pkg: Package, trust, schema_dir, now, configuration: str | None = None,
-             properties: dict[str, str] | None = None) -> Inspection:
+             properties: dict[str, str] | None = None,
+             defer: Callable[[m.Envelope], frozenset[str]] | None = None) -> Inspection:
+    """``defer``: given the envelope, the package files whose digests the caller checks
+    itself while copying them (``ediv.ovf.importer``), so the package is read once."""
     source = f"{pkg.source}:{pkg.descriptor_name}" if pkg.kind == "ova" else pkg.source
     root, xml_warnings = load_descriptor(pkg.descriptor_bytes(), source)
     env = read_envelope(root, source)
@@ -138,13 +145,15 @@ def _inspect(pkg: Package, trust, schema_dir, now, configuration: str | None = N
             raise InputError("; ".join(d.message for d in exc.diagnostics),
                              pkg.source) from None
     warnings = [*pkg.warnings, *xml_warnings, *env.warnings]
-    manifest = verify_manifest(pkg, env)
+    manifest = verify_manifest(pkg, env, defer(env) if defer else frozenset())
     warnings.extend(manifest.warnings)
     check_sizes(pkg, env, warnings)
     signature = verify_signature(pkg, manifest.names, trust, now)
     warnings.extend(signature.warnings)
     schema = None
     if schema_dir is not None:
+        from .schema import validate
+
         schema = validate(root, env.namespace, schema_dir)
         warnings.extend(f"schema: {e}" for e in schema.errors)
     return Inspection(source=pkg.source, package_kind=pkg.kind, descriptor=pkg.descriptor_name,
