@@ -10,6 +10,7 @@ package root; hrefs are resolved relative to the descriptor's folder.
 from __future__ import annotations
 
 import abc
+import io
 import os
 import posixpath
 import stat
@@ -118,6 +119,11 @@ class Package(abc.ABC):
     def storage_order(self, names: list[str]) -> list[str]:
         return list(names)
 
+    def extent(self, name: str) -> tuple[Path, int, int] | None:
+        """(path, offset, size) of ``name`` when it is one run of bytes in a file of this
+        machine that readers may open directly (see ``TarPackage``); None by default."""
+        return None
+
 
 class TarPackage(Package):
     """An OVA: a tar archive (gzip/bzip2/xz wrapping tolerated with a warning)."""
@@ -210,6 +216,16 @@ class TarPackage(Package):
             yield stream
         finally:
             stream.close()
+
+    def extent(self, name: str) -> tuple[Path, int, int] | None:
+        """(archive path, offset, size) of a member stored as one run of bytes in a plain
+        tar (not compressed, not a GNU sparse member), for readers that skip tarfile's
+        copies; None otherwise."""
+        info = self._members.get(name)
+        if info is None or info.sparse is not None \
+                or not isinstance(self._tar.fileobj, io.BufferedReader):  # gzip'd tar
+            return None
+        return self.path, info.offset_data, info.size
 
     def storage_order(self, names: list[str]) -> list[str]:
         """Archive order, so that a compressed OVA is never decompressed backwards."""
