@@ -256,7 +256,8 @@ def convert_cmd(package: str, nets: tuple[str, ...], vm_type: str | None, trust:
         raise InputError("-o must name a file", output)
     materialize(appliance, out_dir)
     _warn(appliance.warnings)
-    scenario = to_scenario(appliance.vms, name or Path(package).stem)
+    scenario = to_scenario(appliance.vms, name or Path(package).stem,
+                           envelope=appliance.envelope)
     if vms_only:
         root = xmlsafe.parse_bytes(to_xml(scenario)).getroot()
         text = b"".join(etree.tostring(vm, encoding="UTF-8") for vm in root.iter("vm"))
@@ -480,23 +481,30 @@ HANDLERS["ovf import"] = import_on_server
               help="State store where NAME is looked up when it is not a file.")
 def export_cmd(name: str, output: str, sign_key: str | None, cert: str | None,
                disk_format: str, state_path: str | None) -> None:
-    """Write the VMs of a scenario (file NAME, or a scenario NAME of the state store) as an
-    OVF 2.0 package with a SHA256 manifest, optionally signed."""
+    """Write the VMs of a scenario (file NAME, or a scenario NAME of the state store, defined
+    or deployed) as an OVF 2.0 package with a SHA256 manifest, optionally signed.
+
+    Images of a deployed scenario are read while its UML VMs hold them (without qemu's
+    locks). Net types, interface addresses and the VMs' /ovf-env.xml properties go into the
+    package (an ediv section other OVF tools skip, and ProductSections); import reads
+    them back."""
     from ediv.ovf.export import export_scenario
 
-    result = export_scenario(load_for_export(name, state_path), output,
-                             disk_format=disk_format, sign_key=sign_key, cert=cert)
+    scenario, state = load_for_export(name, state_path)
+    result = export_scenario(scenario, output, disk_format=disk_format, sign_key=sign_key,
+                             cert=cert, deployed=state is not None and state != "defined")
     _warn(result.warnings)
     click.echo(f"{result.path}: {len(result.vms)} VMs, {len(result.nets)} nets, "
                f"{len(result.disks)} disks" + (", signed" if result.signed else ""))
 
 
 def load_for_export(name: str, state_path: str | None):
-    """The scenario in file ``name``, else the one the state store holds under ``name``."""
+    """(scenario, state): the scenario in file ``name`` (state None), else the one the state
+    store holds under ``name`` (defined, deployed...) with its state."""
     from ediv.scenario import load_scenario, load_string
 
     if Path(name).is_file():
-        return load_scenario(name)[0]
+        return load_scenario(name)[0], None
     from ediv import state as st
 
     path = state_path or st.DEFAULT_PATH
@@ -510,7 +518,7 @@ def load_for_export(name: str, state_path: str | None):
     if row is None or not row.spec:
         raise EdivError(f"{name}: no such scenario file, nor a scenario of that name in {path}")
     return load_string(row.spec, f"{name} (state store)", row.basedir or ".",
-                       appliances=True)[0]
+                       appliances=True)[0], row.state
 
 
 def register(cli: click.Group) -> None:

@@ -206,15 +206,29 @@ def to_raw(src: Path, dest: Path, declared: str | None = None,
 
 
 def raw_to_vmdk(src: Path, dest: Path) -> None:
-    """A streamOptimized VMDK of the raw image ``src`` (the format OVF consumers expect)."""
+    """A streamOptimized VMDK of the raw image ``src`` (the format OVF consumers expect).
+
+    The image is opened without qemu's locks (``file.locking=off``): a deployed UML VM
+    holds a POSIX lock on it (ubd), which qemu's own locks (even with ``-U``) conflict
+    with ("Failed to lock byte 100"); the VM only reads it when it has a COW file."""
     partial = dest.with_name(dest.name + ".partial")
+    opts = ("driver=raw,file.driver=file,file.locking=off,file.filename="
+            + str(src).replace(",", ",,"))
     try:
-        _run([qemu_img(), "convert", "-q", "-f", "raw", "-O", "vmdk", "-o",
-              "subformat=streamOptimized", str(src), str(partial)],
+        _run([qemu_img(), "convert", "-q", "--image-opts", opts, "-O", "vmdk", "-o",
+              "subformat=streamOptimized", str(partial)],
              "converting the raw disk to a streamOptimized VMDK")
         os.replace(partial, dest)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def copy_sparse(src: Path, dest: Path) -> int:
+    """Copy the file ``src`` to ``dest`` (0600), zero blocks as holes; its size."""
+    with src.open("rb") as f, open(dest, "wb", opener=_private) as out:
+        size = _copy(f, out, bytearray(BLOCK))
+        out.truncate()
+    return size
 
 
 def image_info(path: Path, fmt: str) -> dict:

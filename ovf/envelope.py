@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 # CIM_ResourceAllocationSettingData.ResourceType values used by OVF descriptors.
 RT_PROCESSOR = 3
@@ -238,6 +239,7 @@ class Envelope:
     unknown_required: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     selected: str | None = None  # deployment option chosen by the user (select_configuration)
+    ediv: Any = None  # ediv.ovf.edivsection.EdivScenario of packages ediv exported
 
     def systems(self) -> list[VirtualSystem]:
         """Every VirtualSystem, nested collections flattened in document order."""

@@ -35,6 +35,7 @@ from ediv.scenario.model import VM, Filesystem, Filetree, Net, Scenario
 
 from . import envelope as m
 from .convert import extract_file, to_raw
+from .edivsection import net_objects
 from .environment import ENV_FILE, environment_xml, system_properties
 from .inspect import Inspection, _inspect
 from .manifest import entry_target, parse_manifest
@@ -403,7 +404,7 @@ def import_into_scenario(package: str | Path, scenario_file: str | Path, *,
     try:
         new_nets = [n for n in dict.fromkeys(n for vm in appliance.vms for n in vm.nets)
                     if current.net(n) is None]
-        merged = _merged_xml(tree, appliance.vms, new_nets)
+        merged = _merged_xml(tree, appliance.vms, net_objects(appliance.envelope.ediv, new_nets))
         load_string(merged, str(path), base, appliances=True)  # the result must be a valid scenario
     except BaseException:
         staged.discard()
@@ -422,12 +423,11 @@ def import_into_scenario(package: str | Path, scenario_file: str | Path, *,
                           appliance.warnings)
 
 
-def _merged_xml(tree: etree._ElementTree, vms: list[VM], nets: list[str]) -> bytes:
+def _merged_xml(tree: etree._ElementTree, vms: list[VM], nets: list[Net]) -> bytes:
     """``tree`` with ``<net>`` elements after its nets and ``<vm>`` elements after its VMs."""
     tree = copy.deepcopy(tree)
     root = tree.getroot()
-    generated = xmlsafe.parse_bytes(to_xml(Scenario(nets=[Net(name=n) for n in nets],
-                                                    vms=vms, root=root.tag)))
+    generated = xmlsafe.parse_bytes(to_xml(Scenario(nets=nets, vms=vms, root=root.tag)))
     for tag, new in (("net", generated.getroot().findall("net")),
                      ("vm", generated.getroot().findall("vm"))):
         children = [c for c in root if isinstance(c.tag, str)]

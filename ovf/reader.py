@@ -14,6 +14,7 @@ from lxml import etree
 from ediv.errors import Diagnostic, InputError
 
 from . import envelope as m
+from .edivsection import EDIV_OVF, SECTION, parse_section
 from .namespaces import ENVELOPE_NAMESPACES, OVF_1, PREFIX_OF, XML, XS, XSI
 from .units import byte_multiplier, parse_int
 from .xmlload import load_descriptor
@@ -203,6 +204,8 @@ class _Reader:
                 node.eulas.append(_text(child, "License") or "")
             elif ckind == "AnnotationSection":
                 node.annotation = _text(child, "Annotation")
+            elif ckind == SECTION and etree.QName(child).namespace == EDIV_OVF:
+                self.env.ediv = parse_section(child)
             elif ckind == "StartupSection" and isinstance(node, m.VirtualSystemCollection):
                 node.startup.extend(self.read_startup(child))
             elif not self.read_shared(child, ckind):

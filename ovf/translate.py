@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 
-from ediv.scenario.model import VM, Global, Interface, Net, Scenario
+from ediv.scenario.model import VM, Global, Interface, Scenario
 
 from . import envelope as m
+from .edivsection import apply_interfaces, net_objects
 from .inspect import memory_mb
 from .requirements import startup_orders
 
@@ -54,6 +55,7 @@ def translate_systems(envelope: m.Envelope, net_map: dict[str, str] | None = Non
         mem = memory_mb(vs, items, sink)
         vm = VM(name=name, type=vm_type, mem=f"{mem}M" if mem else None, appliance=appliance,
                 order=orders.get(id(vs)))
+        ovf_nets: list[str] = []
         boot = boot_disk(envelope, vs, configuration)
         for disk in system_disks(envelope, vs, configuration):
             if disk is not boot:
@@ -71,6 +73,8 @@ def translate_systems(envelope: m.Envelope, net_map: dict[str, str] | None = Non
             vm.interfaces.append(Interface(id=len(vm.interfaces) + 1,
                                            net=net_map.get(ovf_net, net_name(ovf_net)),
                                            mac=mac.replace("-", ":").lower() if mac else None))
+            ovf_nets.append(ovf_net)
+        apply_interfaces(envelope.ediv, vm, ovf_nets)
         out.append((vs, vm))
     return out
 
@@ -104,11 +108,14 @@ def system_disks(envelope: m.Envelope, vs: m.VirtualSystem,
     return out
 
 
-def to_scenario(vms: list[VM], name: str, *, extra_nets: list[str] = ()) -> Scenario:
-    """A VNUML 1.8 scenario holding ``vms`` and one virtual_bridge net per net they use."""
+def to_scenario(vms: list[VM], name: str, *, extra_nets: list[str] = (),
+                envelope: m.Envelope | None = None) -> Scenario:
+    """A VNUML 1.8 scenario holding ``vms`` and one net per net they use: virtual_bridge
+    lan, or as the ediv section of ``envelope`` (a package ediv exported) records it."""
     nets = list(dict.fromkeys([n for vm in vms for n in vm.nets] + list(extra_nets)))
     return Scenario(global_=Global(version="1.8", simulation_name=scenario_name(name)),
-                    nets=[Net(name=n) for n in nets], vms=list(vms))
+                    nets=net_objects(envelope.ediv if envelope else None, nets),
+                    vms=list(vms))
 
 
 def scenario_name(raw: str) -> str:
