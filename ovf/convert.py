@@ -124,48 +124,12 @@ def extract_file(pkg: Package, ref: m.FileRef, dest: Path,
                         size += _copy(plain, out, buf)
                     tee.drain()
                 else:
-                    direct = _direct(pkg, member)
-                    try:
-                        size += _copy(direct or stored, out, buf, list(hashers.values()))
-                    finally:
-                        if direct is not None:
-                            direct.close()
+                    size += _copy(stored, out, buf, list(hashers.values()))
             for alg, h in hashers.items():
                 key = alg if len(members) == 1 else f"{alg}:{member}"
                 digests[key] = h.hexdigest()
         out.truncate()  # the file ends at the last byte, even after a trailing hole
     return ExtractedFile(dest, size, digests)
-
-
-def _direct(pkg: Package, member: str) -> _Extent | None:
-    """The member read straight from the archive file (one copy instead of tarfile's
-    three), when the package stores it as one run of bytes."""
-    where = pkg.extent(member)
-    return _Extent(*where) if where is not None else None
-
-
-class _Extent:
-    """``size`` bytes at ``offset`` of ``path``, read with ``readinto``."""
-
-    def __init__(self, path: Path, offset: int, size: int):
-        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        self._pos, self._end = offset, offset + size
-
-    def readinto(self, buf: bytearray) -> int:
-        want = min(len(buf), self._end - self._pos)
-        if want <= 0:
-            return 0
-        n = os.preadv(self._fd, [memoryview(buf)[:want]], self._pos)
-        if n == 0:
-            raise InputError("the package file ended inside a member (truncated?)",
-                             str(self._pos))
-        self._pos += n
-        return n
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
 
 def _private(path: str, flags: int) -> int:
