@@ -5,8 +5,8 @@ and, in one run on a raw-disk OVA (2 GiB by default), ``openssl dgst -sha256`` b
 openssl's, peak RSS of each process, and how sparse the converted image is).
 
 Run: ``.venv/bin/python bench/bench_ovf.py [--size-mib N] [--corpus DIR] [--vms N]
-[--throughput-mib N] [--only-throughput]``. Prints figures; asserts nothing. Packages are
-built in temporary folders that are removed afterwards, also on errors or Ctrl-C.
+[--throughput-mib N] [--repeat N] [--only-throughput]``. Prints figures; asserts nothing.
+Packages are built in temporary folders that are removed afterwards, also on errors or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -208,9 +208,10 @@ def build_raw_ova(folder: Path, size: int) -> Path:
     return path
 
 
-def _timed(argv: list[str], cwd: Path) -> tuple[float, float, int]:
-    """(seconds, peak RSS MiB, exit status) of one process. The RSS is measured by
-    /usr/bin/time when present (a fork of this Python would count its pages), else wait4."""
+def _timed(argv: list[str], cwd: Path) -> tuple[float, float, float, int]:
+    """(wall seconds, CPU seconds, peak RSS MiB, exit status) of one process and its
+    children. RSS and CPU come from /usr/bin/time when present (a fork of this Python would
+    count its pages), else from wait4."""
     import os
     import shutil
     import subprocess
@@ -218,35 +219,23 @@ def _timed(argv: list[str], cwd: Path) -> tuple[float, float, int]:
     gnu_time = shutil.which("time", path="/usr/bin")
     report = cwd / ".rss"
     if gnu_time:
-        argv = [gnu_time, "-f", "%M", "-o", str(report), *argv]
+        argv = [gnu_time, "-f", "%M %U %S", "-o", str(report), *argv]
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _pid, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
-    rss_kib = usage.ru_maxrss
+    rss_kib, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
     if gnu_time and report.exists():
-        lines = report.read_text().split()
-        rss_kib = int(lines[-1]) if lines and lines[-1].isdigit() else rss_kib
+        fields = report.read_text().split()[-3:]
+        if len(fields) == 3:
+            rss_kib, cpu = int(fields[0]), float(fields[1]) + float(fields[2])
         report.unlink()
     if proc.returncode != 0:
         print(f"  {' '.join(argv[-4:])}... exited {proc.returncode}: "
               f"{proc.stderr.read().decode(errors='replace').strip()[-300:]}")
     proc.stderr.close()
-    return elapsed, rss_kib / 1024, proc.returncode
-
-
-def _best_of(n: int, argv: list[str], folder: Path) -> tuple[float, float, int]:
-    """Fastest of ``n`` runs (the machine is shared: the minimum is the least disturbed),
-    with the largest peak RSS seen; the output folder is emptied before each run."""
-    import shutil
-
-    runs = []
-    for _ in range(n):
-        shutil.rmtree(folder / "out", ignore_errors=True)
-        (folder / "out").mkdir()
-        runs.append(_timed(argv, folder))
-    return (min(r[0] for r in runs), max(r[1] for r in runs), max(r[2] for r in runs))
+    return elapsed, cpu, rss_kib / 1024, proc.returncode
 
 
 def bench_throughput(size_mib: int, repeat: int = 3) -> None:
@@ -263,23 +252,32 @@ def bench_throughput(size_mib: int, repeat: int = 3) -> None:
         folder = Path(tmp)
         ova = build_raw_ova(folder, size)
         total = ova.stat().st_size
-        runs = {}
-        for what, argv in (
-                ("openssl dgst -sha256", ["openssl", "dgst", "-sha256", str(ova)]),
-                ("ediv ovf inspect", [*ediv, "ovf", "inspect", str(ova)]),
-                ("ediv ovf convert", [*ediv, "ovf", "convert", str(ova), "-o",
-                                      str(folder / "out" / "lab.xml")])):
-            runs[what] = _best_of(repeat, argv, folder)
+        commands = {
+            "openssl dgst -sha256": ["openssl", "dgst", "-sha256", str(ova)],
+            "ediv ovf inspect": [*ediv, "ovf", "inspect", str(ova)],
+            "ediv ovf convert": [*ediv, "ovf", "convert", str(ova), "-o",
+                                 str(folder / "out" / "lab.xml")]}
+        seen: dict[str, list[tuple[float, float, float, int]]] = {k: [] for k in commands}
+        for _round in range(repeat):  # interleaved: each command sees the same load
+            for what, argv in commands.items():
+                shutil.rmtree(folder / "out", ignore_errors=True)
+                (folder / "out").mkdir()
+                seen[what].append(_timed(argv, folder))
+        # fastest wall and least CPU (the least disturbed runs), largest RSS, worst status
+        runs = {k: (min(r[0] for r in v), min(r[1] for r in v), max(r[2] for r in v),
+                    max(r[3] for r in v)) for k, v in seen.items()}
         image = folder / "out" / "router1.img"
         allocated = image.stat().st_blocks * 512 if image.exists() else 0
         base = total / runs["openssl dgst -sha256"][0] / 2**20
+        base_cpu = runs["openssl dgst -sha256"][1]
         print(f"throughput on a {size_mib} MiB raw-disk OVA ({total / 2**20:.0f} MiB, "
               f"1 MiB of data in every {DATA_EVERY}), {os.cpu_count()} cores, best of "
               f"{repeat} (page cache warm; process wall clock, start-up included):")
-        for what, (elapsed, rss, code) in runs.items():
+        for what, (elapsed, cpu, rss, code) in runs.items():
             rate = total / elapsed / 2**20
-            print(f"  {what:22} {elapsed:6.2f} s {rate:7.0f} MiB/s  {rate / base:5.2f}x openssl"
-                  f"  peak RSS {rss:6.1f} MiB" + ("" if code == 0 else f"  (exit {code})"))
+            print(f"  {what:22} {elapsed:6.2f} s {rate:6.0f} MiB/s {rate / base:5.2f}x openssl"
+                  f" | CPU {cpu:5.2f} s ({base_cpu / cpu:4.2f}x) | peak RSS {rss:5.1f} MiB"
+                  + ("" if code == 0 else f"  (exit {code})"))
         print(f"  targets: inspect >= 0.80x, convert >= 0.50x; converted image "
               f"{image.stat().st_size / 2**20 if image.exists() else 0:.0f} MiB apparent, "
               f"{allocated / 2**20:.0f} MiB allocated")
@@ -291,9 +289,10 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--vms", type=int, default=50)
     parser.add_argument("--throughput-mib", type=int, default=2048)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only-throughput", action="store_true")
     args = parser.parse_args()
-    bench_throughput(args.throughput_mib)
+    bench_throughput(args.throughput_mib, args.repeat)
     if args.only_throughput:
         return
     if args.corpus.is_dir():
