@@ -18,10 +18,12 @@ addresses back (``apply_interfaces``, ``net_objects``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from ediv.scenario.model import VM, Address, Net, Scenario
+if TYPE_CHECKING:  # ediv.scenario loads xmlschema: not at inspect's start-up
+    from ediv.scenario.model import VM, Net, Scenario
 
 EDIV_OVF = "urn:x-ediv:ovf:1"
 SECTION = "ScenarioSection"
@@ -31,7 +33,7 @@ SECTION = "ScenarioSection"
 class EdivInterface:
     id: int
     net: str
-    addresses: list[Address] = field(default_factory=list)
+    addresses: list[tuple[int, str, str | None]] = field(default_factory=list)  # family..
 
 
 @dataclass
@@ -82,7 +84,7 @@ def parse_section(el: etree._Element) -> EdivScenario:
                 k: child.get(_q(k)) for k in ("type", "mode") if child.get(_q(k))}
         elif local == "Interface" and (child.get(_q("id")) or "").isdigit() \
                 and child.get(_q("vm")) and child.get(_q("net")):
-            addresses = [Address(int(a.get(_q("family"))), a.get(_q("value")), a.get(_q("mask")))
+            addresses = [(int(a.get(_q("family"))), a.get(_q("value")), a.get(_q("mask")))
                          for a in child.iter(_q("Address"))
                          if a.get(_q("family")) in ("4", "6") and a.get(_q("value"))]
             out.interfaces.setdefault(child.get(_q("vm")), []).append(
@@ -93,17 +95,21 @@ def parse_section(el: etree._Element) -> EdivScenario:
 def apply_interfaces(info: EdivScenario | None, vm: VM, ovf_nets: list[str]) -> None:
     """Give ``vm``'s interfaces (one per package NIC, OVF network ``ovf_nets[k]``) the ids
     and addresses the section records, when it describes the same NICs."""
+    from ediv.scenario.model import Address
+
     recorded = (info.interfaces.get(vm.name) if info else None) or []
     if len(recorded) != len(vm.interfaces) or \
             any(r.net != n for r, n in zip(recorded, ovf_nets, strict=True)):
         return
     for iface, rec in zip(vm.interfaces, recorded, strict=True):
         iface.id = rec.id
-        iface.addresses = [Address(a.family, a.address, a.mask) for a in rec.addresses]
+        iface.addresses = [Address(family, value, mask) for family, value, mask in rec.addresses]
 
 
 def net_objects(info: EdivScenario | None, names: list[str]) -> list[Net]:
     """``Net`` elements for ``names``, with the type and mode the section records."""
+    from ediv.scenario.model import Net
+
     out = []
     for name in names:
         attrs = (info.nets.get(name) if info else None) or {}

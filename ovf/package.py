@@ -211,7 +211,7 @@ class TarPackage(Package):
         info = self._members.get(name)
         where = self.extent(name)
         if where is not None:  # a plain member: read in place, one copy (not tarfile's 3)
-            with io.BufferedReader(MemberReader(*where), buffer_size=1 << 16) as direct:
+            with io.BufferedReader(MemberReader(*where), buffer_size=8192) as direct:
                 yield direct
             return
         stream = self._tar.extractfile(info) if info is not None else None
