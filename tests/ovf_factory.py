@@ -167,10 +167,37 @@ def _cert(subject: str, key, issuer: str, issuer_key, *, expired: bool, ca: bool
     now = dt.datetime.now(dt.UTC)
     start, end = ((now - dt.timedelta(days=400), now - dt.timedelta(days=35)) if expired
                   else (now - dt.timedelta(days=1), now + dt.timedelta(days=365)))
+    usage = key_usage(sign=True, cert_sign=True) if subject == issuer else True
+    return issue(subject, key, issuer, issuer_key, ca=ca, not_before=start, not_after=end,
+                 algorithm=algorithm, usage=usage)
+
+
+def key_usage(*, sign: bool = False, cert_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=sign, content_commitment=False,
+                         key_encipherment=False, data_encipherment=False, key_agreement=False,
+                         key_cert_sign=cert_sign, crl_sign=cert_sign, encipher_only=False,
+                         decipher_only=False)
+
+
+def issue(subject: str, key, issuer: str, issuer_key, *, ca: bool,
+          path_length: int | None = None, usage: x509.KeyUsage | None | bool = True,
+          eku: list | None = None, not_before: dt.datetime | None = None,
+          not_after: dt.datetime | None = None, algorithm=None) -> x509.Certificate:
+    """A certificate for ``key`` signed by ``issuer_key``. ``usage`` True: the keyUsage a CA
+    (keyCertSign, cRLSign) or a signer (digitalSignature) has; None/False: none."""
+    now = dt.datetime.now(dt.UTC)
     builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(start).not_valid_after(end)
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+               .not_valid_before(not_before or now - dt.timedelta(days=1))
+               .not_valid_after(not_after or now + dt.timedelta(days=365))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length),
+                              critical=True))
+    if usage is True:
+        usage = key_usage(cert_sign=True) if ca else key_usage(sign=True)
+    if usage:
+        builder = builder.add_extension(usage, critical=True)
+    if eku is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
     return builder.sign(issuer_key, algorithm if algorithm is not None else hashes.SHA256())
 
 
