@@ -88,8 +88,10 @@ def check_count(what: str, count: int, cap: int, key: str, source: str) -> None:
 
 
 def check_envelope(env, source: str, limits: Limits | None = None) -> None:
-    """Counts of the descriptor (systems, files, disks, items and NICs per system)."""
+    """Counts of the descriptor (systems, files, disks, items and NICs per system) and the
+    memory and CPUs every item asks for, whatever its deployment option."""
     from . import envelope as m
+    from .units import byte_multiplier
 
     lim = limits or active()
     check_count("File entries", len(env.files), lim.max_files, "files", source)
@@ -102,6 +104,15 @@ def check_envelope(env, source: str, limits: Limits | None = None) -> None:
                     source)
         nics = sum(1 for i in items if i.resource_type == m.RT_ETHERNET)
         check_count(f"system {vs.id!r}: NICs", nics, lim.max_nics, "nics", source)
+        for item in items:
+            if item.virtual_quantity is None:
+                continue
+            if item.resource_type == m.RT_MEMORY:
+                factor = byte_multiplier(item.allocation_units or "byte * 2^20")
+                if factor is not None:
+                    check_memory(vs.id, item.virtual_quantity * factor // 2**20, source, lim)
+            elif item.resource_type == m.RT_PROCESSOR:
+                check_cpus(vs.id, item.virtual_quantity, source, lim)
 
 
 def check_memory(system: str, mem_mb: int | None, source: str,
