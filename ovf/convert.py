@@ -25,7 +25,7 @@ from typing import BinaryIO
 from ediv.errors import EdivError, InputError
 
 from . import envelope as m
-from .diskcheck import check_image, source_args
+from .diskcheck import check_image, format_of, source_args
 from .package import Package
 from .stream import open_file
 
@@ -34,17 +34,6 @@ QEMU_IMG_TIMEOUT = 3600
 VMDK_STREAM_URI = "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"
 RAW_URI = "http://en.wikipedia.org/wiki/Byte"  # raw images, as oVirt/RHV write it
 QCOW2_URI = "http://www.gnome.org/~markmc/qcow-image-format.html"
-
-# magic bytes -> qemu-img format name
-_MAGIC: tuple[tuple[int, bytes, str], ...] = (
-    (0, b"KDMV", "vmdk"),
-    (0, b"QFI\xfb", "qcow2"),
-    (0, b"conectix", "vpc"),
-    (0, b"vhdxfile", "vhdx"),
-    (0, b"<<< Oracle VM VirtualBox Disk Image >>>", "vdi"),
-    (0, b"# Disk DescriptorFile", "vmdk-descriptor"),
-)
-
 
 @dataclass
 class ExtractedFile:
@@ -82,11 +71,7 @@ def format_from_uri(uri: str | None) -> str | None:
 def detect_format(path: Path) -> str:
     """qemu-img format from the file's first bytes; "raw" when no known header is there."""
     with path.open("rb") as f:
-        head = f.read(512)
-    for offset, magic, fmt in _MAGIC:
-        if head[offset:offset + len(magic)] == magic:
-            return fmt
-    return "raw"
+        return format_of(f.read(512))
 
 
 def extract_file(pkg: Package, ref: m.FileRef, dest: Path,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import envelope as m
 from . import policy
+from .diskcheck import check_package_disks
 from .limits import check_envelope
 from .package import Package, open_package
 from .policy import Decision
@@ -110,6 +111,7 @@ def _inspect(pkg: Package, trust, schema_dir, now) -> Inspection:
     manifest = verify_manifest(pkg, env)
     warnings.extend(manifest.warnings)
     check_sizes(pkg, env, warnings)
+    check_package_disks(pkg, env, warnings)
     trust_policy = policy.active()
     signature = verify_signature(pkg, manifest.names,
                                  trust if trust is not None else trust_policy.trust, now)

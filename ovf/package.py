@@ -118,6 +118,11 @@ class Package(abc.ABC):
     def storage_order(self, names: list[str]) -> list[str]:
         return list(names)
 
+    def location(self, name: str) -> tuple[Path, int, int] | None:
+        """(file, offset, length) where ``name``'s bytes lie as they are, or None when they
+        cannot be read in place (a member of a compressed or sparse archive)."""
+        return None
+
 
 class TarPackage(Package):
     """An OVA: a tar archive (gzip/bzip2/xz wrapping tolerated with a warning)."""
@@ -142,7 +147,7 @@ class TarPackage(Package):
     def _check_members(self) -> dict[str, tarfile.TarInfo]:
         with self.path.open("rb") as f:
             head = f.read(6)
-        compressed = head.startswith(_COMPRESSED_MAGIC)
+        compressed = self._compressed = head.startswith(_COMPRESSED_MAGIC)
         if compressed:
             self.warnings.append("OVA is a compressed tar (DSP0243 requires plain ustar); "
                                  "reading it anyway")
@@ -210,6 +215,12 @@ class TarPackage(Package):
             yield stream
         finally:
             stream.close()
+
+    def location(self, name: str) -> tuple[Path, int, int] | None:
+        info = self._members.get(name)
+        if info is None or info.sparse or self._compressed:
+            return None
+        return self.path, info.offset_data, info.size
 
     def storage_order(self, names: list[str]) -> list[str]:
         """Archive order, so that a compressed OVA is never decompressed backwards."""
@@ -284,6 +295,10 @@ class DirPackage(Package):
 
     def close(self) -> None:
         self._listing = None  # files are opened per read; nothing else is held
+
+    def location(self, name: str) -> tuple[Path, int, int] | None:
+        p = self._path(name)
+        return (p, 0, p.stat().st_size) if p is not None else None
 
     @contextmanager
     def open(self, name: str) -> Iterator[BinaryIO]:

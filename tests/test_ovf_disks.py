@@ -70,16 +70,44 @@ def test_qcow2_external_data_file_is_refused_and_the_secret_never_leaks(cli, tmp
     assert MARKER not in r.output.encode() and MARKER not in tree_bytes(out)
     # the temp copies are gone too: nothing of the package is left beside the output
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".ediv")] == []
+    # inspect reads the member in place, and refuses it too (exit 1: not a usable package)
+    r = CliRunner().invoke(cli, ["ovf", "inspect", str(built.path)])
+    assert r.exit_code == 1 and "external data file" in r.output, r.output
+    assert MARKER not in r.output.encode()
 
 
-def test_qcow2_backing_file_refused_through_a_package(cli, tmp_path):
+def test_inspect_reads_disks_in_place_in_a_folder_package(cli, tmp_path):
     base = tmp_path / "base.qcow2"
     qemu_img("create", "-q", "-f", "qcow2", str(base), "1M")
-    child = tmp_path / "child.qcow2"
-    qemu_img("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(child))
-    built = f.build_stored(tmp_path, child.read_bytes(), fmt="qcow2")
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    qemu_img("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base),
+             str(folder / "router-disk1.qcow2"))
+    (folder / "router.ovf").write_text(f.appliance_descriptor(
+        disk_href="router-disk1.qcow2", fmt="qcow2",
+        disk_size=(folder / "router-disk1.qcow2").stat().st_size))
+    r = CliRunner().invoke(cli, ["ovf", "inspect", str(folder)])
+    assert r.exit_code == 1 and "backing file" in r.output, r.output
+
+
+def test_inspect_accepts_good_disks_in_place(cli, tmp_path, ext2):
+    for fmt in ("vmdk", "qcow2"):
+        (tmp_path / fmt).mkdir()
+        built = f.build_appliance(tmp_path / fmt, ext2, fmt=fmt)
+        r = CliRunner().invoke(cli, ["ovf", "inspect", str(built.path)])
+        assert r.exit_code == 0, r.output
+        assert "header" not in r.output and "refused" not in r.output
+
+
+@pytest.mark.parametrize("fmt", ["qcow2", "vmdk"])  # vmdk: parentFileNameHint
+def test_backing_file_refused_through_a_package(cli, tmp_path, fmt):
+    base = tmp_path / f"base.{fmt}"
+    qemu_img("create", "-q", "-f", fmt, str(base), "1M")
+    child = tmp_path / f"child.{fmt}"
+    qemu_img("create", "-q", "-f", fmt, "-F", fmt, "-b", str(base), str(child))
+    built = f.build_stored(tmp_path, child.read_bytes(), fmt=fmt)
     r = convert(cli, built.path, tmp_path / "out")
-    assert r.exit_code == 1 and "backing file" in r.output
+    assert r.exit_code == 1 and f"the {fmt} disk names a backing file" in r.output
 
 
 def test_virtual_size_beyond_the_cap_is_refused(cli, tmp_path):
