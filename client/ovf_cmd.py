@@ -52,8 +52,8 @@ def package_policy(fn):
     wrapper = click.option(
         "--limit", "limit_settings", multiple=True, metavar="KEY=VALUE",
         help="Raise or lower a sanity cap (disk_bytes, expanded_bytes, ratio, memory_mb, "
-             "cpus, nics, items, systems, files, disks; sizes take K/M/G/T; see docs/ovf.md). "
-             "Default from $EDIV_OVF_LIMITS.")(wrapper)
+             "cpus, nics, items, systems, files, disks, members, descriptor_bytes; sizes "
+             "take K/M/G/T; see docs/ovf.md). Default from $EDIV_OVF_LIMITS.")(wrapper)
     return click.option(
         "--require-signature", is_flag=True, envvar="EDIV_OVF_REQUIRE_SIGNATURE",
         help="Refuse packages that are not signed or whose signer is not trusted (default: "

@@ -37,6 +37,8 @@ class Limits:
     max_systems: int = 1024
     max_files: int = 4096  # References/File entries
     max_disks: int = 1024  # DiskSection/Disk entries
+    max_members: int = 10_000  # files of an OVA or a package folder
+    max_descriptor_bytes: int = 16 * 2**20  # the .ovf (real ones are under 1 MiB)
 
     @classmethod
     def keys(cls) -> list[str]:

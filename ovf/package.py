@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 from ediv import xmlsafe
 from ediv.errors import InputError
 
-MAX_MEMBERS = 10_000
+from . import limits
+
 READ_CHUNK = 1 << 20
 MAX_MEMBER_BYTES = 16 * 2**40  # 16 TiB: more is a corrupt or hostile header
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
@@ -82,7 +83,12 @@ class Package(abc.ABC):
         return b"".join(parts)
 
     def descriptor_bytes(self) -> bytes:
-        return self.read(self.descriptor_name)
+        cap = limits.active().max_descriptor_bytes
+        size = self.size(self.descriptor_name) or 0
+        if size > cap:
+            raise limits.refuse(f"descriptor {self.descriptor_name}: size", size, cap,
+                                "descriptor_bytes", self.source)
+        return self.read(self.descriptor_name, cap)
 
     @property
     def base_dir(self) -> str:
@@ -152,13 +158,16 @@ class TarPackage(Package):
             self.warnings.append("OVA is a compressed tar (DSP0243 requires plain ustar); "
                                  "reading it anyway")
         archive_size = self.path.stat().st_size
+        max_members = limits.active().max_members
         members: dict[str, tarfile.TarInfo] = {}
         count = 0
         try:
             for info in self._tar:
                 count += 1
-                if count > MAX_MEMBERS:
-                    raise InputError(f"more than {MAX_MEMBERS} members: refused", self.source)
+                if count > max_members:
+                    raise InputError(f"more than {max_members} archive members: refused "
+                                     f"(raise the limit with --limit members=N or "
+                                     f"{limits.LIMITS_VAR})", self.source)
                 name = _member_name(info, self.source)
                 if info.isdir():
                     continue
@@ -260,7 +269,7 @@ class DirPackage(Package):
             for dirpath, _dirs, files in os.walk(self.root):
                 rel = Path(dirpath).relative_to(self.root).as_posix()
                 listing.extend(f if rel == "." else f"{rel}/{f}" for f in files)
-                if len(listing) > MAX_MEMBERS:
+                if len(listing) > limits.active().max_members:
                     break
             self._listing = sorted(listing)
         return self._listing

@@ -72,3 +72,22 @@ def test_scenario_mem_sanity(mem, ok):
     else:
         with pytest.raises(InputError, match="not a memory size a VM can have"):
             load_string(text, "s.xml", ".")
+
+
+def test_huge_descriptor_refused_before_parsing(tmp_path, cli):
+    """200k NICs would take hundreds of MB to parse: the descriptor's size stops it first."""
+    nic = ("<Item><rasd:Connection>lan</rasd:Connection><rasd:InstanceID>{}</rasd:InstanceID>"
+           "<rasd:ResourceType>10</rasd:ResourceType></Item>")
+    text = f.descriptor(disk_href="router-disk1.img").replace(
+        "</VirtualHardwareSection>",
+        "".join(nic.format(100 + i) for i in range(200_000)) + "</VirtualHardwareSection>")
+    pkg = f.build_package(tmp_path, descriptor_text=text).path
+    r = CliRunner().invoke(cli, ["ovf", "inspect", str(pkg)])
+    assert r.exit_code == 1 and "descriptor_bytes" in r.output, r.output
+
+
+def test_member_count_cap(tmp_path, cli):
+    built = f.build_package(tmp_path)
+    f.write_ova(built.path, [*built.members.items(), *((f"extra{i}", b"") for i in range(20))])
+    r = CliRunner().invoke(cli, ["ovf", "inspect", str(built.path), "--limit", "members=10"])
+    assert r.exit_code == 1 and "more than 10 archive members" in r.output
