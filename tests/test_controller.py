@@ -382,3 +382,36 @@ def test_wrong_host_key_is_refused(env, tmp_path):
         known.write_text(original)
     assert r.returncode == 1
     assert "does NOT match" in r.stderr and "h1" in r.stderr
+
+
+def test_ediv_ctl_flags_file_names_exec_vm_and_console_quoting(env):
+    """EDIV users' scripts: ediv-ctl -t / -x / -d with the scenario file; ``ediv`` commands
+    that take NAME take the file too; exec --vm limits the run (VNUML -M); console keeps the
+    command's words and exit status."""
+    scenario = str(EXAMPLES / "simple6.xml")
+    ctl = [sys.executable, "-m", "ediv.client.ctl"]
+
+    def ediv_ctl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*ctl, *args, "--state", env["state"]], capture_output=True,
+                              text=True, timeout=600, check=False)
+
+    up = ediv_ctl("-t", "-s", scenario, "-c", env["cluster"])
+    assert up.returncode == 0, up.stderr
+    try:
+        status = json.loads(run("status", scenario, "--state", env["state"], "--json").stdout)
+        assert status["name"] == "simple6" and status["state"] == "deployed"
+        con = run("console", scenario, "h3", "--state", env["state"], "--",
+                  "sh", "-c", 'echo "a  b"; exit 3', check=False)
+        assert (con.returncode, con.stdout) == (3, "a  b\n"), con.stderr
+        only = json.loads(run("exec", scenario, "check", "--vm", "h3", "--vm", "r1",
+                              "--state", env["state"], "--json").stdout)
+        assert sorted(r["vm"] for r in only) == ["h3", "r1"]
+        assert all(r["exit_code"] == 0 for r in only), only
+        wrong = run("exec", "simple6", "check", "--vm", "nope", "--state", env["state"],
+                    check=False)
+        assert wrong.returncode == 1 and "has no VM 'nope'" in wrong.stderr
+        x = ediv_ctl("-x", "check", "-s", scenario, "-M", "h1")
+        assert x.returncode == 0, x.stderr
+    finally:
+        down = ediv_ctl("-d", "-s", scenario)
+    assert down.returncode == 0 and "simple6: released" in down.stdout, down.stderr
