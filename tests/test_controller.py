@@ -415,3 +415,35 @@ def test_ediv_ctl_flags_file_names_exec_vm_and_console_quoting(env):
     finally:
         down = ediv_ctl("-d", "-s", scenario)
     assert down.returncode == 0 and "simple6: released" in down.stdout, down.stderr
+
+
+def test_vm_defaults_route_and_filetree_reach_every_vm(env, tmp_path):
+    """A tutorial-like <vm_defaults> with a route and a filetree: after `exec start`, VMs on
+    two different hosts both have the route and the file."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "motd").write_text("from vm_defaults\n")
+    sc = tmp_path / "tut.xml"
+    sc.write_text(
+        '<vnuml><global><version>1.8</version><simulation_name>tutdef</simulation_name>'
+        '<vm_mgmt type="none"/><vm_defaults>'
+        '<route type="ipv4" gw="198.18.7.1">198.18.99.0/24</route>'
+        '<filetree seq="start" root="/etc/lab">conf</filetree>'
+        '</vm_defaults></global><net name="Lan" mode="virtual_bridge"/>'
+        + "".join(f'<vm name="{v}" type="container"><if id="1" net="Lan">'
+                  f'<ipv4 mask="255.255.255.0">198.18.7.{i}</ipv4></if>'
+                  f'<exec seq="show" type="verbatim">ip -4 route show 198.18.99.0/24; '
+                  f'cat /etc/lab/motd</exec></vm>'
+                  for i, v in ((1, "a"), (2, "b")))
+        + "</vnuml>")
+    status = deploy(env, sc)
+    assert len({v["host"] for v in status["vms"]}) == 2
+    try:
+        exec_json(env, "tutdef", "start")  # filetrees only: copies, no commands
+        shown = exec_json(env, "tutdef", "show")
+        assert sorted(r["vm"] for r in shown) == ["a", "b"]
+        for r in shown:
+            assert r["exit_code"] == 0, r
+            assert "198.18.99.0/24 via 198.18.7.1" in r["output"], r
+            assert "from vm_defaults" in r["output"], r
+    finally:
+        release(env, "tutdef")

@@ -14,6 +14,7 @@ from ediv.agent import naming
 from ediv.agent.bundle import DeployInfo, Segment
 from ediv.agent.commands import VXLAN_OVERHEAD
 from ediv.errors import Diagnostic, InputError
+from ediv.scenario.defaults import effective_vm
 from ediv.scenario.model import VM, Address, Exec, Filetree, Net, Route, Scenario
 
 MGMT_IFNAME = "eth0"
@@ -184,10 +185,7 @@ def build_layout(scenario: Scenario, info: DeployInfo, *,
         if driver not in known_drivers:
             bad(vm.line, f"vm {vm.name}: unknown type {driver!r} (drivers: "
                          f"{', '.join(known_drivers)})")
-        if defaults is not None:
-            for attr in ("filesystem", "mem", "kernel", "forwarding"):
-                if getattr(vm, attr) is None and getattr(defaults, attr) is not None:
-                    setattr(vm, attr, getattr(defaults, attr))
+        vm = effective_vm(vm, defaults)
         try:
             netns = naming.netns_name(key, idx)
             mgmt = None
