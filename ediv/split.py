@@ -26,7 +26,7 @@ from pathlib import Path
 from ediv.cluster import Cluster
 from ediv.errors import PlanError
 from ediv.plan import Plan
-from ediv.scenario.defaults import effective_vm
+from ediv.scenario.defaults import effective_vm, has_mgmt_if
 from ediv.scenario.model import VM, Scenario, VmMgmt
 
 
@@ -125,7 +125,9 @@ def split(
             mask=cluster.mgmt_network_mask,
             offset=mgmt_offset + next_block,
         )
-        mgmt = {n: blocks[next_block + i] for i, n in enumerate(vm_names)}
+        mgmt_type = scenario.global_.vm_mgmt.type if scenario.global_.vm_mgmt else "none"
+        mgmt = {vm.name: blocks[next_block + i] for i, vm in enumerate(vms)
+                if has_mgmt_if(vm, mgmt_type)}
         next_block += len(vm_names)
         sub = Scenario(
             global_=g,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import tarfile
 
+import pytest
+
 from ediv.bundle import build_bundle
 from ediv.cluster import default_cluster
 from ediv.partition.common import vm_mem_mb
@@ -81,3 +83,42 @@ def test_split_bundle_plan_and_cim_see_the_defaults(tmp_path):
     assert vm_mem_mb(sc.vms[0], sc) == 96
     mem = next(i for i in rasd_instances(sc, sc.vms[0]) if i.classname == "EDIV_MemoryRASD")
     assert mem["VirtualQuantity"] == 96
+
+
+MGMT_ZERO = """<vnuml><global><version>1.8</version><simulation_name>z</simulation_name>
+<vm_mgmt type="{mgmt}"/></global>
+<net name="Net0" mode="virtual_bridge"/>
+<vm name="a"><if id="0" net="Net0"><ipv4>198.18.1.10</ipv4></if></vm>
+<vm name="b">{mng}<if id="1" net="Net0"><ipv4>198.18.1.11</ipv4></if></vm>
+</vnuml>"""
+
+
+def test_vm_mgmt_none_with_if_0_deploys_without_management_on_that_vm():
+    """VNUML: vm_mgmt none means no management interface, so <if id="0"> is the VM's own
+    eth0; ediv keeps management for the other VMs (as EDIV did) and leaves it out there."""
+    from ediv.agent.bundle import parse_deploy_info
+    from ediv.agent.layout import build_layout
+
+    sc = parse_string(MGMT_ZERO.format(mgmt="none", mng="<mng_if>no</mng_if>"), "z.xml")
+    cluster = default_cluster(1)
+    parts = split(sc, make_plan(sc, cluster, "RoundRobin"), cluster, key="kz")
+    assert set(parts[0].deploy["mgmt"]) == set()  # a: uses eth0; b: mng_if no
+    layout = build_layout(parts[0].scenario,
+                          parse_deploy_info(parts[0].deploy, parts[0].scenario.name))
+    assert [i.inside for i in layout.vm("a").interfaces] == ["eth0"]
+    sc2 = parse_string(MGMT_ZERO.format(mgmt="none", mng=""), "z.xml")
+    parts2 = split(sc2, make_plan(sc2, cluster, "RoundRobin"), cluster, key="kz")
+    assert set(parts2[0].deploy["mgmt"]) == {"b"}
+
+
+def test_if_0_with_private_management_is_refused_by_validate():
+    from ediv.errors import InputError
+    from ediv.scenario import load_string
+
+    with pytest.raises(InputError) as exc:
+        load_string(MGMT_ZERO.format(mgmt="private", mng=""), "z.xml")
+    assert any("z.xml:4" in str(d) and "eth0 is the management interface" in str(d)
+               for d in exc.value.diagnostics), exc.value.diagnostics
+    ok, _ = load_string(MGMT_ZERO.format(mgmt="private", mng="").replace(
+        '<vm name="a">', '<vm name="a"><mng_if>no</mng_if>'), "z.xml")
+    assert ok.vm("a") is not None

@@ -41,6 +41,7 @@ import re
 from collections import Counter
 
 from ediv.errors import Diagnostic
+from ediv.scenario.defaults import effective_vm, has_mgmt_if
 from ediv.scenario.model import VM_TYPES, Address, Route, Scenario
 
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
@@ -139,8 +140,14 @@ class _Checker:
 
     def vms(self) -> None:
         nets = {n.name for n in self.s.nets}
+        mgmt = self.s.global_.vm_mgmt.type if self.s.global_.vm_mgmt else "none"
         for v in self.s.vms:
             what = f"vm {v.name!r}"
+            if mgmt != "none" and has_mgmt_if(effective_vm(v, self.s.global_.vm_defaults), mgmt):
+                zero = next((i for i in v.interfaces if i.id == 0), None)
+                if zero is not None:
+                    self.error(zero.line, f"{what} interface 0: eth0 is the management interface "
+                               f"(vm_mgmt type={mgmt}); use another id, or <mng_if>no</mng_if>")
             if v.type and v.type not in VM_TYPES:
                 msg = (f"{what}: type {v.type!r} cannot be deployed by ediv (supported: "
                        f"{', '.join(VM_TYPES)}, or no type for the host's default)")

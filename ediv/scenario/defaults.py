@@ -58,3 +58,14 @@ def resolved(scenario: Scenario) -> Scenario:
         return scenario
     return replace(scenario, global_=replace(scenario.global_, vm_defaults=None),
                    vms=effective_vms(scenario))
+
+
+def has_mgmt_if(vm: VM, mgmt_type: str) -> bool:
+    """Whether ``vm`` (effective) gets a management interface, eth0.
+
+    ``<mng_if>no</mng_if>`` says no. ediv gives every other VM one, as EDIV did whatever the
+    scenario's ``vm_mgmt``; but where the scenario says ``vm_mgmt type="none"`` VNUML gave
+    none, so a VM that uses ``<if id="0">`` itself is taken as an implicit ``mng_if`` no."""
+    if (vm.mng_if or "").strip().lower() == "no":
+        return False
+    return not (mgmt_type == "none" and any(i.id == 0 for i in vm.interfaces))
