@@ -61,6 +61,7 @@ def deploy(state_root: Path, source: IO[bytes] | str | Path, config: AgentConfig
                 drv.start(ctx, groups[name])
             for name, drv in drivers.items():
                 drv.wait_ready(ctx, groups[name], config.boot_timeout)
+            network.shape_and_capture(ctx)
             state = _state(ctx, drivers)
             sdir.write_json(sdir.state_path, state)
         boot = run_sequence(ctx, drivers, ON_BOOT, quiet_if_empty=True)
