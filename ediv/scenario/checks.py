@@ -32,7 +32,7 @@ Rules (errors unless noted):
   is not ppp; ``vlan=`` without ``external=`` and capture options without ``capture_file``:
   warnings;
 - warnings for what ediv reads but does not act upon yet (``<ssh_key>``, ``<host_mapping>``,
-  ``<user>`` beyond a UML passwd entry, kernel ``modules``/``initrd``): see
+  kernel ``modules``/``initrd``): see
   docs/vnuml-elements.md.
 
 The checks assume the document already went through the XSD: a name or reference that is
@@ -156,9 +156,9 @@ class _Checker:
         owners += [(f"vm {v.name!r}", v) for v in self.s.vms]
         for what, owner in owners:
             for u in owner.users:
-                self.warning(u.line, f"{what}: <user> {u.username}: container VMs do not "
-                             "create users; UML VMs get a passwd entry only (uid 1000; group, "
-                             "home and ssh_key are not set up yet)")
+                if u.ssh_keys:
+                    self.warning(u.line, f"{what}: <user> {u.username}: its <ssh_key> is not "
+                                 "installed (not supported yet); the account is created")
             k = owner.kernel
             if k is not None and (k.modules or k.initrd):
                 self.warning(k.line, f"{what}: <kernel> modules=/initrd= are ignored")
