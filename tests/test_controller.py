@@ -382,3 +382,68 @@ def test_wrong_host_key_is_refused(env, tmp_path):
         known.write_text(original)
     assert r.returncode == 1
     assert "does NOT match" in r.stderr and "h1" in r.stderr
+
+
+def test_ediv_ctl_flags_file_names_exec_vm_and_console_quoting(env):
+    """EDIV users' scripts: ediv-ctl -t / -x / -d with the scenario file; ``ediv`` commands
+    that take NAME take the file too; exec --vm limits the run (VNUML -M); console keeps the
+    command's words and exit status."""
+    scenario = str(EXAMPLES / "simple6.xml")
+    ctl = [sys.executable, "-m", "ediv.client.ctl"]
+
+    def ediv_ctl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*ctl, *args, "--state", env["state"]], capture_output=True,
+                              text=True, timeout=600, check=False)
+
+    up = ediv_ctl("-t", "-s", scenario, "-c", env["cluster"])
+    assert up.returncode == 0, up.stderr
+    try:
+        status = json.loads(run("status", scenario, "--state", env["state"], "--json").stdout)
+        assert status["name"] == "simple6" and status["state"] == "deployed"
+        con = run("console", scenario, "h3", "--state", env["state"], "--",
+                  "sh", "-c", 'echo "a  b"; exit 3', check=False)
+        assert (con.returncode, con.stdout) == (3, "a  b\n"), con.stderr
+        only = json.loads(run("exec", scenario, "check", "--vm", "h3", "--vm", "r1",
+                              "--state", env["state"], "--json").stdout)
+        assert sorted(r["vm"] for r in only) == ["h3", "r1"]
+        assert all(r["exit_code"] == 0 for r in only), only
+        wrong = run("exec", "simple6", "check", "--vm", "nope", "--state", env["state"],
+                    check=False)
+        assert wrong.returncode == 1 and "has no VM 'nope'" in wrong.stderr
+        x = ediv_ctl("-x", "check", "-s", scenario, "-M", "h1")
+        assert x.returncode == 0, x.stderr
+    finally:
+        down = ediv_ctl("-d", "-s", scenario)
+    assert down.returncode == 0 and "simple6: released" in down.stdout, down.stderr
+
+
+def test_vm_defaults_route_and_filetree_reach_every_vm(env, tmp_path):
+    """A tutorial-like <vm_defaults> with a route and a filetree: after `exec start`, VMs on
+    two different hosts both have the route and the file."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "motd").write_text("from vm_defaults\n")
+    sc = tmp_path / "tut.xml"
+    sc.write_text(
+        '<vnuml><global><version>1.8</version><simulation_name>tutdef</simulation_name>'
+        '<vm_mgmt type="none"/><vm_defaults>'
+        '<route type="ipv4" gw="198.18.7.1">198.18.99.0/24</route>'
+        '<filetree seq="start" root="/etc/lab">conf</filetree>'
+        '</vm_defaults></global><net name="Lan" mode="virtual_bridge"/>'
+        + "".join(f'<vm name="{v}" type="container"><if id="1" net="Lan">'
+                  f'<ipv4 mask="255.255.255.0">198.18.7.{i}</ipv4></if>'
+                  f'<exec seq="show" type="verbatim">ip -4 route show 198.18.99.0/24; '
+                  f'cat /etc/lab/motd</exec></vm>'
+                  for i, v in ((1, "a"), (2, "b")))
+        + "</vnuml>")
+    status = deploy(env, sc)
+    assert len({v["host"] for v in status["vms"]}) == 2
+    try:
+        exec_json(env, "tutdef", "start")  # filetrees only: copies, no commands
+        shown = exec_json(env, "tutdef", "show")
+        assert sorted(r["vm"] for r in shown) == ["a", "b"]
+        for r in shown:
+            assert r["exit_code"] == 0, r
+            assert "198.18.99.0/24 via 198.18.7.1" in r["output"], r
+            assert "from vm_defaults" in r["output"], r
+    finally:
+        release(env, "tutdef")

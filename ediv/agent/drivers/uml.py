@@ -229,11 +229,6 @@ class UmlDriver(ProcessOwner):
             lines.append(f"$B mount -t hostfs none /newroot -o {q(fs.path)}")
         else:
             lines.append("$B mount -o rw /dev/ubda /newroot")
-        for u in vm.vm.users:
-            name = q(u.username)
-            lines.append(f"$B grep -q '^'{name}: /newroot/etc/passwd 2>/dev/null || echo "
-                         f"{q(u.username + ':x:1000:1000::/home/' + u.username + ':/bin/sh')}"
-                         " >> /newroot/etc/passwd")
         return "\n".join(lines) + "\n"
 
     def argv(self, ctx: AgentContext, vm: VmLayout) -> list[str]:
