@@ -151,7 +151,7 @@ def _cached_disk(appliance: Appliance, disk: m.Disk, entry: Path) -> Path:
     image = entry / f"{_SAFE.sub('_', disk.file_ref or disk.disk_id)}.img"
     if image.is_file():
         return image
-    entry.mkdir(parents=True, exist_ok=True)
+    entry.mkdir(mode=0o700, parents=True, exist_ok=True)  # derived from private images
     fd, tmp = tempfile.mkstemp(prefix=".convert-", dir=entry)
     os.close(fd)
     try:
