@@ -234,3 +234,17 @@ def test_parse_wrapped_signature(rsa_signer):
     parsed = parse_cert_file(text)
     assert parsed.signature == sig and parsed.signed_name == "x.mf"
     assert len(parsed.certificates) == 1
+
+
+@pytest.mark.parametrize("eku, status", [
+    ([ExtendedKeyUsageOID.CODE_SIGNING], "ok"),
+    ([ExtendedKeyUsageOID.SERVER_AUTH], "invalid"),  # a TLS-only CA cannot vouch for code
+])
+def test_issuer_extended_key_usage_chains(tmp_path, root, eku, status):
+    root_key, _root = root
+    ca_key, signer_key = f.make_key("ec"), f.make_key("ec")
+    ca = f.issue("Issuing CA", ca_key, "Test Root CA", root_key, ca=True, eku=eku)
+    leaf = f.issue("Vendor", signer_key, "Issuing CA", ca_key, ca=False)
+    result = inspect_package(_signed_by(tmp_path, root, signer_key, leaf, ca).path,
+                             trust=tmp_path / "trust.pem")
+    assert result.signature.status == status, result.signature.details
