@@ -123,6 +123,9 @@ def render_text(result: Inspection) -> str:
     lines.extend(f"  {d}" for d in result.manifest.details)
     lines.append(f"signature: {result.signature.status}")
     lines.extend(f"  {d}" for d in result.signature.details)
+    decision = result.decision
+    lines.append(f"policy: {decision.decision} (signature "
+                 f"{'required' if decision.require_signature else 'not required'})")
     if result.schema is not None:
         lines.append(f"schema: {result.schema.status}")
     if data["warnings"]:

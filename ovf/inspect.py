@@ -36,7 +36,7 @@ class Inspection:
     signature: SignatureReport
     schema: SchemaReport | None = None
     warnings: list[str] = field(default_factory=list)
-    policy: Decision | None = None  # the trust policy's decision (ovf.policy)
+    trust_decision: Decision | None = None  # what the trust policy (ovf.policy) decided
 
     @property
     def failed(self) -> bool:
@@ -49,9 +49,9 @@ class Inspection:
 
     @property
     def decision(self) -> Decision:
-        if self.policy is None:
-            self.policy = decide(policy.active(), self.manifest, self.signature)
-        return self.policy
+        if self.trust_decision is None:
+            self.trust_decision = decide(policy.active(), self.manifest, self.signature)
+        return self.trust_decision
 
     @property
     def configuration(self) -> str | None:
@@ -124,7 +124,7 @@ def _inspect(pkg: Package, trust, schema_dir, now) -> Inspection:
         warnings.extend(f"schema: {e}" for e in schema.errors)
     return Inspection(source=pkg.source, package_kind=pkg.kind, descriptor=pkg.descriptor_name,
                       envelope=env, manifest=manifest, signature=signature, schema=schema,
-                      warnings=warnings, policy=decision)
+                      warnings=warnings, trust_decision=decision)
 
 
 def decide(trust_policy: policy.TrustPolicy, manifest: ManifestReport,

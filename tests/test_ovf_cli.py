@@ -145,9 +145,11 @@ def test_unsigned_package_under_each_policy(cli, tmp_path, monkeypatch):
     assert run(cli, built.path, "--json").exit_code == 0
     text = run(cli, built.path)
     assert text.exit_code == 0 and "not signed" in text.stdout
+    assert "policy: accepted (signature not required)" in text.stdout
     refused = run(cli, built.path, "--require-signature")
     assert refused.exit_code == 2
     assert "VERIFICATION FAILED: the package is not signed" in refused.stdout
+    assert "policy: refused (signature required)" in refused.stdout
     monkeypatch.setenv("EDIV_OVF_REQUIRE_SIGNATURE", "1")  # what scenarios and servers use
     assert run(cli, built.path, "--json").exit_code == 2
 
