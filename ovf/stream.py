@@ -40,6 +40,11 @@ def stored_members(pkg: Package, ref: m.FileRef) -> list[str]:
             if int(member[prefix:]) != index:
                 raise InputError(f"file {ref.id!r} ({ref.href}): chunk {index:09d} is missing "
                                  f"(found {member!r})", pkg.source)
+            size = pkg.size(member) or 0
+            if member != members[-1] and size != ref.chunk_size:
+                raise InputError(f"file {ref.id!r} ({ref.href}): chunk {member!r} holds {size} "
+                                 f"bytes; every chunk but the last must hold ovf:chunkSize "
+                                 f"({ref.chunk_size})", pkg.source)
         return members
     found = pkg.find(target)
     if found is None:

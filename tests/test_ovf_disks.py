@@ -172,6 +172,18 @@ def test_missing_chunk_is_one_clear_error(tmp_path, ext2):
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_chunk_of_the_wrong_size_is_refused(tmp_path, ext2):
+    built = f.build_stored(tmp_path, ext2.read_bytes(), chunk_size=100_000)
+    members = dict(built.members)
+    ovf = next(n for n in members if n.endswith(".ovf"))
+    members[ovf] = members[ovf].replace(b'ovf:chunkSize="100000"', b'ovf:chunkSize="90000"')
+    del members["router.mf"]
+    f.write_ova(built.path, list(members.items()))
+    appliance = open_appliance(built.path)
+    with pytest.raises(InputError, match=r"holds 100000 bytes; every chunk but the last"):
+        materialize(appliance, tmp_path / "out")
+
+
 @pytest.mark.parametrize("damage", ["flipped", "truncated", "not-gzip"])
 def test_corrupt_gzip_stream_is_one_clear_error(cli, tmp_path, ext2, damage):
     stored = gzip.compress(ext2.read_bytes())
