@@ -41,6 +41,7 @@ from .inspect import Inspection, _inspect
 from .manifest import entry_target, parse_manifest
 from .package import Package, open_package
 from .requirements import descriptor_refusals, eulas
+from .stream import stored_members
 from .translate import boot_disk, system_disks, translate_systems
 from .verify import MAX_MANIFEST_BYTES
 
@@ -338,13 +339,11 @@ def _recheck(pkg: Package, ref: m.FileRef, got: dict[str, str],
     ``deferred`` to this check) lists."""
     if not verified:
         return
-    target = pkg.resolve(ref.href) or ref.href
-    members = pkg.chunks(target) if ref.chunk_size else []
-    for member in members or [pkg.find(target) or target]:
+    for member in stored_members(pkg, ref):
         if member not in verified:
             continue
         alg, digest = verified[member]
-        key = alg if not members else f"{alg}:{member}"
+        key = f"{alg}:{member}"
         if got.get(key) != digest and member in deferred:
             raise InputError(f"package refused, nothing imported: manifest mismatch: {member}: "
                              f"{alg} digest mismatch (manifest {digest[:16]}..., file "
