@@ -81,8 +81,8 @@ def test_gzip_file_is_hashed_as_stored_and_written_plain(tmp_path):
     with open_package(tmp_path / "pkg" / "x.ovf") as pkg:
         got = extract_file(pkg, FileRef("file1", "disk.img.gz", compression="gzip"),
                            tmp_path / "plain.img", ("SHA256", "SHA512"))
-    assert got.digests == {"SHA256": hashlib.sha256(stored).hexdigest(),
-                           "SHA512": hashlib.sha512(stored).hexdigest()}
+    assert got.digests == {"SHA256:disk.img.gz": hashlib.sha256(stored).hexdigest(),
+                           "SHA512:disk.img.gz": hashlib.sha512(stored).hexdigest()}
     assert got.size == len(data) and (tmp_path / "plain.img").read_bytes() == data
 
 
