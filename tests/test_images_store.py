@@ -1,0 +1,306 @@
+"""The image store without network: import, list, inspect, rm, digests, permissions, atomic
+publication, concurrent writers; the apt-sources reader; the pure parts of shipping."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ediv.errors import EdivError
+from ediv.images import ship
+from ediv.images.build import BuildSpec, auto_size, mmdebstrap_argv, parse_packages, parse_size
+from ediv.images.digest import file_digest, normalize
+from ediv.images.sources import parse_deb822, parse_one_line, sources_text
+from ediv.images.store import ImageNotFound, ImageStore
+
+EDIV = [sys.executable, "-m", "ediv.client.cli"]
+
+
+def make_image(path: Path, seed: bytes, hole_mb: int = 0) -> Path:
+    """A small file standing in for an image: some data, optionally a hole, more data."""
+    with open(path, "wb") as f:
+        f.write(seed * 5000)
+        f.seek(hole_mb << 20, os.SEEK_CUR)
+        f.write(b"end" + seed)
+    return path
+
+
+def sha(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ImageStore:
+    return ImageStore(tmp_path / "store")
+
+
+def test_import_stores_by_digest_private_and_leaves_the_source(store, tmp_path):
+    src = make_image(tmp_path / "a.img", b"alpha", hole_mb=8)
+    before = (src.read_bytes(), src.stat().st_mtime_ns)
+    m = store.import_file(src, "alpha", suite="bookworm")
+    assert m.digest == sha(src) == file_digest(src)
+    assert (m.name, m.format, m.size, m.suite, m.origin) == (
+        "alpha", "raw", src.stat().st_size, "bookworm", "import")
+    assert m.created.endswith("Z")
+    blob = store.path("alpha")
+    assert blob == store.root / "blobs" / "sha256" / m.digest.removeprefix("sha256:")
+    assert blob.read_bytes() == src.read_bytes()
+    assert blob.stat().st_blocks * 512 < 2 << 20  # the 8 MiB hole stayed a hole
+    assert (src.read_bytes(), src.stat().st_mtime_ns) == before
+    for d in (store.root, store.blobs, store.manifests, store.tmp):
+        assert mode(d) == 0o700, d
+    assert mode(blob) == 0o600
+    assert mode(store.manifests / "alpha.json") == 0o600
+    assert json.loads((store.manifests / "alpha.json").read_text())["digest"] == m.digest
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_resolve_by_name_full_and_short_digest(store, tmp_path):
+    m = store.import_file(make_image(tmp_path / "a.img", b"a"), "a")
+    hexd = m.digest.removeprefix("sha256:")
+    for ref in ("a", m.digest, hexd, hexd[:6], "sha256:" + hexd[:10], hexd[:8].upper()):
+        assert store.resolve(ref).name == "a", ref
+    for ref in (hexd[:5], "zzzzzzzz", "b"):
+        with pytest.raises(ImageNotFound):
+            store.resolve(ref)
+
+
+def test_one_blob_for_two_names_removed_with_the_last(store, tmp_path):
+    src = make_image(tmp_path / "a.img", b"same")
+    m1 = store.import_file(src, "one")
+    m2 = store.import_file(src, "two")
+    assert m1.digest == m2.digest and store.digests() == {m1.digest}
+    assert [m.name for m in store.list()] == ["one", "two"]
+    store.remove("one")
+    assert store.path("two").exists()
+    store.remove("two")
+    assert store.digests() == set() and store.list() == []
+
+
+def test_rm_by_digest_removes_every_name(store, tmp_path):
+    src = make_image(tmp_path / "a.img", b"same")
+    other = store.import_file(make_image(tmp_path / "b.img", b"other"), "other")
+    m = store.import_file(src, "one")
+    store.import_file(src, "two")
+    removed = store.remove(m.digest[7:19])
+    assert sorted(r.name for r in removed) == ["one", "two"]
+    assert store.digests() == {other.digest}
+    with pytest.raises(ImageNotFound):
+        store.remove("one")
+
+
+def test_reimport_under_a_name_drops_the_unused_old_blob(store, tmp_path):
+    old = store.import_file(make_image(tmp_path / "a.img", b"old"), "img")
+    new = store.import_file(make_image(tmp_path / "b.img", b"new"), "img")
+    assert old.digest != new.digest
+    assert store.digests() == {new.digest}
+    assert store.resolve("img").digest == new.digest
+
+
+def test_qcow2_detected_and_format_mismatch_refused(store, tmp_path):
+    if not shutil.which("qemu-img"):
+        pytest.skip("qemu-img missing (apt-get install qemu-utils)")
+    q = tmp_path / "d.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(q), "64M"], check=True)
+    assert store.import_file(q, "q").format == "qcow2"
+    with pytest.raises(EdivError, match="is a qcow2 image, not raw"):
+        store.import_file(q, "q2", fmt="raw")
+    assert store.get("q2") is None
+
+
+def test_bad_names_refused_and_nothing_written(store, tmp_path):
+    src = make_image(tmp_path / "a.img", b"x")
+    for bad in ("../evil", "a/b", ".hidden", "", "x" * 65, "sp ace"):
+        with pytest.raises(EdivError, match="bad image name"):
+            store.import_file(src, bad)
+    assert store.list() == [] and store.digests() == set()
+
+
+def test_failed_copy_leaves_no_blob_manifest_or_temp(store, tmp_path):
+    src = make_image(tmp_path / "a.img", b"y" * 400)  # 2 MB: more than one chunk
+
+    def interrupt(done: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.import_file(src, "y", progress=interrupt)
+    assert store.list() == [] and store.digests() == set()
+    assert list(store.tmp.iterdir()) == []
+
+
+def test_verify_detects_a_changed_blob(store, tmp_path):
+    m = store.import_file(make_image(tmp_path / "a.img", b"v"), "v")
+    assert store.verify("v")
+    blob = store.path("v")
+    with open(blob, "r+b") as f:
+        f.write(b"X")
+    assert not store.verify(m.digest)
+    r = subprocess.run([*EDIV, "image", "inspect", "v", "--verify", "--store", str(store.root)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "verified:  False" in r.stdout
+
+
+def _import_many(root: str, src: str, name: str, n: int) -> None:
+    store = ImageStore(root)
+    for _ in range(n):
+        store.import_file(src, name)
+
+
+def test_concurrent_writers_and_readers_see_whole_files(store, tmp_path):
+    """Four processes import into one store at once (two fight over one name) while this
+    one reads: every manifest read parses and names a complete blob."""
+    srcs = [make_image(tmp_path / f"{i}.img", bytes([65 + i]) * 300, hole_mb=1)
+            for i in range(3)]
+    digests = {sha(s) for s in srcs}
+    ctx = multiprocessing.get_context("spawn")
+    jobs = [ctx.Process(target=_import_many, args=(str(store.root), str(s), name, 8))
+            for s, name in [(srcs[0], "shared"), (srcs[1], "shared"), (srcs[2], "own"),
+                            (srcs[0], "zero")]]
+    for j in jobs:
+        j.start()
+    seen = 0
+    while any(j.is_alive() for j in jobs):
+        for m in store.list():
+            assert m.digest in digests
+            seen += 1
+    for j in jobs:
+        j.join()
+        assert j.exitcode == 0
+    assert {m.name for m in store.list()} == {"shared", "own", "zero"}
+    for m in store.list():
+        assert file_digest(store.blob_path(m.digest)) == m.digest
+    # nothing orphaned, nothing half-written left behind
+    assert store.digests() == {m.digest for m in store.list()}
+    assert list(store.tmp.iterdir()) == []
+    assert seen > 0
+
+
+def test_cli_import_list_inspect_rm(tmp_path):
+    root = tmp_path / "cli-store"
+    env = {**os.environ, "EDIV_IMAGES": str(root)}
+    src = make_image(tmp_path / "r.img", b"router")
+
+    def ediv(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*EDIV, "image", *args], capture_output=True, text=True, env=env)
+
+    r = ediv("import", str(src), "--name", "router", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["digest"] == sha(src) and Path(data["path"]).read_bytes() == src.read_bytes()
+    listing = ediv("list")
+    assert "router" in listing.stdout and data["digest"][7:19] in listing.stdout
+    assert [m["name"] for m in json.loads(ediv("list", "--json").stdout)] == ["router"]
+    shown = json.loads(ediv("inspect", data["digest"][7:15], "--json").stdout)
+    assert shown["name"] == "router" and shown["path"] == data["path"]
+    missing = ediv("inspect", "nope")
+    assert missing.returncode == 1 and "no image 'nope'" in missing.stderr
+    # --store wins over the environment
+    other = tmp_path / "other"
+    assert "no images" in ediv("list", "--store", str(other)).stderr
+    assert ediv("rm", "router").returncode == 0
+    assert json.loads(ediv("list", "--json").stdout) == []
+    assert not Path(data["path"]).exists()
+
+
+# -- apt sources ----------------------------------------------------------------------------
+DEB822 = """Types: deb
+# http://snapshot.debian.org/archive/debian/20250520T000000Z
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: main
+
+Types: deb
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main contrib
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+Enabled: no
+URIs: http://example.invalid/debian
+Suites: bookworm
+Components: main
+"""
+
+
+def test_host_sources_turned_to_the_image_suite(tmp_path):
+    apt = tmp_path / "apt"
+    (apt / "sources.list.d").mkdir(parents=True)
+    (apt / "sources.list.d" / "debian.sources").write_text(DEB822)
+    (apt / "sources.list.d" / "vendor.list").write_text(
+        "deb [signed-by=/k.gpg arch=amd64] https://vendor.example/apt stable main\n")
+    (apt / "sources.list.d" / "old.list.disabled").write_text(
+        "deb http://other.example/debian bookworm main\n")
+    same = sources_text("bookworm", apt_dir=apt, codename="bookworm")
+    assert parse_deb822(same) == [s for s in parse_deb822(DEB822)]
+    newer = parse_deb822(sources_text("trixie", apt_dir=apt, codename="bookworm"))
+    assert [(s.uris, s.suites, s.components) for s in newer] == [
+        (["http://deb.debian.org/debian"], ["trixie", "trixie-updates"], ["main"]),
+        (["http://deb.debian.org/debian-security"], ["trixie-security"], ["main", "contrib"])]
+    assert newer[0].options == {"Signed-By": "/usr/share/keyrings/debian-archive-keyring.gpg"}
+    assert "vendor.example" not in same and "example.invalid" not in same
+    with pytest.raises(EdivError, match="no Debian apt source for bullseye"):
+        sources_text("bookworm", apt_dir=apt, codename="bullseye")
+    mirror = sources_text("bookworm", mirror="http://mirror.example/debian", apt_dir=apt)
+    assert parse_deb822(mirror)[0].uris == ["http://mirror.example/debian"]
+
+
+def test_one_line_sources():
+    got = parse_one_line("# c\ndeb [arch=amd64,i386 signed-by=/a.gpg] http://m/debian bookworm "
+                         "main non-free\ndeb-src http://m/debian bookworm main\n"
+                         "deb http://m/debian bookworm-updates main # tail\n")
+    assert [(s.uris, s.suites, s.components, s.options) for s in got] == [
+        (["http://m/debian"], ["bookworm"], ["main", "non-free"],
+         {"Architectures": "amd64 i386", "Signed-By": "/a.gpg"}),
+        (["http://m/debian"], ["bookworm-updates"], ["main"], {})]
+
+
+# -- build parameters -----------------------------------------------------------------------
+def test_build_parameters():
+    assert parse_packages("frr, tcpdump iproute2,frr") == ["frr", "iproute2", "tcpdump"]
+    assert parse_size("2G") == 2 << 30 and parse_size("512M") == 512 << 20
+    for bad in ("2X", "10M", "-1G", "G"):
+        with pytest.raises(EdivError):
+            parse_size(bad)
+    assert auto_size(100 << 20) == 256 << 20
+    assert auto_size(1) % (64 << 20) == 0
+    for bad in (BuildSpec("x", packages=["Bad;rm"]), BuildSpec("x", suite="../x"),
+                BuildSpec("x", format="vmdk"), BuildSpec("../x")):
+        with pytest.raises(EdivError):
+            bad.check()
+    if not shutil.which("mmdebstrap"):
+        pytest.skip("mmdebstrap missing (apt-get install mmdebstrap)")
+    argv = mmdebstrap_argv(BuildSpec("x", packages=["frr", "iproute2"]), Path("/t/root"),
+                           Path("/t/ediv.sources"))
+    assert "--variant=minbase" in argv and "--include=frr,iproute2" in argv
+    assert argv[-4:] == ["--", "bookworm", "/t/root", "/t/ediv.sources"]
+
+
+# -- shipping: what to send -----------------------------------------------------------------
+def test_to_send_skips_what_the_host_has():
+    a, b, c = ("sha256:" + ch * 64 for ch in "abc")
+    assert ship.to_send([a], [b, a, c, b]) == [b, c]
+    assert ship.to_send([a.removeprefix("sha256:").upper()], [a]) == []
+    assert ship.to_send([], []) == []
+    with pytest.raises(EdivError):
+        ship.to_send([], ["sha256:1234"])
+    assert normalize(a.upper()) == a
