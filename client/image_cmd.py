@@ -71,8 +71,8 @@ def build_cmd(name: str, suite: str, packages: str, size: str, fmt: str, mirror:
     """Build image NAME: a Debian root file system in an ext4 image.
 
     mmdebstrap installs SUITE from this machine's apt sources; mkfs.ext4 -d makes the
-    image; the store keeps it under its sha256. Needs root (or unprivileged user
-    namespaces) and access to the Debian mirror; takes minutes.
+    image; the store keeps it under its sha256. Needs root and access to the Debian
+    mirror; takes minutes.
 
     No systemd: ediv's own init boots the VM; start daemons from <exec> sequences.
     """

@@ -4,8 +4,9 @@ container's overlay lower layer.
 
 The build takes minutes, so it is done once and kept: the cache is an image store outside
 the repository (``$EDIV_TEST_IMAGE_CACHE``, default ``/var/cache/ediv-test-images``) and the
-image's name is derived from everything that shapes it (suite, packages, sources, the build
-module itself), so a later run, or a later CI step, reuses it and a changed build rebuilds.
+image's name is derived from everything that shapes it (the mmdebstrap command, the apt
+sources, the build's layout version), so a later run, or a later CI step, reuses it and a
+changed build rebuilds.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ def cache_root() -> Path:
 
 
 def cache_name() -> str:
-    shape = json.dumps({"suite": SUITE, "packages": PACKAGES, "sources": sources_text(SUITE),
-                        "build": Path(build_mod.__file__).read_bytes().hex()}, sort_keys=True)
+    spec = build_mod.BuildSpec("x", suite=SUITE, packages=PACKAGES)
+    shape = json.dumps({"argv": build_mod.mmdebstrap_argv(spec, Path("/t"), Path("/s")),
+                        "sources": sources_text(SUITE), "layout": build_mod.LAYOUT_VERSION},
+                       sort_keys=True)
     return "test-" + hashlib.sha256(shape.encode()).hexdigest()[:16]
 
 
@@ -160,7 +163,7 @@ def test_uml_vm_boots_the_image_and_runs_ip(debian_image, tmp_path):
         res = agent("exec", "show", "--key", key)
         assert res.rc == 0, res.events
         ip, version = res.result["results"]
-        assert ip["exit_code"] == 0 and re.search(r"^eth1 +UP +198\.18\.33\.1/24", ip["output"],
+        assert ip["exit_code"] == 0 and re.search(r"^eth1 +\S+ +198\.18\.33\.1/24", ip["output"],
                                                   re.M), ip
         assert re.fullmatch(r"12\.\d+", version["output"].strip()), version  # bookworm's
     finally:

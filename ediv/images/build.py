@@ -8,8 +8,8 @@ coreutils and the empty mount points ``/proc``, ``/sys``, ``/dev``, ``/tmp`` - a
 Debian's ``minbase`` variant - and no systemd. The build adds ``/etc/hostname``, ``/etc/hosts``
 and an ``/etc/fstab`` that mounts nothing (ediv's init mounts what the VM needs).
 
-Steps: mmdebstrap into a directory under the store's ``tmp/`` (``root`` mode when run as root,
-``unshare`` mode otherwise; it writes only inside that directory), ``mkfs.ext4 -d`` of that
+Steps: mmdebstrap (``root`` mode, so the files keep their owners) into a directory under the
+store's ``tmp/`` (it writes only inside that directory), ``mkfs.ext4 -d`` of that
 directory into a sparse image file, optionally ``qemu-img convert`` to qcow2, then the store
 hashes the file and renames it into place.
 """
@@ -41,6 +41,9 @@ MIN_SIZE = 64 << 20
 DPKG_EXCLUDES = ("path-exclude=/usr/share/man/*", "path-exclude=/usr/share/doc/*",
                  "path-include=/usr/share/doc/*/copyright", "path-exclude=/usr/share/info/*",
                  "path-exclude=/usr/share/locale/*", "path-include=/usr/share/locale/locale.alias")
+# bump when what the build puts into an image changes (finish_tree, mkfs options): tests and
+# caches key their builds on it
+LAYOUT_VERSION = 1
 FSTAB = "# ediv: the VM's init (ediv's boot disk or container init) mounts what the VM needs\n"
 
 
@@ -156,8 +159,7 @@ def _stream(argv: list[str], progress: Progress, what: str) -> None:
 
 
 def mmdebstrap_argv(spec: BuildSpec, target: Path, sources: Path) -> list[str]:
-    mode = "root" if os.geteuid() == 0 else "unshare"
-    argv = [_tool("mmdebstrap", "mmdebstrap"), f"--mode={mode}", f"--variant={spec.variant}",
+    argv = [_tool("mmdebstrap", "mmdebstrap"), "--mode=root", f"--variant={spec.variant}",
             "--format=directory"]
     if spec.packages:
         argv.append("--include=" + ",".join(spec.packages))
@@ -192,6 +194,11 @@ def make_ext4(tree: Path, image: Path, size: int, progress: Progress) -> None:
 def build(store: ImageStore, spec: BuildSpec, progress: Progress = lambda _m: None) -> Manifest:
     """Build the image ``spec`` describes and store it; returns its manifest."""
     spec.check()
+    if os.geteuid() != 0:
+        # unshare mode would leave the tree owned by subordinate ids, and mkfs.ext4 -d copies
+        # owners as it finds them: the image would have no root-owned file
+        raise EdivError("ediv image build needs root (mmdebstrap root mode, so the image's "
+                        "files keep their owners)")
     text = sources_text(spec.suite, spec.mirror)
     started = time.monotonic()
     work = store.staging_dir("build-")
