@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from ediv.images import build as build_mod
+from ediv.images.build import mounts_below
 from ediv.images.digest import file_digest
 from ediv.images.sources import sources_text
 from ediv.images.store import ImageStore
@@ -170,3 +171,16 @@ def test_uml_vm_boots_the_image_and_runs_ip(debian_image, tmp_path):
         rel = agent("release", "--key", key)
         assert rel.rc == 0, rel.events
     assert store.verify(name)  # copy-on-write: the stored image was never written
+
+
+def test_build_of_a_missing_package_fails_cleanly(tmp_path):
+    """A clear error naming the package; no image, no manifest, no build directory left."""
+    store = ImageStore(tmp_path / "store")
+    r = subprocess.run([*EDIV, "image", "build", "bad", "--packages", "ediv-no-such-package",
+                        "--store", str(store.root)], capture_output=True, text=True,
+                       timeout=1800)
+    assert r.returncode == 1
+    assert "mmdebstrap failed" in r.stderr and "ediv-no-such-package" in r.stderr, r.stderr
+    assert store.list() == [] and store.digests() == set()
+    assert list(store.tmp.iterdir()) == []
+    assert not mounts_below(tmp_path)

@@ -313,3 +313,76 @@ def test_to_send_skips_what_the_host_has():
     with pytest.raises(EdivError):
         ship.to_send([], ["sha256:1234"])
     assert normalize(a.upper()) == a
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mounts)")
+def test_build_dir_removal_unmounts_instead_of_deleting_through_a_mount(tmp_path):
+    """An interrupted mmdebstrap can leave a mount inside its target: removing the build
+    directory must not delete the mounted file system's files."""
+    from ediv.images.build import mounts_below, remove_tree
+
+    work = tmp_path / "build-x"
+    (work / "root" / "dev").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious").write_text("keep me")
+    subprocess.run(["mount", "--bind", str(outside), str(work / "root" / "dev")], check=True)
+    try:
+        assert mounts_below(work) == [str(work / "root" / "dev")]
+        remove_tree(work)
+    finally:
+        subprocess.run(["umount", str(work / "root" / "dev")], capture_output=True, check=False)
+    assert not work.exists()
+    assert (outside / "precious").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+def test_tree_becomes_an_ext4_image_in_the_store(store, fmt):
+    """The build after mmdebstrap, on a busybox tree (no network): ediv's files added,
+    mkfs.ext4 -d, qcow2 conversion, hashed into the store, build directory gone."""
+    from ediv.agent.rootfs import populate_busybox_tree
+    from ediv.images.build import image_from_tree, remove_tree
+
+    if not shutil.which("qemu-img") or not os.path.exists("/bin/busybox"):
+        pytest.skip("needs qemu-utils and busybox-static")
+    work = store.staging_dir()
+    lines: list[str] = []
+    try:
+        populate_busybox_tree(work / "root")
+        m = image_from_tree(store, BuildSpec(f"bb-{fmt}", format=fmt, size="64M"), work,
+                            lines.append)
+    finally:
+        remove_tree(work)
+    assert list(store.tmp.iterdir()) == []
+    blob = store.blob_path(m.digest)
+    assert (m.format, m.origin, m.extra["fs_size"]) == (fmt, "build", 64 << 20)
+    assert file_digest(blob) == m.digest and m.size == blob.stat().st_size
+    assert any("creating ext4 image of 64 MiB" in line for line in lines)
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(blob)],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert (info["format"], info["virtual-size"]) == (fmt, 64 << 20)
+    if fmt == "raw":
+        fstab = subprocess.run(["debugfs", "-R", "cat /etc/fstab", str(blob)],
+                               capture_output=True, text=True, check=True).stdout
+        assert fstab.startswith("# ediv")
+        assert subprocess.run(["blkid", "-o", "value", "-s", "TYPE", str(blob)],
+                              capture_output=True, text=True).stdout.strip() == "ext4"
+
+
+def test_too_small_a_size_is_refused(store):
+    from ediv.agent.rootfs import populate_busybox_tree
+    from ediv.images.build import image_from_tree, remove_tree
+
+    if not os.path.exists("/bin/busybox"):
+        pytest.skip("needs busybox-static")
+    work = store.staging_dir()
+    try:
+        populate_busybox_tree(work / "root")
+        with open(work / "root" / "big", "wb") as f:
+            f.write(os.urandom(70 << 20))
+        with pytest.raises(EdivError, match="too small"):
+            image_from_tree(store, BuildSpec("big", size="64M"), work, lambda _m: None)
+    finally:
+        remove_tree(work)
+    assert store.list() == [] and list(store.tmp.iterdir()) == []

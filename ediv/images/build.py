@@ -209,33 +209,42 @@ def build(store: ImageStore, spec: BuildSpec, progress: Progress = lambda _m: No
         progress(f"ediv: mmdebstrap {spec.suite} ({spec.variant}"
                  f"{', ' + ','.join(spec.packages) if spec.packages else ''}) into {root}")
         _stream(mmdebstrap_argv(spec, root, sources), progress, "mmdebstrap")
-        finish_tree(root)
-        used = tree_bytes(root)
-        size = auto_size(used) if spec.size == "auto" else parse_size(spec.size)
-        if size < used * 1.1:
-            raise EdivError(f"size {spec.size} is too small: the files take {used >> 20} MiB")
-        raw = work / "image.raw"
-        make_ext4(root, raw, size, progress)
-        remove_tree(root)
-        image = raw
-        if spec.format == "qcow2":
-            progress("ediv: converting to qcow2 (qemu-img convert)")
-            image = work / "image.qcow2"
-            _stream([_tool("qemu-img", "qemu-utils"), "convert", "-f", "raw", "-O", "qcow2",
-                     str(raw), str(image)], progress, "qemu-img convert")
-            raw.unlink()
-        progress("ediv: hashing and storing the image")
-        m = Manifest(name=spec.name, digest="", format=spec.format, size=0, suite=spec.suite,
-                     packages=list(spec.packages), origin="build",
-                     extra={"fs_size": size, "variant": spec.variant,
-                            "files_bytes": used, "sources": text,
-                            "build_seconds": round(time.monotonic() - started, 1)})
-        m = store.add(image, m, move=True)
-        progress(f"ediv: stored {m.name} {m.digest} ({m.size >> 20} MiB) in "
-                 f"{time.monotonic() - started:.0f}s")
-        return m
+        return image_from_tree(store, spec, work, progress, sources=text, started=started)
     finally:
         try:
             remove_tree(work)
         except EdivError as exc:
             progress(f"ediv: warning: {exc}")
+
+
+def image_from_tree(store: ImageStore, spec: BuildSpec, work: Path, progress: Progress, *,
+                    sources: str = "", started: float | None = None) -> Manifest:
+    """Everything after mmdebstrap: ``work/root`` -> ext4 (-> qcow2) -> the store.
+    ``work`` is a staging directory of ``store``; the caller removes it."""
+    started = time.monotonic() if started is None else started
+    root = work / "root"
+    finish_tree(root)
+    used = tree_bytes(root)
+    size = auto_size(used) if spec.size == "auto" else parse_size(spec.size)
+    if size < used * 1.1:
+        raise EdivError(f"size {spec.size} is too small: the files take {used >> 20} MiB")
+    raw = work / "image.raw"
+    make_ext4(root, raw, size, progress)
+    remove_tree(root)
+    image = raw
+    if spec.format == "qcow2":
+        progress("ediv: converting to qcow2 (qemu-img convert)")
+        image = work / "image.qcow2"
+        _stream([_tool("qemu-img", "qemu-utils"), "convert", "-f", "raw", "-O", "qcow2",
+                 str(raw), str(image)], progress, "qemu-img convert")
+        raw.unlink()
+    progress("ediv: hashing and storing the image")
+    m = Manifest(name=spec.name, digest="", format=spec.format, size=0, suite=spec.suite,
+                 packages=list(spec.packages), origin="build",
+                 extra={"fs_size": size, "variant": spec.variant, "files_bytes": used,
+                        "sources": sources,
+                        "build_seconds": round(time.monotonic() - started, 1)})
+    m = store.add(image, m, move=True)
+    progress(f"ediv: stored {m.name} {m.digest} ({m.size >> 20} MiB) in "
+             f"{time.monotonic() - started:.0f}s")
+    return m
