@@ -75,6 +75,7 @@ def debian_image() -> tuple[ImageStore, str]:
         for old in store.list():
             if old.name.startswith("test-") and old.name != name:
                 store.remove(old.name)
+                (log.parent / f"{old.name}.log").unlink(missing_ok=True)
     return store, name
 
 
