@@ -41,7 +41,7 @@ def sftp(bed):
     cluster = load_cluster(str(bed.cluster_conf))
     with Connections(SshOptions.from_cluster(cluster)) as conns:
         client = conns.client(cluster.hosts[0])
-        s = client.open_sftp()
+        s = ship.open_sftp(client)
         try:
             yield s
         finally:
@@ -165,3 +165,21 @@ def test_upload_that_does_not_match_its_digest_is_refused(sftp, image, host_dir)
     assert ship.remote_digests(sftp, host_dir) == set()
     assert not partial_on_host(host_dir, m).exists()
     assert ImageStore(host_dir).list() == []
+
+
+def test_holes_are_not_sent(sftp, tmp_path, host_dir):
+    """A raw image is mostly holes: only its data crosses the wire, the host's copy is
+    sparse too and has the same digest."""
+    src = tmp_path / "sparse.img"
+    with open(src, "wb") as f:
+        f.write(os.urandom(1 << 20))
+        f.seek(32 << 20, os.SEEK_CUR)
+        f.write(os.urandom(1 << 20))
+        f.truncate(64 << 20)  # a trailing hole as well
+    store = ImageStore(tmp_path / "local")
+    m = store.import_file(src, "sparse")
+    res = ship.upload(sftp, store.blob_path(m.digest), host_dir, m.digest)
+    assert res.sent == 2 << 20 and res.size == 64 << 20
+    blob = blob_on_host(host_dir, m)
+    assert blob.stat().st_size == 64 << 20 and blob.stat().st_blocks * 512 < 8 << 20
+    assert ship.verify_remote(sftp, host_dir, m.digest)
