@@ -32,7 +32,7 @@ Rules (errors unless noted):
   is not ppp; ``vlan=`` without ``external=`` and capture options without ``capture_file``:
   warnings;
 - warnings for what ediv reads but does not act upon yet (``<ssh_key>``, ``<host_mapping>``,
-  ``<user>`` beyond a UML passwd entry, kernel ``modules``/``initrd``): see
+  kernel ``modules``/``initrd``): see
   docs/vnuml-elements.md.
 
 The checks assume the document already went through the XSD: a name or reference that is
@@ -54,6 +54,9 @@ _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 _MEM = re.compile(r"^(\d+)\s*([KkMmGg]?)[Bb]?$")
 _UNSAFE_NAME = re.compile(r"[/\s\x00-\x1f\x7f]")
 _MEM_FACTOR = {"": 1 / (1024 * 1024), "k": 1 / 1024, "m": 1.0, "g": 1024.0}
+
+
+MAX_MEM_MB = 2**20 * 16  # 16 TiB: beyond any host; larger values are typos or overflows
 
 
 def mem_megabytes(value: str) -> float | None:
@@ -156,9 +159,9 @@ class _Checker:
         owners += [(f"vm {v.name!r}", v) for v in self.s.vms]
         for what, owner in owners:
             for u in owner.users:
-                self.warning(u.line, f"{what}: <user> {u.username}: container VMs do not "
-                             "create users; UML VMs get a passwd entry only (uid 1000; group, "
-                             "home and ssh_key are not set up yet)")
+                if u.ssh_keys:
+                    self.warning(u.line, f"{what}: <user> {u.username}: its <ssh_key> is not "
+                                 "installed (not supported yet); the account is created")
             k = owner.kernel
             if k is not None and (k.modules or k.initrd):
                 self.warning(k.line, f"{what}: <kernel> modules=/initrd= are ignored")
@@ -219,6 +222,9 @@ class _Checker:
             self.error(line, f"{what}: mem {mem!r} is not a memory size (e.g. 64M, 65536K, 1G)")
         elif value <= 0:
             self.error(line, f"{what}: mem {mem!r} must be more than zero")
+        elif value > MAX_MEM_MB:
+            self.error(line, f"{what}: mem {mem!r} is more than {MAX_MEM_MB // 2**20} TiB: "
+                       "not a memory size a VM can have")
         elif value < 1 and mem.strip().isdigit():
             self.warning(line, f"{what}: mem {mem!r} is {mem} bytes (a bare number is bytes, as "
                          f"UML reads it); write {mem}M for megabytes")
