@@ -8,10 +8,20 @@ import time
 
 import click
 
+from ediv.errors import EdivError
 from ediv.images.store import DEFAULT_STORE, ENV_VAR, ImageStore, Manifest
 
 
-@click.group("image")
+class _ImageGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PermissionError as exc:
+            raise EdivError(f"{exc.filename}: permission denied (the image store is private "
+                            "to its owner: run as root, or pass --store)") from None
+
+
+@click.group("image", cls=_ImageGroup)
 def image_group() -> None:
     """Root filesystem images: build Debian images, list, inspect, import, remove.
 

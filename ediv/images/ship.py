@@ -33,7 +33,7 @@ import paramiko
 
 from ediv.errors import EdivError
 from ediv.images.digest import CHUNK, PREFIX, hex_of, normalize
-from ediv.images.store import Manifest
+from ediv.images.store import Manifest, check_name
 
 Progress = Callable[[int, int], None]  # (bytes on the host so far, total bytes)
 VERIFY_TIMEOUT = 600.0
@@ -173,6 +173,7 @@ def _send(sftp: paramiko.SFTPClient, local: Path, remote: str, offset: int, tota
 
 
 def _put_manifest(sftp: paramiko.SFTPClient, store_dir: str, manifest: Manifest) -> None:
+    check_name(manifest.name)  # it becomes a file name on the host
     data = (json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n").encode()
     tmp = posixpath.join(store_dir, "tmp", f".m-{manifest.name}-{hex_of(manifest.digest)[:12]}")
     with sftp.open(tmp, "wb") as f:
