@@ -89,6 +89,7 @@ def test_upload_once_then_nothing(sftp, image, host_dir):
     assert list((Path(host_dir) / "tmp").iterdir()) == []
     on_host = ImageStore(host_dir)  # the host's store names what was shipped
     assert on_host.resolve("router").digest == m.digest and on_host.verify("router")
+    assert on_host.resolve("router").origin == "upload"
 
     # second deploy: the host reports the digest, nothing is sent
     have = ship.remote_digests(sftp, host_dir)

@@ -21,6 +21,7 @@ files 0600.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 import shlex
@@ -174,6 +175,7 @@ def _send(sftp: paramiko.SFTPClient, local: Path, remote: str, offset: int, tota
 
 def _put_manifest(sftp: paramiko.SFTPClient, store_dir: str, manifest: Manifest) -> None:
     check_name(manifest.name)  # it becomes a file name on the host
+    manifest = dataclasses.replace(manifest, origin="upload")
     data = (json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n").encode()
     tmp = posixpath.join(store_dir, "tmp", f".m-{manifest.name}-{hex_of(manifest.digest)[:12]}")
     with sftp.open(tmp, "wb") as f:
