@@ -281,10 +281,30 @@ def local_namespace_xml(namespace: str) -> str:
     return found
 
 
+def text(value: str) -> str:
+    """XML character data (escape() is slow for the common text that needs nothing)."""
+    if "&" in value or "<" in value or ">" in value:
+        return escape(value)
+    return value
+
+
+_KB_STRING: dict[str, str] = {}
+_INAME: dict[str, str] = {}
+
+
+def _kb_string(name: str) -> str:
+    found = _KB_STRING.get(name)
+    if found is None:
+        found = f'<KEYBINDING NAME={quoteattr(name)}><KEYVALUE VALUETYPE="string" TYPE="string">'
+        with _PARTS_LOCK:
+            if len(_KB_STRING) < 4096:
+                _KB_STRING[name] = found
+    return found
+
+
 def _keybinding(name: str, value: Any) -> str | None:
     if isinstance(value, str):
-        return (f'<KEYBINDING NAME={quoteattr(name)}><KEYVALUE VALUETYPE="string" '
-                f'TYPE="string">{escape(value)}</KEYVALUE></KEYBINDING>')
+        return f"{_kb_string(name)}{text(value)}</KEYVALUE></KEYBINDING>"
     if isinstance(value, bool):
         return (f'<KEYBINDING NAME={quoteattr(name)}><KEYVALUE VALUETYPE="boolean" '
                 f'TYPE="boolean">{"TRUE" if value else "FALSE"}</KEYVALUE></KEYBINDING>')
@@ -299,7 +319,13 @@ def _keybinding(name: str, value: Any) -> str | None:
 
 def instance_name_xml(classname: str, keys: Mapping[str, Any]) -> str:
     """INSTANCENAME of ``classname`` with ``keys`` (what CIMInstanceName.tocimxmlstr writes)."""
-    parts = [f"<INSTANCENAME CLASSNAME={quoteattr(classname)}>"]
+    head = _INAME.get(classname)
+    if head is None:
+        head = f"<INSTANCENAME CLASSNAME={quoteattr(classname)}>"
+        with _PARTS_LOCK:
+            if len(_INAME) < 4096:
+                _INAME[classname] = head
+    parts = [head]
     for name, value in keys.items():
         kb = _keybinding(name, value)
         if kb is None:
@@ -316,7 +342,7 @@ def instance_path_xml(classname: str, keys: Mapping[str, Any], namespace: str | 
     if not namespace:
         return name
     if host:
-        return (f"<INSTANCEPATH><NAMESPACEPATH><HOST>{escape(host)}</HOST>"
+        return (f"<INSTANCEPATH><NAMESPACEPATH><HOST>{text(host)}</HOST>"
                 f"{local_namespace_xml(namespace)}</NAMESPACEPATH>{name}</INSTANCEPATH>")
     return f"<LOCALINSTANCEPATH>{local_namespace_xml(namespace)}{name}</LOCALINSTANCEPATH>"
 
@@ -338,7 +364,7 @@ def _slow(fmt_type: str) -> Callable[[Any], str]:
 
 
 def _fmt_string(value: Any) -> str:
-    return escape(value if isinstance(value, str) else str(value))
+    return text(value if isinstance(value, str) else str(value))
 
 
 def _fmt_int(fallback: Callable[[Any], str]) -> Callable[[Any], str]:
@@ -410,6 +436,12 @@ class InstanceWriter:
             if wanted is not None and prop.name.lower() not in wanted:
                 continue
             self.entries.append(self._entry(prop))
+        # the element as if every property were NULL; a row's values replace their slots
+        self.nulls = [self.head, *(e[4] for e in self.entries), "</INSTANCE>"]
+        self.index: dict[str, int] = {}
+        for i, entry in enumerate(self.entries, start=1):
+            self.index[entry[0]] = i
+            self.index[entry[6].name] = i
 
     def _entry(self, prop: pywbem.CIMProperty) -> tuple:
         attrs = f" NAME={quoteattr(prop.name)}"
@@ -458,25 +490,29 @@ class InstanceWriter:
         return f"<VALUE.REFERENCE>{path}</VALUE.REFERENCE>"
 
     def instance(self, values: Mapping[str, Any]) -> str:
-        """The INSTANCE element; ``values``: property values by lower-case name."""
-        out = [self.head]
-        add = out.append
-        get = values.get
-        for lname, kind, open_tag, close, null, fmt, prop in self.entries:
-            value = get(lname)
+        """The INSTANCE element; ``values``: property values by name (any case; properties
+        the class does not have, or the request left out, are not written)."""
+        out = self.nulls.copy()
+        index, entries = self.index, self.entries
+        for name, value in values.items():
             if value is None:
-                add(null)
-            elif kind == _SCALAR:
-                add(f"{open_tag}<VALUE>{fmt(value)}</VALUE>{close}")
+                continue
+            i = index.get(name)
+            if i is None:
+                i = index.get(name.lower())
+                if i is None:
+                    continue
+            _l, kind, open_tag, close, _n, fmt, prop = entries[i - 1]
+            if kind == _SCALAR:
+                out[i] = f"{open_tag}<VALUE>{fmt(value)}</VALUE>{close}"
             elif kind == _ARRAY:
                 items = "".join("<VALUE.NULL/>" if v is None else f"<VALUE>{fmt(v)}</VALUE>"
                                 for v in value)
-                add(f"{open_tag}<VALUE.ARRAY>{items}</VALUE.ARRAY>{close}")
+                out[i] = f"{open_tag}<VALUE.ARRAY>{items}</VALUE.ARRAY>{close}"
             elif kind == _REF:
-                add(f"{open_tag}{self._reference(value)}{close}")
+                out[i] = f"{open_tag}{self._reference(value)}{close}"
             else:
-                add(self._pywbem(prop, value))
-        add("</INSTANCE>")
+                out[i] = self._pywbem(prop, value)
         return "".join(out)
 
     def named_instance(self, keys: Mapping[str, Any], values: Mapping[str, Any]) -> str:

@@ -34,12 +34,13 @@ from ediv.provider.engine import Engine
 from ediv.provider.hosts import host_instance
 from ediv.provider.providers import (
     InstanceProvider,
+    PathKey,
     ProviderRegistry,
     Row,
     as_instance,
     as_row,
-    normalized,
-    same_path,
+    key_of,
+    path_key,
 )
 from ediv.provider.schema import EDIV_NAMESPACE
 from ediv.scenario.model import VM, Scenario
@@ -159,6 +160,9 @@ def scenario_instance(engine: Engine, row: st.ScenarioRow, vms: list[dict]) -> C
 _VM = "EDIV_VirtualSystem"
 
 
+_U16 = {n: Uint16(n) for n in range(16)}  # the small values of every VM row, made once
+
+
 def vm_row(v: dict) -> Row:
     enabled, requested = VM_STATES.get(v["state"], (0, 5))
     return Row(_VM, {"CreationClassName": _VM, "Name": f"{v['scenario']}/{v['name']}"}, {
@@ -166,12 +170,12 @@ def vm_row(v: dict) -> Row:
         "ScenarioName": v["scenario"],
         "HostName": v["host"] or "",
         "VirtualSystemType": v["type"],
-        "EnabledState": Uint16(enabled),
-        "RequestedState": Uint16(requested),
-        "EnabledDefault": Uint16(2),
-        "OperationalStatus": [Uint16(2)],
+        "EnabledState": _U16[enabled],
+        "RequestedState": _U16[requested],
+        "EnabledDefault": _U16[2],
+        "OperationalStatus": [_U16[2]],
         "StatusDescriptions": [v["state"]],
-        "Dedicated": [Uint16(0)],
+        "Dedicated": [_U16[0]],
     }, EDIV_NAMESPACE)
 
 
@@ -191,11 +195,16 @@ def net_rows(engine: Engine, row: st.ScenarioRow, vms: list[dict],
         return []
     seg = {s["net"]: s for s in segments}
     where = {v["name"]: v["host"] for v in vms if v["host"]}
+    placed: dict[str, set[str]] = {}  # net -> hosts of its VMs (one pass over the VMs)
+    for vm in model.vms:
+        host = where.get(vm.name)
+        if host:
+            for name in vm.nets:
+                placed.setdefault(name, set()).add(host)
     out = []
     for net in model.nets:
         s = seg.get(net.name)
-        hosts = s["hosts"] if s else sorted(
-            {where[vm.name] for vm in model.vms if net.name in vm.nets and vm.name in where})
+        hosts = s["hosts"] if s else sorted(placed.get(net.name, ()))
         out.append(make_row("EDIV_VirtualNetwork", system_keys(
             "EDIV_VirtualNetwork", P.vm_key(row.name, net.name)), {
             "ElementName": net.name,
@@ -396,14 +405,15 @@ class StoreProvider(InstanceProvider):
 
     def get_row(self, path: CIMInstanceName) -> Row | None:
         if self._getter is None:
-            want = normalized(path, EDIV_NAMESPACE)
+            want = key_of(path, EDIV_NAMESPACE)
             return next((r for r in self.rows()
-                         if normalized(r.path(), EDIV_NAMESPACE) == want), None)
+                         if path_key(r.classname, r.keys, EDIV_NAMESPACE) == want), None)
         found = self._getter(path)
         if found is None:
             return None
         row = as_row(found)
-        return row if same_path(row.path(), path) else None
+        ours = path_key(row.classname, row.keys, EDIV_NAMESPACE)
+        return row if ours == key_of(path, EDIV_NAMESPACE) else None
 
     def get(self, path: CIMInstanceName) -> CIMInstance | None:
         row = self.get_row(path)
@@ -413,7 +423,7 @@ class StoreProvider(InstanceProvider):
                        ) -> Iterable[Row]:
         if self._touching is None:
             return super().reference_rows(target, role)
-        want = normalized(target, EDIV_NAMESPACE)
+        want = key_of(target, EDIV_NAMESPACE)
         return [r for r in self._touching(target) if refers_to(r, want, role)]
 
     def references(self, target: CIMInstanceName, role: str | None = None
@@ -425,14 +435,14 @@ class StoreProvider(InstanceProvider):
             yield row.instance()
 
 
-def refers_to(row: Row, target: CIMInstanceName, role: str | None) -> bool:
-    """A reference property of ``row`` (named ``role``, if given) is ``target`` (normalized)."""
+def refers_to(row: Row, target: PathKey, role: str | None) -> bool:
+    """A reference property of ``row`` (named ``role``, if given) is ``target``."""
     for name, value in row.props.items():
         if not isinstance(value, CIMInstanceName):
             continue
         if role and name.lower() != role.lower():
             continue
-        if normalized(value, EDIV_NAMESPACE) == target:
+        if key_of(value, EDIV_NAMESPACE) == target:
             return True
     return False
 
@@ -531,11 +541,13 @@ class EngineModel:
         return vm_row(found) if found is not None else None
 
     def scenario_nets(self, name: str) -> list[Row]:
-        store = self.engine.store()
-        row = store.scenario(name)
-        if row is None:
-            return []
-        return net_rows(self.engine, row, store.vms(name), store.segments(name))
+        def compute() -> list[Row]:
+            store = self.engine.store()
+            row = self.scenario_row(name)
+            if row is None:
+                return []
+            return net_rows(self.engine, row, store.vms(name), store.segments(name))
+        return request.memo(("nets", name), compute)
 
     def nets(self) -> Iterator[Row]:
         for r in self.scenario_rows():
@@ -545,7 +557,7 @@ class EngineModel:
         key = P.split_key(path.keybindings.get("Name", ""))
         if key is None:
             return None
-        nets = request.memo(("nets", key[0]), lambda: {
+        nets = request.memo(("nets-by-name", key[0]), lambda: {
             r.keys["Name"]: r for r in self.scenario_nets(key[0])})
         return nets.get(P.vm_key(*key))
 

@@ -19,6 +19,7 @@ from ediv.provider.providers import (
     ProviderRegistry,
     Row,
     StaticProvider,
+    key_of,
     make_instance,
     normalized,
 )
@@ -219,11 +220,11 @@ class _Conformance(InstanceProvider):
 
     def reference_rows(self, target: CIMInstanceName, role: str | None = None
                        ) -> Iterable[Row]:
+        want = key_of(target, INTEROP_NAMESPACE)
         for row in self.model.conformance_touching(self.classname, target, self.managed):
             for name, value in row.props.items():
                 if (role is None or name.lower() == role.lower()) and \
-                        normalized(value, INTEROP_NAMESPACE) == normalized(target,
-                                                                          INTEROP_NAMESPACE):
+                        key_of(value, INTEROP_NAMESPACE) == want:
                     yield row
                     break
 

@@ -50,7 +50,14 @@ from pywbem import (
 from ediv.provider import cimxml, request
 from ediv.provider.auth import Role
 from ediv.provider.cimxml import Clean, InstanceWriter
-from ediv.provider.providers import ProviderRegistry, Row, normalized
+from ediv.provider.providers import (
+    PathKey,
+    ProviderRegistry,
+    Row,
+    key_of,
+    normalized,
+    path_key,
+)
 from ediv.provider.schema import NamespaceSchema, Schema, is_association
 
 READ_OPERATIONS = frozenset(n.lower() for n in (
@@ -535,7 +542,7 @@ def _enumerate_instances(op: _Op):
     flags = op.instance_flags()
     nss, requested, rows = _enumerate(op, op.classname())
     writer = _writer_of(op, nss, requested, flags)
-    return Clean("".join(writer(r).named_instance(r.keys, r.lower()) for r in rows)), []
+    return Clean("".join(writer(r).named_instance(r.keys, r.props) for r in rows)), []
 
 
 @intrinsic("EnumerateInstanceNames")
@@ -568,7 +575,7 @@ def _get_instance(op: _Op):
     nss, cls, row = _lookup(op, op.instance_name("InstanceName"))
     actual = nss.get_class(row.classname) or cls
     writer = op.d.writer(nss, row.classname, actual, op.instance_flags())
-    return Clean(writer.instance(row.lower())), []
+    return Clean(writer.instance(row.props)), []
 
 
 def _writable_provider(op: _Op, classname: str):
@@ -645,14 +652,14 @@ def _check_result_class(nss: NamespaceSchema, name: str | None) -> None:
 def _reference_rows(op: _Op, target: CIMInstanceName, q: _AssocQuery) -> Iterator[Row]:
     """Every association row pointing at ``target``, once, from the providers' look-ups."""
     nss = op.nss()
-    seen: set[CIMInstanceName] = set()
+    seen: set[PathKey] = set()
     for name in _assoc_classes(op, nss, q.assoc_class):
         provider = op.d.registry.get(nss.name, name)
         if provider is None:
             continue
         for row in provider.reference_rows(target, q.role):
             request.check()
-            key = normalized(row.path(), nss.name)
+            key = path_key(row.classname, row.keys, row.namespace or nss.name)
             if key in seen:
                 continue
             seen.add(key)
@@ -674,26 +681,28 @@ def _references(op: _Op, target: CIMInstanceName, q: _AssocQuery) -> list[Row]:
 def _associated_paths(op: _Op, target: CIMInstanceName, q: _AssocQuery
                       ) -> list[CIMInstanceName]:
     nss = op.nss()
-    want = normalized(target, nss.name)
+    want = key_of(target, nss.name)
     role = q.role.lower() if q.role else None
     result_role = q.result_role.lower() if q.result_role else None
     out: list[CIMInstanceName] = []
-    seen: set[CIMInstanceName] = set()
+    seen: set[PathKey] = set()
     for row in _reference_rows(op, target, q):
         refs = [(n, v) for n, v in row.props.items() if isinstance(v, CIMInstanceName)]
         here = {n for n, v in refs if (role is None or n.lower() == role)
-                and normalized(v, nss.name) == want}
+                and key_of(v, nss.name) == want}
         for name, value in refs:
             if name in here or (result_role and name.lower() != result_role):
                 continue
-            path = normalized(value, nss.name)
+            key = key_of(value, nss.name)
+            if key in seen:
+                continue
             if q.result_class:
-                other = op.d.schema.namespace(path.namespace)
-                if other is None or not other.is_subclass(path.classname, q.result_class):
+                other = op.d.schema.namespace(value.namespace or nss.name)
+                if other is None or not other.is_subclass(value.classname, q.result_class):
                     continue
-            if path not in seen:
-                seen.add(path)
-                out.append(path)
+            seen.add(key)
+            out.append(value if value.namespace and value.host is None
+                       else normalized(value, nss.name))
     return out
 
 
@@ -829,9 +838,9 @@ def _assoc_results(op: _Op, kind: _AssocKind, target: CIMInstanceName, q: _Assoc
         cls = nss.get_class(row.classname)
         writer = op.d.writer(nss, row.classname, cls, flags)
         if kind.pull:
-            yield writer.instance_with_path(row.keys, row.lower(), host)
+            yield writer.instance_with_path(row.keys, row.props, host)
         else:
-            yield writer.object_with_path(row.keys, row.lower(), host)
+            yield writer.object_with_path(row.keys, row.props, host)
 
 
 def _association_operation(op: _Op, kind: _AssocKind):

@@ -73,6 +73,28 @@ def as_instance(item: pywbem.CIMInstance | Row) -> pywbem.CIMInstance:
     return item.instance() if isinstance(item, Row) else item
 
 
+PathKey = tuple
+
+
+def path_key(classname: str, keys: Any, namespace: str | None) -> PathKey:
+    """A hashable key with the equality of pywbem's CIMInstanceName == on ``normalized``
+    paths (names case-insensitive, host ignored, namespace without slashes), built without
+    copying pywbem objects: what the association code puts in its sets."""
+    ns = namespace.strip("/").lower() if namespace else None
+    items = []
+    for name, value in keys.items():
+        if isinstance(value, pywbem.CIMInstanceName):
+            value = path_key(value.classname, value.keybindings, value.namespace or namespace)
+        items.append((name.lower(), value))
+    items.sort(key=lambda item: item[0])
+    return (classname.lower(), ns, tuple(items))
+
+
+def key_of(path: pywbem.CIMInstanceName, namespace: str | None = None) -> PathKey:
+    """``path_key`` of a CIMInstanceName (``namespace`` when it has none)."""
+    return path_key(path.classname, path.keybindings, path.namespace or namespace)
+
+
 def normalized(path: pywbem.CIMInstanceName, namespace: str | None = None
                ) -> pywbem.CIMInstanceName:
     """A copy for set membership and equality (pywbem's CIMInstanceName hash and ==, which

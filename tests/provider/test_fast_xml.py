@@ -71,7 +71,7 @@ def test_instances_parse_equal_to_the_object_model_path(dispatcher):
         for requested, flags in _shapes(nss, actual):
             old = dispatcher.shape_instance(nss, inst, requested, flags, HOST)
             new_xml = dispatcher.writer(nss, row.classname, requested, flags).instance(
-                row.lower())
+                row.props)
             ours, theirs = _parse(new_xml), _parse(old.tocimxmlstr(ignore_path=True))
             assert ours == theirs, (row.classname, flags)
             assert list(ours.properties) == list(theirs.properties)
@@ -95,11 +95,11 @@ def test_paths_and_wrappers_parse_equal(dispatcher):
         writer = dispatcher.writer(nss, row.classname, cls, Flags())
         shaped = dispatcher.shape_instance(nss, inst, cls, Flags(), HOST)
         # the object-model writers (cimxml.named_instance and friends) as the reference
-        assert _parse(writer.named_instance(row.keys, row.lower())) == \
+        assert _parse(writer.named_instance(row.keys, row.props)) == \
             _parse(cimxml.named_instance(shaped))
-        assert _parse(writer.instance_with_path(row.keys, row.lower(), HOST)) == \
+        assert _parse(writer.instance_with_path(row.keys, row.props, HOST)) == \
             _parse(cimxml.instance_with_path(shaped))
-        assert _parse(writer.object_with_path(row.keys, row.lower(), HOST)) == \
+        assert _parse(writer.object_with_path(row.keys, row.props, HOST)) == \
             _parse(cimxml.object_with_path(shaped, shaped.path))
 
 
@@ -108,7 +108,7 @@ def test_values_that_need_escaping_and_nested_references(dispatcher):
     job = next(r for r in dispatcher.registry.get(nss.name, "EDIV_ConcreteJob").rows())
     assert "<VMs> & nets" in job.props["Description"]
     cls = nss.get_class("EDIV_ConcreteJob")
-    xml = dispatcher.writer(nss, job.classname, cls, Flags()).instance(job.lower())
+    xml = dispatcher.writer(nss, job.classname, cls, Flags()).instance(job.props)
     assert _parse(xml)["Description"] == job.props["Description"]
     ectp = next(dispatcher.registry.get(INTEROP_NAMESPACE, "EDIV_ElementConformsToProfile")
                 .rows())
