@@ -174,6 +174,10 @@ def bench_assoc(conn: pywbem.WBEMConnection, url: str, ca: str, base: Path, n: i
     print(f"associations, one deployed scenario of {n} VMs ({n // 5} nets), "
           f"each call capped at {limit:.0f} s")
     for label, call in (
+        ("first call: GetInstance of a VSSD (parses the spec once)", lambda: [
+            quick.GetInstance(pywbem.CIMInstanceName(
+                "EDIV_VirtualSystemSettingData", {"InstanceID": f"ediv:vm:{name}/vm0"},
+                namespace=EDIV_NAMESPACE))]),
         ("AssociatorNames on one VM", lambda: quick.AssociatorNames(vm)),
         ("ReferenceNames on one VM", lambda: quick.ReferenceNames(vm)),
         ("Associators on one VM", lambda: quick.Associators(vm)),
