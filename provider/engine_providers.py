@@ -43,6 +43,7 @@ from ediv.provider.providers import (
     path_key,
 )
 from ediv.provider.schema import EDIV_NAMESPACE
+from ediv.scenario.defaults import effective_vm
 from ediv.scenario.model import VM, Scenario
 
 SCENARIO_STATES: dict[str, tuple[int, int, int]] = {
@@ -261,8 +262,8 @@ def _rasd_keys(scenario: str, vm: str, part: str) -> dict[str, str]:
 
 def rasd_rows(scenario: Scenario, vm: VM) -> list[Row]:
     name = scenario.name
-    defaults = scenario.global_.vm_defaults
-    mem = vm.mem or (defaults.mem if defaults else None)
+    vm = effective_vm(vm, scenario.global_.vm_defaults)
+    mem = vm.mem
     out = [
         make_row("EDIV_ProcessorRASD", _rasd_keys(name, vm.name, "cpu"), {
             "ElementName": "processor", "ResourceType": Uint16(3),
@@ -282,7 +283,7 @@ def rasd_rows(scenario: Scenario, vm: VM) -> list[Row]:
             "Address": itf.mac,
             "IPAddresses": [address_text(a) for a in itf.addresses],
         }))
-    fs = vm.filesystem or (defaults.filesystem if defaults else None)
+    fs = vm.filesystem
     if fs is not None:
         cls = "EDIV_StorageAllocationSettingData"
         out.append(make_row(cls, _rasd_keys(name, vm.name, "disk"), {
