@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -108,7 +109,16 @@ def import_cmd(file: str, name: str, fmt: str | None, suite: str | None, as_json
 
     FILE is only read; raw or qcow2 is detected from its content."""
     store = ImageStore(store_dir)
-    m = store.import_file(file, name, fmt=fmt, suite=suite)
+    total = Path(file).stat().st_size
+    shown = [0]
+    lines = _Lines(quiet=total < 64 << 20)  # progress for files that take a while
+
+    def progress(done: int) -> None:
+        if done - shown[0] >= max(total // 10, 64 << 20) or done == total:
+            shown[0] = done
+            lines(f"copied {done >> 20}/{total >> 20} MiB")
+
+    m = store.import_file(file, name, fmt=fmt, suite=suite, progress=progress)
     _print_manifest(store, m, as_json)
 
 

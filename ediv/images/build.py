@@ -148,12 +148,22 @@ def _stream(argv: list[str], progress: Progress, what: str) -> None:
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, errors="replace")
     assert p.stdout is not None
-    for line in p.stdout:
-        line = line.rstrip()
-        if not line:
-            continue
-        tail.append(line)
-        progress(line)
+    try:
+        for line in p.stdout:
+            line = line.rstrip()
+            if not line:
+                continue
+            tail.append(line)
+            progress(line)
+    except BaseException:
+        # interrupted: let the tool undo its own mounts before the build dir is removed
+        p.terminate()
+        try:
+            p.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        raise
     if p.wait() != 0:
         raise EdivError(f"{what} failed (exit {p.returncode}):\n" + "\n".join(tail))
 
