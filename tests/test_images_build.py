@@ -55,6 +55,22 @@ def cache_name() -> str:
     return "test-" + hashlib.sha256(shape.encode()).hexdigest()[:16]
 
 
+def mirror_reachable_or_skip() -> None:
+    """The build needs the Debian mirror of this machine's apt sources; without it (an
+    offline machine) the build tests skip and say why."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from ediv.images.sources import parse_deb822
+
+    url = urlsplit(parse_deb822(sources_text(SUITE))[0].uris[0])
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        socket.create_connection((url.hostname, port), timeout=10).close()
+    except OSError as exc:
+        pytest.skip(f"Debian mirror {url.hostname} unreachable ({exc}): cannot build an image")
+
+
 @pytest.fixture(scope="session")
 def debian_image() -> tuple[ImageStore, str]:
     """(store, name) of a minbase + iproute2 image, built through the CLI unless cached."""
@@ -63,6 +79,7 @@ def debian_image() -> tuple[ImageStore, str]:
     log = store.root / "logs" / f"{name}.log"
     m = store.get(name)
     if m is None or not store.blob_path(m.digest).exists():
+        mirror_reachable_or_skip()
         r = subprocess.run([*EDIV, "image", "build", name, "--suite", SUITE,
                             "--packages", ",".join(PACKAGES), "--store", str(store.root),
                             "--json"], capture_output=True, text=True, timeout=3600)
@@ -176,6 +193,7 @@ def test_uml_vm_boots_the_image_and_runs_ip(debian_image, tmp_path):
 
 def test_build_of_a_missing_package_fails_cleanly(tmp_path):
     """A clear error naming the package; no image, no manifest, no build directory left."""
+    mirror_reachable_or_skip()
     store = ImageStore(tmp_path / "store")
     r = subprocess.run([*EDIV, "image", "build", "bad", "--packages", "ediv-no-such-package",
                         "--store", str(store.root)], capture_output=True, text=True,
