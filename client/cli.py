@@ -37,7 +37,7 @@ def cli() -> None:
 
 
 MODULES = ("client.offline", "client.cluster_cmd", "client.testbed_cmd", "client.ovf_cmd",
-           "provider.cli")
+           "client.image_cmd", "provider.cli")
 # `ediv ovf ...` needs only its own module: the others import paramiko, xmlschema...
 # (about a second of start-up on a loaded 2-core machine, which bench/bench_ovf.py sees).
 ONLY_FOR = {"ovf": "client.ovf_cmd"}
