@@ -67,11 +67,6 @@ def id_base(key: str, first: int, slots: int) -> int:
     return first + slot * ID_COUNT
 
 
-def bounding_argv() -> list[str]:
-    """``setpriv`` prefix dropping DROPPED_CAPS from the bounding set of what it runs."""
-    return ["setpriv", "--bounding-set", ",".join("-" + c for c in DROPPED_CAPS), "--"]
-
-
 def _check(rc: int, what: str) -> None:
     if rc < 0:
         err = ctypes.get_errno()
@@ -221,14 +216,6 @@ def host_upper(upper: Path, base: int, *, owned: Iterable[str], private: Iterabl
     def covered(p: str) -> bool:
         return any(p == d or p.startswith(d.rstrip("/") + "/") for d in done)
 
-    for path in sorted(set(hidden)):
-        if covered(path) or _lower_dir(lower, path) is None:
-            continue
-        d = _mirror_dirs(upper, path, lower)
-        if not d.exists():
-            d.mkdir(mode=0o700)
-            os.setxattr(d, "trusted.overlay.opaque", b"y")
-        done.append(path)
     for path in sorted(set(private)):
         if covered(path):
             continue
@@ -238,6 +225,14 @@ def host_upper(upper: Path, base: int, *, owned: Iterable[str], private: Iterabl
             d.mkdir()
             os.chmod(d, stat.S_IMODE(st.st_mode) if st else 0o755)
             os.chown(d, base, base)
+            os.setxattr(d, "trusted.overlay.opaque", b"y")
+        done.append(path)
+    for path in sorted(set(hidden)):
+        if covered(path) or _lower_dir(lower, path) is None:
+            continue
+        d = _mirror_dirs(upper, path, lower)
+        if not d.exists():
+            d.mkdir(mode=0o700)
             os.setxattr(d, "trusted.overlay.opaque", b"y")
         done.append(path)
     for path in sorted(set(owned)):

@@ -24,8 +24,10 @@ Per VM, in order (measured: everything a network lab does works, see tests/agent
   and its own; ediv's state, keys and server files and the agent's state dir are hidden;
   SSH host keys are whited out. Mounts cannot be undone from inside (the mount namespace
   belongs to the init user namespace).
-Exec, consoles and file copies enter the VM with ``nsenter -t PID -U …`` (VM root inside
-the user namespace, bounding set reduced) — never as host root, never with host binaries
+Exec and file copies enter the VM with ``center.py`` (every namespace of its init, the
+user namespace last, then the bounding set reduced: entering a user namespace resets it,
+so ``setpriv`` before ``nsenter`` would not hold), consoles with ``nsenter -t PID -U …``:
+always as VM root inside the user namespace, never as host root, never host binaries
 running on VM-controlled files.
 """
 
@@ -44,7 +46,7 @@ from typing import Any
 from ediv.agent import commands as C
 from ediv.agent import naming
 from ediv.agent.config import DEFAULT_HIDDEN_PATHS
-from ediv.agent.drivers import cinit, confine
+from ediv.agent.drivers import center, cinit, confine
 from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner, vm_running
 from ediv.agent.layout import VmLayout
 from ediv.agent.proc import (
@@ -102,8 +104,10 @@ class ContainerDriver(ProcessOwner):
         return pid
 
     def _enter(self, pid: int) -> list[str]:
-        """argv prefix running a command as VM root inside every namespace of VM ``pid``."""
-        return [*confine.bounding_argv(), "nsenter", "-t", str(pid), *NSENTER_ALL, "--"]
+        """argv prefix running a command as VM root inside every namespace of VM ``pid``,
+        with the capabilities no lab needs dropped (``center.py``)."""
+        caps = ",".join(str(cinit.CAPS[c]) for c in confine.DROPPED_CAPS)
+        return [sys.executable, "-I", "-S", center.__file__, str(pid), caps, "--"]
 
     # -- Driver -------------------------------------------------------------------------
     def check(self, ctx: AgentContext, vms: list[VmLayout]) -> list[str]:
