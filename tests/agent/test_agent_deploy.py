@@ -254,11 +254,13 @@ def test_kernel_outside_allowed_paths_refused(agent, snapshot, tmp_path, rootfs_
 
 
 def test_missing_image_refused(agent, snapshot, tmp_path):
-    vm = ('<vm name="u" type="uml"><filesystem type="cow">/nonexistent/root.img</filesystem>'
+    # inside the allowed image roots (the session's temp dirs), so the refusal is "not found"
+    missing = tmp_path / "nonexistent-root.img"
+    vm = (f'<vm name="u" type="uml"><filesystem type="cow">{missing}</filesystem>'
           '<if id="1" net="N"/></vm>')
     key = unique_key("bi")
     _assert_refused(agent, snapshot, tmp_path, key, _one_vm(key, CONTAINER + vm),
-                    expect="filesystem image /nonexistent/root.img not found")
+                    expect=f"filesystem image {missing} not found")
 
 
 def test_interface_id_clash_refused(agent, snapshot, tmp_path):

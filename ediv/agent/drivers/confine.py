@@ -257,6 +257,18 @@ def host_upper(upper: Path, base: int, *, owned: Iterable[str], private: Iterabl
     os.chmod(marker, 0o600)
 
 
+def fs_path(files_dir: Path, path: str) -> str:
+    """A ``<filesystem>`` path as the agent uses it: relative paths name the scenario's own
+    bundle files."""
+    return path if os.path.isabs(path) else str(files_dir / path)
+
+
+def give(path: Path, uid: int) -> None:
+    """Make ``path`` (a file, or a tree whose symlinks are not followed) the uid's."""
+    for p in [path, *(path.rglob("*") if path.is_dir() and not path.is_symlink() else [])]:
+        os.lchown(p, uid, uid)
+
+
 def path_allowed(path: str, roots: Iterable[str | Path]) -> bool:
     """``path`` (symlinks resolved) is one of, or inside one of, ``roots``."""
     real = os.path.realpath(path)

@@ -78,8 +78,9 @@ class ContainerDriver(ProcessOwner):
     def _root_dir(self, ctx: AgentContext, vm: VmLayout) -> str:
         """The VM's root directory: its own <filesystem> directory, else the configured one."""
         fs = vm.vm.filesystem
-        if fs is not None and Path(fs.path).is_dir():
-            return os.path.realpath(fs.path)
+        path = confine.fs_path(ctx.files_dir, fs.path) if fs is not None else ""
+        if path and Path(path).is_dir():
+            return os.path.realpath(path)
         return os.path.realpath(ctx.config.container_rootfs)
 
     def _host_root(self, ctx: AgentContext, vm: VmLayout) -> bool:
@@ -116,11 +117,12 @@ class ContainerDriver(ProcessOwner):
         for vm in vms:
             fs = vm.vm.filesystem
             lower = self._root_dir(ctx, vm)
-            if fs is not None and not Path(fs.path).is_dir():
+            path = confine.fs_path(ctx.files_dir, fs.path) if fs is not None else ""
+            if fs is not None and not Path(path).is_dir():
                 ctx.layout.warnings.append(
                     f"vm {vm.name}: container VMs need a directory as filesystem; "
                     f"{fs.path} ignored, using {lower}")
-            elif fs is not None and not confine.path_allowed(fs.path, allowed):
+            elif fs is not None and not confine.path_allowed(path, allowed):
                 problems.append(f"vm {vm.name}: root directory {fs.path} is outside the "
                                 f"allowed image roots ({', '.join(allowed)}; agent setting "
                                 "vm_image_paths)")

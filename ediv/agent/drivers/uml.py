@@ -210,6 +210,16 @@ class UmlDriver(ProcessOwner):
         return vm.vm.kernel.path if vm.vm.kernel else ctx.config.uml_kernel
 
     @staticmethod
+    def _fs(ctx: AgentContext, vm: VmLayout) -> str:
+        fs = vm.vm.filesystem
+        return os.path.realpath(confine.fs_path(ctx.files_dir, fs.path)) if fs else ""
+
+    @staticmethod
+    def _own(ctx: AgentContext, path: str) -> bool:
+        """``path`` is one of the scenario's own bundle files."""
+        return confine.path_allowed(path, [ctx.files_dir])
+
+    @staticmethod
     def _uid(ctx: AgentContext) -> int:
         return confine.id_base(ctx.sdir.key, ctx.config.vm_id_first, ctx.config.vm_id_slots)
 
@@ -238,16 +248,18 @@ class UmlDriver(ProcessOwner):
             uid = self._uid(ctx)
             if fs is None:
                 problems.append(f"vm {vm.name}: UML VMs need a <filesystem>")
-            elif not confine.path_allowed(fs.path, allowed):
+            elif not confine.path_allowed(path := self._fs(ctx, vm), allowed):
                 problems.append(f"vm {vm.name}: filesystem {fs.path} is outside the allowed "
                                 f"image roots ({', '.join(allowed)}; agent setting "
                                 "vm_image_paths)")
             elif fs.type == "hostfs":
-                if not Path(fs.path).is_dir():
+                if not Path(path).is_dir():
                     problems.append(f"vm {vm.name}: hostfs root {fs.path} is not a directory")
-            elif not Path(fs.path).is_file():
+            elif not Path(path).is_file():
                 problems.append(f"vm {vm.name}: filesystem image {fs.path} not found")
-            elif not _can(os.stat(fs.path), uid, 6 if fs.type == "direct" else 4):
+            elif self._own(ctx, path):
+                pass  # the scenario's own file: given to its uid at prepare
+            elif not _can(os.stat(path), uid, 6 if fs.type == "direct" else 4):
                 need = "writable" if fs.type == "direct" else "readable"
                 problems.append(f"vm {vm.name}: filesystem image {fs.path} is not {need} by "
                                 f"the scenario's uid {uid} (UML runs unprivileged)")
@@ -278,6 +290,9 @@ class UmlDriver(ProcessOwner):
             for sub in (d, share, share / "jobs", share / "xfer", d / "disk", d / "uml"):
                 os.chown(sub, uid, uid)
                 os.chmod(sub, 0o700)
+            fs = vm.vm.filesystem
+            if fs is not None and self._own(ctx, self._fs(ctx, vm)):
+                confine.give(Path(self._fs(ctx, vm)), uid)
 
     @staticmethod
     def _build_bootdisk(path: Path) -> None:
@@ -333,10 +348,9 @@ class UmlDriver(ProcessOwner):
                 ("d", str(d / "disk"), "/disk"), ("d", str(d / "uml"), "/uml"),
                 ("d", str(self._share(ctx, vm)), "/h/share")]
         if fs is not None and fs.type == "hostfs":
-            out.append(("d", os.path.realpath(fs.path), "/h/root"))
+            out.append(("d", self._fs(ctx, vm), "/h/root"))
         elif fs is not None:
-            out.append(("f" if fs.type == "direct" else "r", os.path.realpath(fs.path),
-                        "/img/root"))
+            out.append(("f" if fs.type == "direct" else "r", self._fs(ctx, vm), "/img/root"))
         return out
 
     def argv(self, ctx: AgentContext, vm: VmLayout) -> list[str]:
