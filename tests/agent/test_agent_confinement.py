@@ -243,6 +243,11 @@ def test_uml_guest_cannot_reach_host_files(agent, tmp_path, rootfs_image, snapsh
     for st in kernels.values():
         assert st["Uid"].split() == [str(uid)] * 4 and st["Gid"].split() == [str(uid)] * 4
         assert int(st["CapEff"], 16) == 0 and st.get("Groups", "").strip() == ""
+    vm_dir = agent.state / key / "vms" / "u"
+    for path, mode in ((vm_dir, 0o700), (vm_dir / "share", 0o700),
+                       (vm_dir / "disk" / "root.cow", 0o600)):
+        st = path.stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (uid, uid, mode), path
 
     attacks = [
         f"mkdir -p /mnt/a && mount -t hostfs none /mnt/a -o {secret_dir} && "

@@ -77,9 +77,16 @@ def bind_file(src: str, dst: str) -> None:
     _check(_libc.mount(src.encode(), dst.encode(), None, _MS_BIND, None), f"bind {src} on {dst}")
 
 
+_netns_dir_ready = False
+
+
 def _ensure_netns_dir() -> None:
     """``/run/netns`` as ``ip netns add`` leaves it: a shared mount, so bind mounts of
-    namespaces made here reach every mount namespace that copied it."""
+    namespaces made here reach every mount namespace that copied it (once per process)."""
+    global _netns_dir_ready
+    if _netns_dir_ready:
+        return
+    _netns_dir_ready = True
     NETNS_DIR.mkdir(parents=True, exist_ok=True)
     if subprocess.run(["mount", "--make-shared", str(NETNS_DIR)], capture_output=True,
                       env=base_env(), check=False).returncode != 0:
