@@ -93,8 +93,33 @@ class ContainerDriver(ProcessOwner):
         """The overlay's lower directory: the host's / as it is, or an id-mapped bind of the
         VM's root directory in its state dir."""
         if self._host_root(ctx, vm):
-            return "/"
+            return f"{self._mask(ctx)}:/"
         return str(ctx.sdir.vm_dir(vm.name) / "lower")
+
+    @staticmethod
+    def _mask(ctx: AgentContext) -> Path:
+        """The scenario's mask layer over the host's / (shared by its VMs, see
+        ``confine.host_mask``), on a tmpfs of its own: overlayfs refuses a lower layer
+        inside another (the host's /), and freeing it costs nothing at release."""
+        return ctx.sdir.root / "host-mask" / "layer"
+
+    def _ensure_mask(self, ctx: AgentContext) -> None:
+        over_host = [vm for vm in ctx.layout.vms
+                     if vm.driver == self.name and self._host_root(ctx, vm)]
+        if not over_host:
+            return
+        mnt = self._mask(ctx).parent
+        if not confine.is_mountpoint(mnt):
+            mnt.mkdir(mode=0o755, exist_ok=True)
+            ctx.sdir.record({"op": "mount", "path": str(mnt)})
+            run(["mount", "-t", "tmpfs", "-o", "mode=755,size=1m,nr_inodes=4096",
+                 "ediv-mask", str(mnt)])
+        hidden = [*DEFAULT_HIDDEN_PATHS, *ctx.config.container_hidden_paths,
+                  str(ctx.sdir.state_root.resolve())]
+        owned = [*OWNED_DIRS, *(ft.root for vm in over_host for ft in vm.vm.filetrees
+                                if ft.root.startswith("/"))]
+        confine.host_mask(self._mask(ctx), self._base(ctx), owned=owned,
+                          private=PRIVATE_DIRS, hidden=hidden, whiteouts=WHITEOUTS)
 
     def _pid(self, ctx: AgentContext, vm: VmLayout) -> int:
         pid = ctx.runtime.get(vm.name, {}).get("pid")
@@ -124,8 +149,8 @@ class ContainerDriver(ProcessOwner):
                     f"{fs.path} ignored, using {lower}")
             elif fs is not None and not confine.path_allowed(path, allowed):
                 problems.append(f"vm {vm.name}: root directory {fs.path} is outside the "
-                                f"allowed image roots ({', '.join(allowed)}; agent setting "
-                                "vm_image_paths)")
+                                f"allowed image roots ({', '.join(ctx.config.vm_image_paths)} "
+                                "or the scenario's own files; agent setting vm_image_paths)")
                 continue
             if not Path(lower).is_dir():
                 problems.append(f"vm {vm.name}: container root {lower} is not a directory")
@@ -138,20 +163,14 @@ class ContainerDriver(ProcessOwner):
 
     def prepare(self, ctx: AgentContext, vms: list[VmLayout]) -> None:
         base = self._base(ctx)
-        hidden = [*DEFAULT_HIDDEN_PATHS, *ctx.config.container_hidden_paths,
-                  str(ctx.sdir.state_root.resolve())]
+        self._ensure_mask(ctx)
         for vm in vms:
             d = ctx.sdir.vm_dir(vm.name)
             for sub in ("upper", "work", "merged", "lower"):
                 (d / sub).mkdir(parents=True, exist_ok=True)
-            if self._host_root(ctx, vm):
-                owned = [*OWNED_DIRS, *(ft.root for ft in vm.vm.filetrees
-                                        if ft.root.startswith("/"))]
-                confine.host_upper(d / "upper", base, owned=owned, private=PRIVATE_DIRS,
-                                   hidden=hidden, whiteouts=WHITEOUTS,
-                                   marker=d / "upper.prepared")
-            else:
-                os.chown(d / "upper", base, base)
+            # the upper's root is the VM's / : VM root's own
+            os.chown(d / "upper", base, base)
+            os.chmod(d / "upper", 0o755)
 
     def start(self, ctx: AgentContext, vms: list[VmLayout]) -> None:
         if not vms:
@@ -223,6 +242,8 @@ class ContainerDriver(ProcessOwner):
         ready = d / "ready"
         ready.unlink(missing_ok=True)
         records: list[dict[str, Any]] = []
+        if self._host_root(ctx, v):
+            self._ensure_mask(ctx)
         ns_fd = confine.userns_fd(v.netns)
         try:
             lower = d / "lower"

@@ -250,8 +250,8 @@ class UmlDriver(ProcessOwner):
                 problems.append(f"vm {vm.name}: UML VMs need a <filesystem>")
             elif not confine.path_allowed(path := self._fs(ctx, vm), allowed):
                 problems.append(f"vm {vm.name}: filesystem {fs.path} is outside the allowed "
-                                f"image roots ({', '.join(allowed)}; agent setting "
-                                "vm_image_paths)")
+                                f"image roots ({', '.join(ctx.config.vm_image_paths)} or "
+                                "the scenario's own files; agent setting vm_image_paths)")
             elif fs.type == "hostfs":
                 if not Path(path).is_dir():
                     problems.append(f"vm {vm.name}: hostfs root {fs.path} is not a directory")
