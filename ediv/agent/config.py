@@ -49,6 +49,9 @@ class AgentConfig:
     # container VMs over the host's /: directories hidden (empty, opaque), on top of
     # DEFAULT_HIDDEN_PATHS and the agent's state dir
     container_hidden_paths: list[str] = field(default_factory=list)
+    # net@capture_file: tcpdump writes <capture_dir>/<scenario>/<bare file name>; kept after
+    # release (the capture is the result), never anywhere else on the host
+    capture_dir: str = "/var/lib/ediv-host-captures"
 
 
 def _coerce(name: str, raw: object, kind: type) -> object:
