@@ -203,7 +203,8 @@ def _lower_dir(lower: Path, path: str) -> os.stat_result | None:
 
 
 def host_mask(upper: Path, base: int, *, owned: Iterable[str], private: Iterable[str],
-              hidden: Iterable[str], whiteouts: Iterable[str], lower: Path = Path("/")) -> None:
+              hidden: Iterable[str], whiteouts: Iterable[str], copies: Iterable[str] = (),
+              lower: Path = Path("/")) -> None:
     """Build the layer stacked over the host's ``/`` (lower layers ``MASK:/``; the host's /
     is not id-mapped: host files keep host owners, so VM root reads only what every host
     user may read, and can change no host-owned file in place). One per scenario, shared by
@@ -214,7 +215,9 @@ def host_mask(upper: Path, base: int, *, owned: Iterable[str], private: Iterable
       it may add, replace and remove entries there (writes land in the overlay);
     - ``private`` directories are opaque and VM root's (its own empty /root, /tmp, ...);
     - ``hidden`` directories are opaque, empty and host root's (state dirs, keys, server files);
-    - ``whiteouts`` (globs allowed) disappear from the VM's view.
+    - ``whiteouts`` (globs allowed) disappear from the VM's view;
+    - ``copies`` (small world-readable files VMs edit in place: passwd, group, hosts) are
+      copied, VM root's (it edits its copy-up; the host's file never changes).
     Built once (the directory then exists)."""
     if upper.exists():
         return
@@ -264,6 +267,19 @@ def host_mask(upper: Path, base: int, *, owned: Iterable[str], private: Iterable
             w = _mirror_dirs(upper, path, lower)
             if not os.path.lexists(w):
                 os.mknod(w, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    for path in copies:
+        src = lower / path.lstrip("/")
+        try:
+            st = src.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or not st.st_mode & 0o004 or covered(path):
+            continue
+        dst = _mirror_dirs(upper, path, lower)
+        if not os.path.lexists(dst):
+            shutil.copyfile(src, dst)
+            os.chmod(dst, stat.S_IMODE(st.st_mode))
+            os.chown(dst, base, base)
     os.replace(upper, final)
 
 

@@ -68,6 +68,8 @@ OWNED_DIRS = ("/etc", "/opt", "/srv", "/mnt", "/media", "/usr/local", "/var/lib"
 PRIVATE_DIRS = ("/root", "/home", "/tmp", "/var/tmp", "/run")
 WHITEOUTS = ("/etc/ssh/ssh_host_*key*", "/etc/shadow", "/etc/shadow-", "/etc/gshadow",
              "/etc/gshadow-")
+COPIES = ("/etc/passwd", "/etc/group", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf",
+          "/etc/motd")
 _UNSAFE_PATH_CHARS = (",", ":", "\\", "\n")
 
 
@@ -115,11 +117,12 @@ class ContainerDriver(ProcessOwner):
             run(["mount", "-t", "tmpfs", "-o", "mode=755,size=1m,nr_inodes=4096",
                  "ediv-mask", str(mnt)])
         hidden = [*DEFAULT_HIDDEN_PATHS, *ctx.config.container_hidden_paths,
-                  str(ctx.sdir.state_root.resolve())]
+                  str(ctx.sdir.state_root.resolve()), ctx.config.capture_dir]
         owned = [*OWNED_DIRS, *(ft.root for vm in over_host for ft in vm.vm.filetrees
                                 if ft.root.startswith("/"))]
         confine.host_mask(self._mask(ctx), self._base(ctx), owned=owned,
-                          private=PRIVATE_DIRS, hidden=hidden, whiteouts=WHITEOUTS)
+                          private=PRIVATE_DIRS, hidden=hidden, whiteouts=WHITEOUTS,
+                          copies=COPIES)
 
     def _pid(self, ctx: AgentContext, vm: VmLayout) -> int:
         pid = ctx.runtime.get(vm.name, {}).get("pid")
