@@ -55,7 +55,10 @@ def scenario_xml(n: int, vm_type: str, image: str | None) -> str:
 
 
 def agent(state: Path, *args: str, bundle: Path | None = None) -> tuple[float, dict, float]:
-    argv = [*AGENT, "--state-dir", str(state), *args]
+    # the agent config lets VMs use the bench's own image (outside the default image roots)
+    config = state.parent / "agent.json"
+    config.write_text(json.dumps({"vm_image_paths": [str(state.parent)]}))
+    argv = [*AGENT, "--state-dir", str(state), "--config", str(config), *args]
     if bundle:
         argv += ["--bundle", str(bundle)]
     t0 = time.monotonic()

@@ -13,6 +13,12 @@ from pathlib import Path
 from ediv.errors import InputError
 
 DEFAULT_STATE_DIR = "/var/lib/ediv-host"
+DEFAULT_IMAGE_PATHS = ("/var/lib/ediv-host/images/", "/usr/share/vnuml/filesystems/",
+                       "/usr/local/share/vnuml/filesystems/")
+# paths of the host's / a container VM must never see (besides the agent's own state dir):
+# ediv's state, keys and server files (/root, /home, /tmp, /run are VM-private instead)
+DEFAULT_HIDDEN_PATHS = ("/var/lib/ediv", "/var/lib/ediv-host", "/etc/ediv", "/srv/ediv",
+                        "/var/backups", "/var/mail", "/var/spool/cron", "/etc/ssl/private")
 DEFAULT_KERNEL_PATHS = ("/usr/bin/linux", "/usr/bin/linux.uml", "/usr/lib/uml/",
                         "/usr/share/vnuml/kernels/", "/usr/local/share/vnuml/kernels/")
 
@@ -31,6 +37,18 @@ class AgentConfig:
     exec_timeout: float = 600.0  # seconds one command may run
     stop_timeout: float = 30.0  # seconds a VM may take to halt before it is killed
     workers: int = 16  # threads for per-VM work
+    # -- VM confinement (docs/threat-model.md, "What a VM can reach on a host") -------------
+    # each scenario's VMs run as host ids vm_id_first + slot * 65536 .. + 65535, with
+    # slot = sha256(scenario key) mod vm_id_slots (container root and UML processes)
+    vm_id_first: int = 1_000_000_000
+    vm_id_slots: int = 10_000
+    # directories whose files/directories a scenario may name as a VM <filesystem> (UML
+    # direct/cow images and hostfs roots, container root directories); the scenario's own
+    # bundle files are always allowed
+    vm_image_paths: list[str] = field(default_factory=lambda: list(DEFAULT_IMAGE_PATHS))
+    # container VMs over the host's /: directories hidden (empty, opaque), on top of
+    # DEFAULT_HIDDEN_PATHS and the agent's state dir
+    container_hidden_paths: list[str] = field(default_factory=list)
     # net@capture_file: tcpdump writes <capture_dir>/<scenario>/<bare file name>; kept after
     # release (the capture is the result), never anywhere else on the host
     capture_dir: str = "/var/lib/ediv-host-captures"

@@ -28,6 +28,15 @@ def unique_mgmt_pair() -> tuple[dict, dict]:
             {"host": cidr(base + 5), "vm": cidr(base + 6)})
 
 
+def scenario_uid(key: str) -> int:
+    """The host uid the VMs of scenario ``key`` run as under the default agent config."""
+    from ediv.agent.config import AgentConfig
+    from ediv.agent.drivers.confine import id_base
+
+    cfg = AgentConfig()
+    return id_base(key, cfg.vm_id_first, cfg.vm_id_slots)
+
+
 @dataclass
 class AgentRun:
     rc: int

@@ -3,6 +3,7 @@ snapshots of the host's kernel objects to prove that release leaves nothing behi
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,12 +14,20 @@ from agent_helpers import Agent
 
 
 @pytest.fixture
-def agent(tmp_path: Path):
-    """An agent with its own state dir; every scenario left in it is purged afterwards."""
-    a = Agent(tmp_path / "state")
+def agent(tmp_path: Path, tmp_path_factory):
+    """An agent with its own state dir; every scenario left in it is purged afterwards.
+
+    Its config lets VMs use filesystems from this session's temp dirs (the images and root
+    trees the tests build) as well as the default image roots."""
+    from ediv.agent.config import DEFAULT_IMAGE_PATHS
+
+    config = tmp_path / "agent.json"
+    config.write_text(json.dumps({"vm_image_paths": [*DEFAULT_IMAGE_PATHS,
+                                                     str(tmp_path_factory.getbasetemp())]}))
+    a = Agent(tmp_path / "state", config)
     yield a
     if a.state.exists():
-        res = Agent(a.state)("purge")
+        res = Agent(a.state, config)("purge")
         assert res.rc == 0, res.events
 
 

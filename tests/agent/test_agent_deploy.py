@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from agent_helpers import agent_exec_command, unique_key, unique_mgmt_pair
+from agent_helpers import agent_exec_command, scenario_uid, unique_key, unique_mgmt_pair
 
 UML_KERNEL = "/usr/bin/linux"
 needs_root = pytest.mark.skipif(os.geteuid() != 0,
@@ -264,11 +264,13 @@ def test_kernel_outside_allowed_paths_refused(agent, snapshot, tmp_path, rootfs_
 
 
 def test_missing_image_refused(agent, snapshot, tmp_path):
-    vm = ('<vm name="u" type="uml"><filesystem type="cow">/nonexistent/root.img</filesystem>'
+    # inside the allowed image roots (the session's temp dirs), so the refusal is "not found"
+    missing = tmp_path / "nonexistent-root.img"
+    vm = (f'<vm name="u" type="uml"><filesystem type="cow">{missing}</filesystem>'
           '<if id="1" net="N"/></vm>')
     key = unique_key("bi")
     _assert_refused(agent, snapshot, tmp_path, key, _one_vm(key, CONTAINER + vm),
-                    expect="filesystem image /nonexistent/root.img not found")
+                    expect=f"filesystem image {missing} not found")
 
 
 def test_interface_id_clash_refused(agent, snapshot, tmp_path):
@@ -406,6 +408,11 @@ def test_uml_direct_and_hostfs_roots(agent, snapshot, tmp_path, rootfs_image, bu
     before = snapshot(key)
     image = tmp_path / "direct.img"
     shutil.copy(rootfs_image, image)
+    # UML runs as the scenario's uid: the VM writes what that uid may write (test's own files)
+    uid = scenario_uid(key)
+    os.chown(image, uid, uid)
+    for p in [busybox_tree, *busybox_tree.rglob("*")]:
+        os.lchown(p, uid, uid)
     vms = (f'<vm name="d" type="uml"><filesystem type="direct">{image}</filesystem>'
            '<if id="1" net="N"><ipv4>198.18.32.1/24</ipv4></if>'
            '<exec seq="s" type="verbatim">echo direct &gt; /root/mark; ping -c1 -W3 198.18.32.2'

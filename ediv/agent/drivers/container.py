@@ -1,27 +1,52 @@
-"""Container VMs: network, UTS, mount, PID and IPC namespaces with an overlay root.
+"""Container VMs: a user namespace per scenario, and network, mount, PID, UTS and IPC
+namespaces per VM, over an overlay root. What a VM can reach is in docs/threat-model.md.
 
-Per VM: a named network namespace ``ediv-<key>-<n>`` (so ``ip -n`` can configure it in
-batches), one veth pair per interface (``eth<id>`` inside, host end on the net's bridge), and
-a long-lived init: ``nsenter --net=… unshare --fork --pid --mount --uts --ipc sh -c INIT``.
-INIT mounts the overlay (lower: the host's ``/`` or a configured rootfs directory; upper and
-work in the VM's state directory) on ``merged``, mounts proc/sys/dev there, sets hostname and
-forwarding, touches ``ready`` and becomes ``chroot merged sh``-loop as PID 1. All mounts live
-in the VM's private mount namespace: when its init dies, they vanish with it.
-Exec and file copies enter the VM with ``nsenter -t PID`` (root and cwd of the VM).
+Per VM, in order (measured: everything a network lab does works, see tests/agent):
+- a named network namespace ``ediv-<key>-<n>`` created *inside the scenario's user
+  namespace* (``confine.create_netns``: VM root = host uid ``id_base(key)``, 65,536 ids),
+  bind-mounted under ``/run/netns`` so the agent configures it with ``ip -n`` batches from
+  the init namespace (host root is privileged over it), while VM root holds CAP_NET_ADMIN
+  and CAP_NET_RAW over it and over nothing of the host's: addresses, routes, forwarding,
+  ping and packet capture work in the VM; host sysctls, modules, devices, clocks do not;
+- one veth pair per interface (``eth<id>`` inside, host end on the net's bridge);
+- a launcher ``nsenter --net=… unshare --fork --pid --mount --propagation private``
+  running ``cinit.py`` as PID 1 (host root, but in mount and PID namespaces no VM process
+  can change): it mounts the overlay (lower: the host's ``/``, a configured rootfs, or the
+  VM's own ``<filesystem>`` directory, id-mapped; upper and work in the VM's state dir)
+  with proc, sysfs and a private minimal /dev, pivots into it (the host's root is detached:
+  no chroot escape reaches it), enters the user namespace, creates its UTS/IPC namespaces,
+  drops unneeded capabilities from the bounding set and becomes the shell loop.
+- over the host's ``/`` (not id-mapped) the VM is an unprivileged user for host files:
+  it reads what every host user may read (not /etc/shadow, not 0600 files, not /root);
+  its own are the root directory, /etc, /opt, /srv, /mnt, /media, /usr/local and the
+  /var directories below, where it adds, replaces and removes entries (not edit host files
+  in place), plus the filetree destinations; /root, /home, /tmp, /var/tmp and /run are empty
+  and its own; ediv's state, keys and server files and the agent's state dir are hidden;
+  SSH host keys are whited out. Mounts cannot be undone from inside (the mount namespace
+  belongs to the init user namespace).
+Exec and file copies enter the VM with ``center.py`` (every namespace of its init, the
+user namespace last, then the bounding set reduced: entering a user namespace resets it,
+so ``setpriv`` before ``nsenter`` would not hold), consoles with ``nsenter -t PID -U …``:
+always as VM root inside the user namespace, never as host root, never host binaries
+running on VM-controlled files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from ediv.agent import commands as C
 from ediv.agent import naming
+from ediv.agent.config import DEFAULT_HIDDEN_PATHS
+from ediv.agent.drivers import center, cinit, confine
 from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner, vm_running
 from ediv.agent.layout import VmLayout
 from ediv.agent.proc import (
@@ -35,35 +60,69 @@ from ediv.agent.proc import (
 )
 from ediv.errors import EdivError
 
-INIT_SCRIPT = r"""
-set -e
-lower=$1 upper=$2 work=$3 merged=$4 name=$5 fwd4=$6 fwd6=$7 ready=$8
-mount -t overlay ediv-root -o "lowerdir=$lower,upperdir=$upper,workdir=$work" "$merged"
-mount -t proc proc "$merged/proc"
-mount -t sysfs sysfs "$merged/sys"
-mount --rbind /dev "$merged/dev"
-hostname "$name"
-echo "$fwd4" > /proc/sys/net/ipv4/ip_forward
-if [ -e /proc/sys/net/ipv6/conf/all/forwarding ]; then
-  echo "$fwd6" > /proc/sys/net/ipv6/conf/all/forwarding
-fi
-: > "$ready"
-cd "$merged"
-exec chroot . /bin/sh -c 'trap "exit 0" TERM; while :; do sleep 3600 & wait $!; done'
-"""
-
-NSENTER_ALL = ["-m", "-u", "-n", "-p", "-i", "-r", "-w"]
+NSENTER_ALL = ["-U", "-m", "-u", "-n", "-p", "-i", "-r", "-w"]
+# over the host's /: directories VM root owns (merged with the host's), directories it owns
+# empty (opaque), files it does not see (see the module docstring)
+OWNED_DIRS = ("/etc", "/opt", "/srv", "/mnt", "/media", "/usr/local", "/var/lib", "/var/log",
+              "/var/cache", "/var/spool", "/var/opt", "/var/local")
+PRIVATE_DIRS = ("/root", "/home", "/tmp", "/var/tmp", "/run")
+WHITEOUTS = ("/etc/ssh/ssh_host_*key*", "/etc/shadow", "/etc/shadow-", "/etc/gshadow",
+             "/etc/gshadow-")
+COPIES = ("/etc/passwd", "/etc/group", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf",
+          "/etc/motd")
+_UNSAFE_PATH_CHARS = (",", ":", "\\", "\n")
 
 
 class ContainerDriver(ProcessOwner):
     name = "container"
 
     # -- helpers ------------------------------------------------------------------------
-    def _lower(self, ctx: AgentContext, vm: VmLayout) -> str:
+    def _root_dir(self, ctx: AgentContext, vm: VmLayout) -> str:
+        """The VM's root directory: its own <filesystem> directory, else the configured one."""
         fs = vm.vm.filesystem
-        if fs is not None and Path(fs.path).is_dir():
-            return fs.path
-        return ctx.config.container_rootfs
+        path = confine.fs_path(ctx.files_dir, fs.path) if fs is not None else ""
+        if path and Path(path).is_dir():
+            return os.path.realpath(path)
+        return os.path.realpath(ctx.config.container_rootfs)
+
+    def _host_root(self, ctx: AgentContext, vm: VmLayout) -> bool:
+        return self._root_dir(ctx, vm) == "/"
+
+    def _base(self, ctx: AgentContext) -> int:
+        return confine.id_base(ctx.sdir.key, ctx.config.vm_id_first, ctx.config.vm_id_slots)
+
+    def _lower(self, ctx: AgentContext, vm: VmLayout) -> str:
+        """The overlay's lower directory: the host's / as it is, or an id-mapped bind of the
+        VM's root directory in its state dir."""
+        if self._host_root(ctx, vm):
+            return f"{self._mask(ctx)}:/"
+        return str(ctx.sdir.vm_dir(vm.name) / "lower")
+
+    @staticmethod
+    def _mask(ctx: AgentContext) -> Path:
+        """The scenario's mask layer over the host's / (shared by its VMs, see
+        ``confine.host_mask``), on a tmpfs of its own: overlayfs refuses a lower layer
+        inside another (the host's /), and freeing it costs nothing at release."""
+        return ctx.sdir.root / "host-mask" / "layer"
+
+    def _ensure_mask(self, ctx: AgentContext) -> None:
+        over_host = [vm for vm in ctx.layout.vms
+                     if vm.driver == self.name and self._host_root(ctx, vm)]
+        if not over_host:
+            return
+        mnt = self._mask(ctx).parent
+        if not confine.is_mountpoint(mnt):
+            mnt.mkdir(mode=0o755, exist_ok=True)
+            ctx.sdir.record({"op": "mount", "path": str(mnt)})
+            run(["mount", "-t", "tmpfs", "-o", "mode=755,size=1m,nr_inodes=4096",
+                 "ediv-mask", str(mnt)])
+        hidden = [*DEFAULT_HIDDEN_PATHS, *ctx.config.container_hidden_paths,
+                  str(ctx.sdir.state_root.resolve()), ctx.config.capture_dir]
+        owned = [*OWNED_DIRS, *(ft.root for vm in over_host for ft in vm.vm.filetrees
+                                if ft.root.startswith("/"))]
+        confine.host_mask(self._mask(ctx), self._base(ctx), owned=owned,
+                          private=PRIVATE_DIRS, hidden=hidden, whiteouts=WHITEOUTS,
+                          copies=COPIES)
 
     def _pid(self, ctx: AgentContext, vm: VmLayout) -> int:
         pid = ctx.runtime.get(vm.name, {}).get("pid")
@@ -73,27 +132,48 @@ class ContainerDriver(ProcessOwner):
             raise EdivError(f"vm {vm.name}: its init process {pid} is gone")
         return pid
 
+    def _enter(self, pid: int) -> list[str]:
+        """argv prefix running a command as VM root inside every namespace of VM ``pid``,
+        with the capabilities no lab needs dropped (``center.py``)."""
+        caps = ",".join(str(cinit.CAPS[c]) for c in confine.DROPPED_CAPS)
+        return [sys.executable, "-I", "-S", center.__file__, str(pid), caps, "--"]
+
     # -- Driver -------------------------------------------------------------------------
     def check(self, ctx: AgentContext, vms: list[VmLayout]) -> list[str]:
         problems = []
+        allowed = [*ctx.config.vm_image_paths, str(ctx.files_dir)]
         for vm in vms:
             fs = vm.vm.filesystem
-            lower = self._lower(ctx, vm)
-            if fs is not None and not Path(fs.path).is_dir():
+            lower = self._root_dir(ctx, vm)
+            path = confine.fs_path(ctx.files_dir, fs.path) if fs is not None else ""
+            if fs is not None and not Path(path).is_dir():
                 ctx.layout.warnings.append(
                     f"vm {vm.name}: container VMs need a directory as filesystem; "
                     f"{fs.path} ignored, using {lower}")
+            elif fs is not None and not confine.path_allowed(path, allowed):
+                problems.append(f"vm {vm.name}: root directory {fs.path} is outside the "
+                                f"allowed image roots ({', '.join(ctx.config.vm_image_paths)} "
+                                "or the scenario's own files; agent setting vm_image_paths)")
+                continue
             if not Path(lower).is_dir():
                 problems.append(f"vm {vm.name}: container root {lower} is not a directory")
             elif not (Path(lower) / "bin" / "sh").exists():
                 problems.append(f"vm {vm.name}: container root {lower} has no /bin/sh")
+            d = str(ctx.sdir.vm_dir(vm.name))
+            if any(c in s for s in (d, lower) for c in _UNSAFE_PATH_CHARS):
+                problems.append(f"vm {vm.name}: overlay paths may not hold ',', ':' or '\\'")
         return problems
 
     def prepare(self, ctx: AgentContext, vms: list[VmLayout]) -> None:
+        base = self._base(ctx)
+        self._ensure_mask(ctx)
         for vm in vms:
             d = ctx.sdir.vm_dir(vm.name)
-            for sub in ("upper", "work", "merged"):
+            for sub in ("upper", "work", "merged", "lower"):
                 (d / sub).mkdir(parents=True, exist_ok=True)
+            # the upper's root is the VM's / : VM root's own
+            os.chown(d / "upper", base, base)
+            os.chmod(d / "upper", 0o755)
 
     def start(self, ctx: AgentContext, vms: list[VmLayout]) -> None:
         if not vms:
@@ -101,9 +181,11 @@ class ContainerDriver(ProcessOwner):
         sdir = ctx.sdir
         sdir.record(*({"op": "netns", "name": v.netns} for v in vms),
                     *({"op": "link", "name": i.host} for v in vms for i in v.all_interfaces))
+        base = self._base(ctx)
+        marker = {MARKER_VAR: naming.marker(ctx.sdir.key)}
+        ctx.map(lambda v: confine.create_netns(v.netns, base, {**marker, VM_VAR: v.name}), vms)
         lines: list[C.Tokens] = []
         for v in vms:
-            lines.append(C.netns_add(v.netns))
             for i in v.all_interfaces:
                 lines.append(C.veth_add(i.host, i.inside, v.netns, peer_mac=i.mac, mtu=i.mtu))
                 if i.bridge:
@@ -112,13 +194,14 @@ class ContainerDriver(ProcessOwner):
                 lines.append(C.link_set(v.mgmt.host, quiet6=True))
                 lines += [C.addr_add(v.mgmt.host, a) for a in v.mgmt.host_addresses]
                 lines.append(C.link_set(v.mgmt.host, up=True))
-        run(C.ip_batch_argv(), input=C.batch_text(lines), timeout=600)
+        if lines:
+            run(C.ip_batch_argv(), input=C.batch_text(lines), timeout=600)
         ctx.map(lambda v: self._configure_netns(v), vms)
         # journal the launchers in one write: a launcher started just before a crash is
         # still found by release through its environment marker
         records = []
         for v in vms:
-            records.append(self._spawn(ctx, v))
+            records += self._spawn(ctx, v)
             ctx.emitter.vm(v.name, "booting", driver=self.name)
         ctx.sdir.record(*records)
 
@@ -126,7 +209,7 @@ class ContainerDriver(ProcessOwner):
         """A new init in the VM's existing network namespace, over the same overlay upper
         directory: addresses, routes and files written in the VM survive a stop."""
         self._set_links(vm, up=True)
-        ctx.sdir.record(self._spawn(ctx, vm))
+        ctx.sdir.record(*self._spawn(ctx, vm))
         ctx.emitter.vm(vm.name, "booting", driver=self.name)
 
     def shutdown(self, ctx: AgentContext, vm: VmLayout, graceful: bool, timeout: float) -> None:
@@ -157,25 +240,48 @@ class ContainerDriver(ProcessOwner):
         except EdivError as e:
             raise EdivError(f"vm {v.name}: network configuration failed: {e}") from None
 
-    def _spawn(self, ctx: AgentContext, v: VmLayout) -> dict[str, Any]:
+    def _spawn(self, ctx: AgentContext, v: VmLayout) -> list[dict[str, Any]]:
         d = ctx.sdir.vm_dir(v.name)
         ready = d / "ready"
         ready.unlink(missing_ok=True)
-        argv = ["nsenter", f"--net=/run/netns/{v.netns}", "--",
-                "unshare", "--fork", "--pid", "--mount", "--uts", "--ipc",
-                "--propagation", "private", "--",
-                "/bin/sh", "-c", INIT_SCRIPT, "ediv-init", self._lower(ctx, v),
-                str(d / "upper"), str(d / "work"), str(d / "merged"), v.hostname,
-                "1" if v.forward4 else "0", "1" if v.forward6 else "0", str(ready)]
-        with open(d / "init.log", "ab") as log:
-            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                 start_new_session=True, close_fds=True,
-                                 env=base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key),
-                                                 VM_VAR: v.name}))
+        records: list[dict[str, Any]] = []
+        if self._host_root(ctx, v):
+            self._ensure_mask(ctx)
+        ns_fd = confine.userns_fd(v.netns)
+        try:
+            lower = d / "lower"
+            if not self._host_root(ctx, v) and not confine.is_mountpoint(lower):
+                entry = {"op": "mount", "path": str(lower)}
+                ctx.sdir.record(entry)
+                confine.idmapped_bind(self._root_dir(ctx, v), str(lower), ns_fd)
+            env = base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key), VM_VAR: v.name})
+            args = {"lower": self._lower(ctx, v), "upper": str(d / "upper"),
+                    "work": str(d / "work"), "merged": str(d / "merged"),
+                    "hostname": v.hostname, "fwd4": "1" if v.forward4 else "0",
+                    "fwd6": "1" if v.forward6 else "0", "ready": str(ready),
+                    "owner": self._base(ctx), "userns_fd": ns_fd,
+                    "drop_caps": list(confine.DROPPED_CAPS), "env": env}
+            argv = ["nsenter", f"--net=/run/netns/{v.netns}", "--",
+                    "unshare", "--fork", "--pid", "--mount", "--propagation", "private", "--",
+                    sys.executable, "-I", "-S", cinit.__file__, json.dumps(args)]
+            with open(d / "init.log", "ab") as log:
+                p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     start_new_session=True, close_fds=True, pass_fds=(ns_fd,),
+                                     env=env)
+        finally:
+            os.close(ns_fd)
         self._procs[v.name] = p
         register_child(p)
         ctx.runtime[v.name] = {"launcher": p.pid}
-        return {"op": "proc", "vm": v.name, "pid": p.pid, "start": start_time(p.pid)}
+        records.append({"op": "proc", "vm": v.name, "pid": p.pid, "start": start_time(p.pid)})
+        return records
+
+    @staticmethod
+    def _ready(path: Path) -> bool:
+        try:
+            return path.read_text() == "ready\n"
+        except FileNotFoundError:
+            return False
 
     def wait_ready(self, ctx: AgentContext, vms: list[VmLayout], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -189,7 +295,7 @@ class ContainerDriver(ProcessOwner):
                     log = (ctx.sdir.vm_dir(name) / "init.log").read_text(errors="replace")
                     raise EdivError(f"vm {name}: init exited with {p.returncode}: "
                                     f"{log.strip()[-500:]}")
-                if not (ctx.sdir.vm_dir(name) / "ready").exists():
+                if not self._ready(ctx.sdir.vm_dir(name) / "ready"):
                     continue
                 kids = kids if kids is not None else children_map()
                 launcher = ctx.runtime[name]["launcher"]
@@ -214,8 +320,8 @@ class ContainerDriver(ProcessOwner):
         out = []
         for cmd in commands:
             try:
-                p = subprocess.run(["nsenter", "-t", str(pid), *NSENTER_ALL, "--",
-                                    "/bin/sh", "-c", cmd], stdin=subprocess.DEVNULL,
+                p = subprocess.run([*self._enter(pid), "/bin/sh", "-c", cmd],
+                                   stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    timeout=ctx.config.exec_timeout, env=base_env(), check=False)
                 out.append(ExecResult(cmd, p.returncode, p.stdout.decode(errors="replace")))
@@ -225,11 +331,13 @@ class ContainerDriver(ProcessOwner):
         return out
 
     def put_files(self, ctx: AgentContext, vm: VmLayout, src_dir: Path, dst: str) -> None:
-        """tar on the host, untar inside the VM (symlinks resolve in the VM's root)."""
+        """tar on the host (entries owned by VM root), untar inside the VM as VM root (its own
+        tar, symlinks resolving in the VM's root: nothing of the host is reachable)."""
         pid = self._pid(ctx, vm)
-        tar = subprocess.Popen(["tar", "-C", str(src_dir), "-cf", "-", "."],
+        tar = subprocess.Popen(["tar", "-C", str(src_dir), "--owner=0", "--group=0",
+                                "--numeric-owner", "-cf", "-", "."],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base_env())
-        p = subprocess.run(["nsenter", "-t", str(pid), *NSENTER_ALL, "--", "/bin/sh", "-c",
+        p = subprocess.run([*self._enter(pid), "/bin/sh", "-c",
                             'mkdir -p "$1" && tar -xf - -C "$1"', "ediv-put", dst],
                            stdin=tar.stdout, capture_output=True, env=base_env(), check=False,
                            timeout=ctx.config.exec_timeout)
@@ -244,4 +352,3 @@ class ContainerDriver(ProcessOwner):
         rt = ctx.runtime.get(vm.name, {})
         return {"pid": rt.get("pid"), "start": rt.get("start"), "netns": vm.netns,
                 "console": f"nsenter -t {rt.get('pid')} -a -r -w /bin/sh"}
-

@@ -18,6 +18,20 @@ Boot (documented in docs/agent-protocol.md):
   ``status``: ``screen /dev/pts/N``) with a shell in the VM's root.
 - Processes: UML runs as PID 1 of its own PID namespace (``unshare --pid --fork
   --kill-child``), so killing it removes every helper process at once.
+
+Confinement (docs/threat-model.md): UML runs as the scenario's host uid/gid
+(``confine.id_base``), without capabilities, umask 077, chrooted into a *jail*: a tmpfs
+root built in its own mount namespace holding only what it opens — the kernel binary and
+its two libraries, /dev/null|zero|random|urandom|ptmx|pts, a private ``/dev/net/tun`` node
+it owns, its disks (``/img/root`` the backing or direct image, read-only for cow;
+``/img/boot`` the boot disk; ``/disk`` its COW directory), its ``uml_dir`` and ``/h`` with
+the share (``/h/share``) and a hostfs root (``/h/root``). The kernel gets ``hostfs=/h``:
+``mount -t hostfs none /mnt -o /anything`` inside the guest resolves under ``/h``, and
+neither ``..`` nor a symlink the guest plants in its share can leave the jail (no host path
+exists there). Taps are created ``user UID group GID``. Images and hostfs roots come only
+from ``vm_image_paths`` or the scenario's own files; a ``direct`` image must be writable by
+the scenario's uid, a ``cow`` backing image readable by it, a hostfs root is used with its
+permissions.
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ from typing import Any
 
 from ediv.agent import commands as C
 from ediv.agent import naming
+from ediv.agent.drivers import confine
 from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner, vm_running
 from ediv.agent.layout import VmLayout
 from ediv.agent.proc import MARKER_VAR, VM_VAR, base_env, register_child, run, start_time
@@ -46,7 +61,7 @@ B=/bin/busybox
 $B mount -t proc proc /proc
 $B mount -t sysfs sysfs /sys
 $B mount -t devtmpfs devtmpfs /dev 2>/dev/null
-share=$($B sed -n 's/.*ediv_share=\([^ ]*\).*/\1/p' /proc/cmdline)
+share=/share
 if ! $B mount -t hostfs none /ediv -o "$share"; then
   echo "ediv: cannot mount hostfs $share"; exec $B sleep 100000
 fi
@@ -95,6 +110,30 @@ $B sync
 $B poweroff -f
 """
 
+# run by host root in UML's own mount namespace: build the jail, then chroot + drop to the
+# scenario's ids and exec the kernel (see the module docstring). Binds: "SRC DST MODE" lines
+# on stdin-less argv: $1 jail, $2 uid, $3 tmpfs size, $4 binds file, then the kernel argv.
+JAIL_SCRIPT = r"""set -e
+jail=$1 id=$2 size=$3 binds=$4
+shift 4
+mount -t tmpfs -o mode=755,size=4m,nr_inodes=256 ediv-jail "$jail"
+while read -r kind src dst; do
+  case $kind in
+    d) mkdir -p "$jail$dst"; mount --bind "$src" "$jail$dst" ;;
+    f|r) mkdir -p "$(dirname "$jail$dst")"; : > "$jail$dst"; mount --bind "$src" "$jail$dst"
+       if [ "$kind" = r ]; then mount -o remount,bind,ro "$jail$dst"; fi ;;
+    R) mkdir -p "$jail$dst"; mount --rbind "$src" "$jail$dst" ;;
+  esac
+done < "$binds"
+mkdir -p "$jail/dev/net" "$jail/tmp"
+mknod -m 600 "$jail/dev/net/tun" c 10 200
+chown "$id:$id" "$jail/dev/net/tun"
+mount -t tmpfs -o "mode=700,uid=$id,gid=$id,size=$size" ediv-mem "$jail/tmp"
+mount -o remount,bind,ro "$jail"
+umask 077
+exec unshare --root="$jail" --wd=/ --setgid="$id" --setuid="$id" -- "$@"
+"""
+
 _PANIC_RE = re.compile(r"Kernel panic - not syncing:.*$", re.M)
 _PTS_RE = re.compile(r"Virtual console 1 assigned device '(/dev/pts/\d+)'")
 
@@ -119,6 +158,31 @@ def _mem(value: str | None, default: str) -> str:
     if not re.fullmatch(r"\d+[KMG]?", text):
         raise EdivError(f"bad <mem> {value!r}")
     return text
+
+
+def _mem_bytes(text: str) -> int:
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(text[:-1]) * mult[text[-1]] if text[-1] in mult else int(text)
+
+
+def _libraries(binary: str) -> list[str]:
+    """Absolute paths of the shared libraries (and interpreter) ``binary`` loads (ldd)."""
+    out = run(["ldd", binary], check=False).stdout
+    libs = []
+    for line in out.splitlines():
+        parts = line.split()
+        for token in parts:
+            if token.startswith("/"):
+                libs.append(token)
+                break
+    return libs
+
+
+def _can(st: os.stat_result, uid: int, bits: int) -> bool:
+    """Whether host uid ``uid`` (gid the same, no other groups) has ``bits`` (4 read, 2
+    write) on a file with stat ``st``."""
+    shift = 6 if st.st_uid == uid else 3 if st.st_gid == uid else 0
+    return (st.st_mode >> shift) & bits == bits
 
 
 def kernel_allowed(path: str, config) -> bool:
@@ -166,6 +230,20 @@ class UmlDriver(ProcessOwner):
         return vm.vm.kernel.path if vm.vm.kernel else ctx.config.uml_kernel
 
     @staticmethod
+    def _fs(ctx: AgentContext, vm: VmLayout) -> str:
+        fs = vm.vm.filesystem
+        return os.path.realpath(confine.fs_path(ctx.files_dir, fs.path)) if fs else ""
+
+    @staticmethod
+    def _own(ctx: AgentContext, path: str) -> bool:
+        """``path`` is one of the scenario's own bundle files."""
+        return confine.path_allowed(path, [ctx.files_dir])
+
+    @staticmethod
+    def _uid(ctx: AgentContext) -> int:
+        return confine.id_base(ctx.sdir.key, ctx.config.vm_id_first, ctx.config.vm_id_slots)
+
+    @staticmethod
     def _share(ctx: AgentContext, vm: VmLayout) -> Path:
         return ctx.sdir.vm_dir(vm.name) / "share"
 
@@ -186,15 +264,25 @@ class UmlDriver(ProcessOwner):
                 problems.append(f"vm {vm.name}: UML kernel {kernel} is not in the agent's "
                                 "uml_kernel_paths")
             fs = vm.vm.filesystem
+            allowed = [*ctx.config.vm_image_paths, str(ctx.files_dir)]
+            uid = self._uid(ctx)
             if fs is None:
                 problems.append(f"vm {vm.name}: UML VMs need a <filesystem>")
+            elif not confine.path_allowed(path := self._fs(ctx, vm), allowed):
+                problems.append(f"vm {vm.name}: filesystem {fs.path} is outside the allowed "
+                                f"image roots ({', '.join(ctx.config.vm_image_paths)} or "
+                                "the scenario's own files; agent setting vm_image_paths)")
             elif fs.type == "hostfs":
-                if not Path(fs.path).is_dir():
+                if not Path(path).is_dir():
                     problems.append(f"vm {vm.name}: hostfs root {fs.path} is not a directory")
-            elif not Path(fs.path).is_file():
+            elif not Path(path).is_file():
                 problems.append(f"vm {vm.name}: filesystem image {fs.path} not found")
-            elif not os.access(fs.path, os.R_OK):
-                problems.append(f"vm {vm.name}: filesystem image {fs.path} not readable")
+            elif self._own(ctx, path):
+                pass  # the scenario's own file: given to its uid at prepare
+            elif not _can(os.stat(path), uid, 6 if fs.type == "direct" else 4):
+                need = "writable" if fs.type == "direct" else "readable"
+                problems.append(f"vm {vm.name}: filesystem image {fs.path} is not {need} by "
+                                f"the scenario's uid {uid} (UML runs unprivileged)")
             try:
                 _mem(vm.vm.mem, ctx.config.uml_mem)
             except EdivError as e:
@@ -210,11 +298,21 @@ class UmlDriver(ProcessOwner):
         if not vms:
             return
         self._build_bootdisk(self._bootdisk(ctx))
+        os.chmod(self._bootdisk(ctx), 0o644)
+        uid = self._uid(ctx)
         for vm in vms:
+            d = ctx.sdir.vm_dir(vm.name)
             share = self._share(ctx, vm)
-            (share / "jobs").mkdir(parents=True, exist_ok=True)
-            (share / "xfer").mkdir(exist_ok=True)
+            for sub in (share / "jobs", share / "xfer", d / "disk", d / "uml", d / "jail"):
+                sub.mkdir(parents=True, exist_ok=True)
             (share / "config.sh").write_text(self.config_script(vm))
+            os.chmod(share / "config.sh", 0o644)
+            for sub in (d, share, share / "jobs", share / "xfer", d / "disk", d / "uml"):
+                os.chown(sub, uid, uid)
+                os.chmod(sub, 0o700)
+            fs = vm.vm.filesystem
+            if fs is not None and self._own(ctx, self._fs(ctx, vm)):
+                confine.give(Path(self._fs(ctx, vm)), uid)
 
     @staticmethod
     def _build_bootdisk(path: Path) -> None:
@@ -256,22 +354,41 @@ class UmlDriver(ProcessOwner):
             lines.append("f=/proc/sys/net/ipv6/conf/all/forwarding; [ ! -e $f ] || echo 1 > $f")
         fs = vm.vm.filesystem
         if fs is not None and fs.type == "hostfs":
-            lines.append(f"$B mount -t hostfs none /newroot -o {q(fs.path)}")
+            lines.append("$B mount -t hostfs none /newroot -o /root")
         else:
             lines.append("$B mount -o rw /dev/ubda /newroot")
         return "\n".join(lines) + "\n"
 
-    def argv(self, ctx: AgentContext, vm: VmLayout) -> list[str]:
+    def binds(self, ctx: AgentContext, vm: VmLayout) -> list[tuple[str, str, str]]:
+        """(kind, host path, jail path) of everything the jail holds: ``f`` a file, ``r`` a
+        read-only file, ``d`` a directory, ``R`` a directory with its submounts."""
         d = ctx.sdir.vm_dir(vm.name)
         fs = vm.vm.filesystem
-        args = [self._kernel(ctx, vm)]
+        kernel = os.path.realpath(self._kernel(ctx, vm))
+        out = [("r", kernel, "/linux")]
+        out += [("r", os.path.realpath(lib), lib) for lib in _libraries(kernel)]
+        out += [("f", f"/dev/{n}", f"/dev/{n}") for n in ("null", "zero", "random", "urandom",
+                                                           "ptmx")]
+        out += [("R", "/dev/pts", "/dev/pts"), ("r", str(self._bootdisk(ctx)), "/img/boot"),
+                ("d", str(d / "disk"), "/disk"), ("d", str(d / "uml"), "/uml"),
+                ("d", str(self._share(ctx, vm)), "/h/share")]
+        if fs is not None and fs.type == "hostfs":
+            out.append(("d", self._fs(ctx, vm), "/h/root"))
+        elif fs is not None:
+            out.append(("f" if fs.type == "direct" else "r", self._fs(ctx, vm), "/img/root"))
+        return out
+
+    def argv(self, ctx: AgentContext, vm: VmLayout) -> list[str]:
+        """The kernel's command line, in the jail's paths."""
+        fs = vm.vm.filesystem
+        args = ["/linux"]
         if fs is not None and fs.type == "direct":
-            args.append(f"ubd0={fs.path}")
+            args.append("ubd0=/img/root")
         elif fs is not None and fs.type != "hostfs":
-            args.append(f"ubd0={d / 'root.cow'},{fs.path}")
-        args += [f"ubd1r={self._bootdisk(ctx)}", "root=/dev/ubdb", "ro", "init=/init",
-                 f"mem={_mem(vm.vm.mem, ctx.config.uml_mem)}", f"uml_dir={d / 'uml'}",
-                 f"umid={vm.name}", f"ediv_share={self._share(ctx, vm)}",
+            args.append("ubd0=/disk/root.cow,/img/root")
+        args += ["ubd1r=/img/boot", "root=/dev/ubdb", "ro", "init=/init",
+                 f"mem={_mem(vm.vm.mem, ctx.config.uml_mem)}", "uml_dir=/uml",
+                 f"umid={vm.name}", "hostfs=/h",
                  "con=null", "con0=null,fd:1", "con1=pts", "ssl=null"]
         for i in vm.all_interfaces:
             args.append(f"{i.inside}=tuntap,{i.host},{i.mac or naming.stable_mac(i.host)}")
@@ -281,10 +398,11 @@ class UmlDriver(ProcessOwner):
         if not vms:
             return
         ctx.sdir.record(*({"op": "link", "name": i.host} for v in vms for i in v.all_interfaces))
+        uid = self._uid(ctx)
         lines: list[C.Tokens] = []
         for v in vms:
             for i in v.all_interfaces:
-                lines.append(C.tap_add(i.host))
+                lines.append([*C.tap_add(i.host), "user", str(uid), "group", str(uid)])
                 if i.bridge:
                     lines.append(C.link_set(i.host, master=i.bridge, mtu=i.mtu, quiet6=True,
                                             up=True))
@@ -297,14 +415,21 @@ class UmlDriver(ProcessOwner):
 
     def _spawn(self, ctx: AgentContext, v: VmLayout) -> dict[str, Any]:
         d = ctx.sdir.vm_dir(v.name)
+        uid = self._uid(ctx)
         (d / "uml").mkdir(parents=True, exist_ok=True)
-        argv = ["unshare", "--pid", "--fork", "--kill-child", "--", *self.argv(ctx, v)]
+        os.chown(d / "uml", uid, uid)
+        binds = d / "jail.binds"
+        binds.write_text("".join(f"{k} {src} {dst}\n" for k, src, dst in self.binds(ctx, v)))
+        size = _mem_bytes(_mem(v.vm.mem, ctx.config.uml_mem)) + (64 << 20)
+        argv = ["unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation",
+                "private", "--", "/bin/sh", "-c", JAIL_SCRIPT, "ediv-jail", str(d / "jail"),
+                str(uid), str(size), str(binds), *self.argv(ctx, v)]
         with open(d / "console.log", "ab") as log:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                  start_new_session=True, close_fds=True, cwd=str(d),
                                  env=base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key),
-                                                 VM_VAR: v.name,
-                                                 "TMPDIR": "/dev/shm"}))
+                                                 VM_VAR: v.name, "HOME": "/",
+                                                 "TMPDIR": "/tmp"}))
         self._procs[v.name] = p
         register_child(p)
         ctx.runtime[v.name] = {"pid": p.pid, "start": start_time(p.pid)}
@@ -323,6 +448,8 @@ class UmlDriver(ProcessOwner):
         for job in (share / "jobs").iterdir():
             job.unlink()
         shutil.rmtree(d / "uml", ignore_errors=True)
+        (d / "uml").mkdir()
+        os.chown(d / "uml", self._uid(ctx), self._uid(ctx))
         if (d / "console.log").exists():
             os.replace(d / "console.log", d / "console.log.1")
         ctx.sdir.record(self._spawn(ctx, vm))
@@ -407,6 +534,9 @@ class UmlDriver(ProcessOwner):
         xfer = Path(tempfile.mkdtemp(dir=self._share(ctx, vm) / "xfer"))
         try:
             shutil.copytree(src_dir, xfer / "t", symlinks=True)
+            uid = self._uid(ctx)
+            for path in [xfer, *xfer.rglob("*")]:
+                os.lchown(path, uid, uid)
             inner = f"/ediv/xfer/{xfer.name}/t"
             target = "/newroot/" + dst.lstrip("/")
             rc, out = self._job(ctx, vm, f"B=/bin/busybox\n$B mkdir -p {shlex.quote(target)} && "
