@@ -78,7 +78,8 @@ def burn(netns: str, seconds: float) -> subprocess.Popen:
 
 def measure(bed_dir: Path, n_hosts: int, n_vms: int, vm_type: str, rootfs: Path | None,
             loaded: bool, algorithm: str, work: Path) -> tuple[float, float, dict[str, int]]:
-    tb = testbed.up(n_hosts, bed_dir, progress=lambda _m: None)
+    tb = testbed.up(n_hosts, bed_dir, progress=lambda _m: None,
+                    image_paths=[rootfs] if rootfs else [])
     burners: list[subprocess.Popen] = []
     try:
         cluster = load_cluster(str(tb.cluster_conf))

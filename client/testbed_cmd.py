@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ediv import testbed
@@ -19,10 +21,14 @@ dir_option = click.option(
 
 @testbed_group.command()
 @click.option("--hosts", "count", type=click.IntRange(1, 64), default=3, show_default=True)
+@click.option("--image-path", "image_paths", multiple=True, type=click.Path(exists=True),
+              help="A directory (or file) the hosts accept VM images from (repeatable), "
+                   "besides DIR/images/ and the image store.")
 @dir_option
-def up(count: int, directory: str) -> None:
+def up(count: int, image_paths: tuple[str, ...], directory: str) -> None:
     """Build the testbed and write DIR/cluster.conf for 'ediv deploy -c'."""
-    tb = testbed.up(count, directory, progress=click.echo)
+    tb = testbed.up(count, directory, progress=click.echo,
+                    image_paths=[str(Path(p).resolve()) for p in image_paths])
     click.echo(f"testbed up: {len(tb.hosts)} hosts on {tb.subnet} (switch {tb.bridge})")
 
 

@@ -104,14 +104,33 @@ def _free_subnet(prefix: str) -> ipaddress.IPv4Network:
     raise EdivError("no free /24 left in 198.19.0.0/16 for the testbed underlay")
 
 
-def _agent_command(state_dir: str) -> str:
+def _agent_command(state_dir: str, config: Path) -> str:
     exe = Path(sys.executable).with_name("ediv-host")
     agent = str(exe) if exe.exists() else f"{sys.executable} -m ediv.agent.main"
-    return f"{agent} --state-dir {state_dir}"
+    return f"{agent} --state-dir {state_dir} --config {config}"
 
 
-def up(hosts: int, directory: str | Path = DEFAULT_DIR, progress=print) -> Testbed:
-    """Build the testbed; on any failure, remove what was built and re-raise."""
+def _write_agent_config(tb: Testbed, image_paths: tuple[str, ...]) -> Path:
+    """The agents' settings: VM images may come from DIR/images/, the local image store and
+    the directories the caller names (the agent refuses every other <filesystem> path)."""
+    from ediv.agent.config import DEFAULT_IMAGE_PATHS
+
+    d = Path(tb.dir)
+    (d / "images").mkdir(mode=0o700, exist_ok=True)
+    paths = [*DEFAULT_IMAGE_PATHS, f"{d / 'images'}/",
+             *(p if p.endswith("/") or Path(p).is_file() else f"{p}/" for p in image_paths)]
+    path = d / "agent.json"
+    path.write_text(json.dumps({"vm_image_paths": paths}, indent=2))
+    path.chmod(0o600)
+    return path
+
+
+def up(hosts: int, directory: str | Path = DEFAULT_DIR, progress=print,
+       image_paths: tuple[str, ...] | list[str] = ()) -> Testbed:
+    """Build the testbed; on any failure, remove what was built and re-raise.
+
+    ``image_paths``: directories (or files) the hosts' agents accept VM images from, besides
+    DIR/images/ and the agent's defaults."""
     if os.geteuid() != 0:
         raise EdivError("the testbed needs root (network namespaces, sshd)")
     if not 1 <= hosts <= 64:
@@ -151,7 +170,7 @@ def up(hosts: int, directory: str | Path = DEFAULT_DIR, progress=print) -> Testb
             tb.save()
             progress(f"host {host.name}: {host.address} (namespace {host.netns})")
         _write_known_hosts(tb)
-        _write_cluster_conf(tb)
+        _write_cluster_conf(tb, _write_agent_config(tb, tuple(str(p) for p in image_paths)))
         _wait_for_sshd(tb)
         tb.save()
     except BaseException:
@@ -242,7 +261,7 @@ def _write_known_hosts(tb: Testbed) -> None:
     (Path(tb.dir) / "known_hosts").write_text("\n".join(lines) + "\n")
 
 
-def _write_cluster_conf(tb: Testbed) -> None:
+def _write_cluster_conf(tb: Testbed, agent_config: Path) -> None:
     d = Path(tb.dir)
     out = [
         "# Written by 'ediv testbed up': a local testbed of network-namespace hosts.",
@@ -270,7 +289,7 @@ def _write_cluster_conf(tb: Testbed) -> None:
             f"address = {h.address}",
             "ssh_user = root",
             "vm_type = container",
-            f"agent = {_agent_command(h.state_dir)}",
+            f"agent = {_agent_command(h.state_dir, agent_config)}",
             "",
         ]
     tb.cluster_conf.write_text("\n".join(out))

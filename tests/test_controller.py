@@ -82,7 +82,8 @@ def agent_processes(ids: set[str] | None = None) -> list[int]:
 @pytest.fixture(scope="module")
 def bed(tmp_path_factory):
     d = tmp_path_factory.mktemp("tb")
-    tb = testbed.up(3, d / "bed", progress=lambda _m: None)
+    tb = testbed.up(3, d / "bed", progress=lambda _m: None,
+                    image_paths=[tmp_path_factory.getbasetemp()])
     try:
         yield tb
     finally:

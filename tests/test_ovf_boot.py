@@ -125,7 +125,7 @@ def test_imported_appliance_boots_under_uml(tmp_path):
     run(env, "validate", str(lab))
 
     bed_dir = tmp_path / "bed"
-    bed = testbed.up(1, bed_dir, progress=lambda _m: None)
+    bed = testbed.up(1, bed_dir, progress=lambda _m: None, image_paths=[tmp_path])
     (host,) = bed.hosts
     deployed = False
     try:

@@ -61,7 +61,8 @@ def site(tmp_path_factory):
     handle = plugin = None
     prefix = None
     try:
-        bed = testbed.up(3, base / "tb", progress=lambda _m: None)
+        bed = testbed.up(3, base / "tb", progress=lambda _m: None,
+                          image_paths=[tmp_path_factory.getbasetemp()])
         prefix = bed.prefix
         cfg = load_config(base / "server.toml", listen="127.0.0.1:0", state=base / "state.db")
         cfg.cluster_file = base / "tb" / "cluster.conf"

@@ -13,8 +13,8 @@ from pathlib import Path
 from ediv.errors import InputError
 
 DEFAULT_STATE_DIR = "/var/lib/ediv-host"
-DEFAULT_IMAGE_PATHS = ("/var/lib/ediv-host/images/", "/usr/share/vnuml/filesystems/",
-                       "/usr/local/share/vnuml/filesystems/")
+DEFAULT_IMAGE_PATHS = ("/var/lib/ediv-host/images/", "/var/lib/ediv/images/",
+                       "/usr/share/vnuml/filesystems/", "/usr/local/share/vnuml/filesystems/")
 # paths of the host's / a container VM must never see (besides the agent's own state dir):
 # ediv's state, keys and server files (/root, /home, /tmp, /run are VM-private instead)
 DEFAULT_HIDDEN_PATHS = ("/var/lib/ediv", "/var/lib/ediv-host", "/etc/ediv", "/srv/ediv",
