@@ -84,11 +84,14 @@ class Engine:
             raise CIMError(CIM_ERR_FAILED, "the server has no cluster file: set 'cluster' in "
                            "its config, or run 'ediv testbed up'")
         try:
-            return load_cluster(str(path))
+            cluster = load_cluster(str(path))
         except InputError as exc:
             raise CIMError(CIM_ERR_FAILED, "\n".join(str(d) for d in exc.diagnostics)) from None
         except (EdivError, OSError) as exc:
             raise CIMError(CIM_ERR_FAILED, f"cluster file {path}: {exc}") from None
+        # besides its Archive, a scenario's files may come from the admin's file_dirs only
+        cluster.file_dirs += [str(d) for d in self.config.file_dirs]
+        return cluster
 
     def cluster_hosts(self) -> list:
         """Hosts of the server's cluster file ([] when there is none or it is broken)."""

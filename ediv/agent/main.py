@@ -81,7 +81,10 @@ def run_verb(args: argparse.Namespace, config: AgentConfig, em: Emitter) -> dict
     if args.verb == "probe":
         from ediv.agent.probe import probe
 
-        return probe()
+        # what this agent lets a scenario change on the host (the controller checks it first)
+        return {**probe(), "allow": {"external": config.allow_external,
+                                     "hostif": config.allow_hostif,
+                                     "host_exec": config.allow_host_exec}}
     if os.geteuid() != 0:
         raise EdivError(f"ediv-host {args.verb} must run as root")
     if args.verb == "deploy":

@@ -89,9 +89,11 @@ def other_scenarios_vnis(state_root: Path, key: str) -> dict[int, str]:
 
 
 def preflight(layout: HostLayout, state_root: Path, *, allow_external: bool,
-              allow_host_exec: bool) -> list[str]:
-    """Everything that would fail half-way, checked before anything is created."""
-    problems = []
+              allow_host_exec: bool, allow_hostif: bool = False) -> list[str]:
+    """Everything that would fail half-way, checked before anything is created: also every
+    change to the host outside the scenario's own objects that the config does not allow."""
+    problems = host_access_problems(layout, allow_external=allow_external,
+                                    allow_host_exec=allow_host_exec, allow_hostif=allow_hostif)
     for name in layout.links():
         if link_exists(name):
             problems.append(f"interface name clash: {name} already exists on this host")
@@ -101,6 +103,8 @@ def preflight(layout: HostLayout, state_root: Path, *, allow_external: bool,
             problems.append(f"network namespace {v.netns} already exists")
     used = {**other_scenarios_vnis(state_root, layout.key), **kernel_vnis()}
     for n in layout.nets.values():
+        if n.external and allow_external and not link_exists(n.external):
+            problems.append(f"net {n.name}: external interface {n.external} not found")
         seg = n.segment
         if seg is None:
             continue
@@ -114,12 +118,26 @@ def preflight(layout: HostLayout, state_root: Path, *, allow_external: bool,
                 problems.append(f"net {n.name}: VLAN device {seg.dev} not found")
         if seg.dev and seg.kind == "vxlan" and not link_exists(seg.dev):
             problems.append(f"net {n.name}: segment device {seg.dev} not found")
-        if n.external:
-            if not allow_external:
-                problems.append(f"net {n.name}: external={n.external} needs allow_external "
-                                "in the agent config")
-            elif not link_exists(n.external):
-                problems.append(f"net {n.name}: external interface {n.external} not found")
+    return problems
+
+
+def host_access_problems(layout: HostLayout, *, allow_external: bool, allow_host_exec: bool,
+                         allow_hostif: bool = False) -> list[str]:
+    """What the layout would change on the host beyond the scenario's own objects (bridges,
+    links, namespaces, processes it creates), and that the agent config does not allow.
+    Checked on every path (a net on one host as much as a segment; see docs/threat-model.md)."""
+    problems = []
+    for n in layout.nets.values():
+        if n.external and not allow_external:
+            problems.append(f"net {n.name}: external={n.external} attaches a host interface "
+                            "to the scenario; it needs allow_external in the agent config")
+    if layout.host_addrs and not (allow_hostif or allow_external):
+        problems.append("the <host> section has <hostif> addresses (the host joins the "
+                        "scenario's nets); they need allow_hostif or allow_external in the "
+                        "agent config")
+    if layout.host_routes and not allow_external:
+        problems.append("the <host> section has <route>s, which change the host's routing "
+                        "table; they need allow_external in the agent config")
     if layout.host_execs and not allow_host_exec:
         problems.append("the <host> section has <exec> commands, but this agent does not allow "
                         "host commands (allow_host_exec = false)")
@@ -132,6 +150,7 @@ def preflight(layout: HostLayout, state_root: Path, *, allow_external: bool,
 def build_networks(ctx: AgentContext) -> None:
     """Bridges, segment links, peer fdb entries, hostif addresses, externals; journal first."""
     layout, sdir, em = ctx.layout, ctx.sdir, ctx.emitter
+    _refuse_host_changes(ctx)
     nets = list(layout.nets.values())
     if not nets:
         return
@@ -172,6 +191,7 @@ def build_networks(ctx: AgentContext) -> None:
 def configure_host(ctx: AgentContext) -> None:
     """<host> routes and forwarding (addresses are set with the bridges)."""
     layout, sdir = ctx.layout, ctx.sdir
+    _refuse_host_changes(ctx)
     if layout.host_routes:
         sdir.record(*({"op": "host_route", "dest": r.dest, "gw": r.gw, "family": r.family}
                       for r in layout.host_routes))
@@ -188,6 +208,15 @@ def configure_host(ctx: AgentContext) -> None:
             old = Path(p).read_text().strip()
             sdir.record({"op": "sysctl", "path": p, "old": old})
             Path(p).write_text("1\n")
+
+
+def _refuse_host_changes(ctx: AgentContext) -> None:
+    """The preflight's host-access rule again, where the changes are made (any caller)."""
+    cfg = ctx.config
+    problems = host_access_problems(ctx.layout, allow_external=cfg.allow_external,
+                                    allow_host_exec=True, allow_hostif=cfg.allow_hostif)
+    if problems:
+        raise EdivError("; ".join(problems))
 
 
 def run_host_commands(ctx: AgentContext, seq: str) -> list[tuple[str, int, str]]:

@@ -47,7 +47,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-
 from pathlib import PurePosixPath
 
 from ediv.errors import Diagnostic
