@@ -147,6 +147,12 @@ def load_config(path: Path | str | None = None, *, listen: str | None = None,
         )
     except (ValueError, TypeError) as exc:
         raise InputError(Diagnostic(str(path), 0, f"invalid config: {exc}")) from None
+    try:
+        from ediv.provider.indications import ListenerPolicy
+
+        ListenerPolicy.parse(cfg.indication_listeners)
+    except ValueError as exc:
+        raise InputError(Diagnostic(str(path), 0, f"invalid config: {exc}")) from None
     if cfg.login_failures < 1 or cfg.login_refill_seconds <= 0:
         raise InputError(Diagnostic(str(path), 0, "login_failures must be >= 1 and "
                                     "login_refill_seconds > 0"))

@@ -21,6 +21,7 @@ from ediv import state as st
 from ediv import testbed
 from ediv.cluster import Cluster, load_cluster, parse_cluster
 from ediv.errors import EdivError, InputError
+from ediv.private import private_dir
 from ediv.provider.config import ServerConfig
 from ediv.scenario import load_string
 from ediv.scenario.model import Scenario
@@ -45,7 +46,7 @@ class Engine:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.state_path = str(config.state_path)
-        self.data_dir = Path(config.data_dir)
+        self.data_dir = private_dir(config.data_dir)  # scenario specs and their files
         self._local = threading.local()
         self._models: dict[str, tuple[str, Scenario | None]] = {}
         self._models_lock = threading.Lock()
