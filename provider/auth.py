@@ -86,7 +86,7 @@ class UserStore:
 
     def __init__(self, path: Path, throttle: LoginThrottle | None = None):
         self.path = Path(path)
-        self.throttle = throttle or LoginThrottle()
+        self.throttle = throttle if throttle is not None else LoginThrottle()
         self._lock = threading.Lock()
         self._mtime: float | None = None
         self._users: dict[str, User] = {}
