@@ -14,7 +14,7 @@ from ediv.agent.drivers.base import AgentContext
 from ediv.agent.journal import ScenarioDir, list_keys
 from ediv.agent.layout import HostLayout
 from ediv.agent.proc import run
-from ediv.errors import EdivError
+from ediv.errors import EdivError, InputError
 
 SYS_NET = Path("/sys/class/net")
 
@@ -226,9 +226,14 @@ def run_host_commands(ctx: AgentContext, seq: str) -> list[tuple[str, int, str]]
         return []
     if not ctx.config.allow_host_exec:
         raise EdivError("host commands are not allowed by this agent (allow_host_exec = false)")
+    base = ctx.files_dir.resolve()
+    for e in execs:  # every file inside the bundle's files/ before anything runs
+        if e.type == "file" and not (base / e.command).resolve().is_relative_to(base):
+            raise InputError(f"host exec file {e.command!r} is outside the bundle's files/",
+                             "exec")
     out = []
     for e in execs:
-        argv = ["/bin/sh", str(ctx.files_dir / e.command)] if e.type == "file" else \
+        argv = ["/bin/sh", str((base / e.command).resolve())] if e.type == "file" else \
             ["/bin/sh", "-c", e.command]
         p = subprocess.run(argv, capture_output=False, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, timeout=ctx.config.exec_timeout,
