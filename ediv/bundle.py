@@ -35,6 +35,9 @@ MAX_BUNDLE_FILES_BYTES = 2 * 1024**3
 def referenced_paths(scenario: Scenario) -> list[tuple[object, str, str]]:
     """(model object, attribute, path) for every host-side path the scenario names."""
     refs = []
+    defaults = scenario.global_.vm_defaults
+    if defaults is not None:
+        refs += [(ft, "source", ft.source) for ft in defaults.filetrees]
     for vm in scenario.vms:
         refs += [(ft, "source", ft.source) for ft in vm.filetrees]
         refs += [(ex, "command", ex.command) for ex in vm.execs if ex.type == "file"]

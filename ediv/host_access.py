@@ -24,6 +24,10 @@ def needs(scenario: Scenario) -> list[tuple[str, int, str]]:
         if n.external:
             out.append(("allow_external", n.line,
                         f"net {n.name}: external={n.external} attaches a host interface"))
+        if n.extra.get("capture_dev"):
+            out.append(("allow_external", n.line,
+                        f"net {n.name}: capture_dev={n.extra['capture_dev']} captures a host "
+                        "interface"))
     h = scenario.host
     if h is None:
         return out
