@@ -7,13 +7,19 @@ Failed logins are limited per client address (:class:`LoginThrottle`): each addr
 bucket of ``burst`` failures refilled at one per ``refill`` seconds; an address whose bucket is
 empty is answered at once (HTTP 429 with Retry-After) without checking its password, so a
 brute-force loop neither learns anything nor costs scrypt time that other clients would wait
-for. Nothing sleeps and no lock is held while a password is checked.
+for. Nothing sleeps and no lock is held while a password is checked. Checks of credentials
+not already verified (scrypt: CPU-bound) also run at most ``verify_slots`` at a time, so many
+addresses together cannot take every CPU from clients whose credentials are verified: an
+address with a clean record waits up to ``CLEAN_WAIT`` seconds for a slot (concurrent first
+logins of one user then cost one scrypt), one that failed recently is answered 429
+(Retry-After: 1) at once when every slot is busy.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -23,6 +29,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -31,6 +38,7 @@ from ediv.errors import Diagnostic, EdivError, InputError
 from ediv.private import private_dir
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+CLEAN_WAIT = 5.0  # seconds an address without recent failures may wait for a check slot
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
 
 
@@ -84,9 +92,12 @@ class UserStore:
     """The users file, re-read when it changes; verified passwords cached in memory so that
     Basic authentication on every request does not pay scrypt every time."""
 
-    def __init__(self, path: Path, throttle: LoginThrottle | None = None):
+    def __init__(self, path: Path, throttle: LoginThrottle | None = None,
+                 verify_slots: int | None = None):
         self.path = Path(path)
         self.throttle = throttle if throttle is not None else LoginThrottle()
+        self._slots = threading.BoundedSemaphore(
+            verify_slots or max(1, (os.cpu_count() or 2) // 2))
         self._lock = threading.Lock()
         self._mtime: float | None = None
         self._users: dict[str, User] = {}
@@ -114,29 +125,47 @@ class UserStore:
         """The user, or None for wrong credentials; TooManyFailures when ``client`` (the
         remote address) failed too often: then nothing is checked at all."""
         if client is None:
-            return self._check(name, password)
+            return self._check(name, password, CLEAN_WAIT)
         self.throttle.check(client)
-        user = self._check(name, password)
+        user = self._check(name, password, CLEAN_WAIT if self.throttle.clean(client) else 0.0)
         if user is None:
             self.throttle.failed(client)
         return user
 
-    def _check(self, name: str, password: str) -> User | None:
+    def _check(self, name: str, password: str, wait: float) -> User | None:
         user = self.get(name)
         if user is None:
             # same cost as a real check, so names cannot be probed by timing
-            verify_password(password, _DUMMY_HASH)
+            with self._slot(wait):
+                verify_password(password, _DUMMY_HASH)
             return None
         token = hashlib.sha256(f"{user.password_hash}\0{password}".encode()).digest()
-        with self._lock:
-            cached = self._verified.get(name)
-        if cached is not None and hmac.compare_digest(cached, token):
+        if self._cached(name, token):
             return user
-        if not verify_password(password, user.password_hash):
+        with self._slot(wait):
+            if self._cached(name, token):  # verified meanwhile by a concurrent login
+                return user
+            ok = verify_password(password, user.password_hash)
+        if not ok:
             return None
         with self._lock:
             self._verified[name] = token
         return user
+
+    def _cached(self, name: str, token: bytes) -> bool:
+        with self._lock:
+            cached = self._verified.get(name)
+        return cached is not None and hmac.compare_digest(cached, token)
+
+    @contextlib.contextmanager
+    def _slot(self, wait: float) -> Iterator[None]:
+        if not self._slots.acquire(timeout=wait) if wait > 0 else \
+                not self._slots.acquire(blocking=False):
+            raise TooManyFailures(1, "too many logins are being checked right now")
+        try:
+            yield
+        finally:
+            self._slots.release()
 
 
 _DUMMY_HASH = hash_password(secrets.token_hex(8))
@@ -145,8 +174,9 @@ _DUMMY_HASH = hash_password(secrets.token_hex(8))
 class TooManyFailures(EdivError):
     """This address failed to log in too often; try again in ``retry_after`` seconds."""
 
-    def __init__(self, retry_after: int):
-        super().__init__(f"too many failed logins from this address; retry in {retry_after} s")
+    def __init__(self, retry_after: int,
+                 reason: str = "too many failed logins from this address"):
+        super().__init__(f"{reason}; retry in {retry_after} s")
         self.retry_after = retry_after
 
 
@@ -165,6 +195,11 @@ class LoginThrottle:
     def _tokens(self, address: str, now: float) -> float:
         tokens, at = self._buckets.get(address, (float(self.burst), now))
         return min(float(self.burst), tokens + (now - at) / self.refill)
+
+    def clean(self, address: str) -> bool:
+        """True when ``address`` has no failure left unforgiven."""
+        with self._lock:
+            return self._tokens(address, self._clock()) >= self.burst
 
     def check(self, address: str) -> None:
         """TooManyFailures when ``address`` has no failure left to spend."""
