@@ -184,3 +184,22 @@ def test_throttle_bucket_refills_and_stays_bounded():
         t.failed(addr)
     assert len(t) == 3  # bounded: the least recently seen goes first
     t.check("e")  # one failure of two
+
+
+def test_busy_password_checks_do_not_queue_failed_addresses(tmp_path):
+    """While every scrypt slot is taken (by other logins), an address that failed recently is
+    refused at once and one whose credentials are verified is served from the cache."""
+    from ediv.provider.auth import LoginThrottle, TooManyFailures, UserStore
+
+    add_user(tmp_path / "users.json", "otto", Role.OPERATOR, "o-pass")
+    users = UserStore(tmp_path / "users.json", LoginThrottle(burst=5), verify_slots=1)
+    assert users.authenticate("otto", "o-pass", "10.0.0.1") is not None  # verified, cached
+    assert users.authenticate("otto", "bad", "10.0.0.2") is None
+    users._slots.acquire()  # a check in progress elsewhere
+    try:
+        with pytest.raises(TooManyFailures, match="being checked"):
+            users.authenticate("otto", "bad-again", "10.0.0.2")
+        assert users.authenticate("otto", "o-pass", "10.0.0.1") is not None
+    finally:
+        users._slots.release()
+    assert users.throttle.clean("10.0.0.1") and not users.throttle.clean("10.0.0.2")
