@@ -18,6 +18,8 @@
                                  # "SCHEME://HOST:PORT"; default none (docs/threat-model.md)
     login_failures = 10          # failed logins an address may make in a burst...
     login_refill_seconds = 2.0   # ...then one more per this many seconds (else HTTP 429)
+    ovf_trust = ""               # CAs trusted to sign OVF packages; default the system bundle
+    ovf_require_signature = false  # true: unsigned/untrusted packages are refused (ovf.policy)
 
 A missing file means these defaults, with every file kept beside where the config would be.
 """
@@ -56,6 +58,15 @@ class ServerConfig:
     indication_listeners: list[str] = field(default_factory=list)
     login_failures: int = 10
     login_refill_seconds: float = 2.0
+    ovf_trust: Path | None = None
+    ovf_require_signature: bool = False
+
+    def trust_policy(self):
+        """The OVF trust policy of this server (``ediv.ovf.policy``)."""
+        from ediv.ovf.policy import TrustPolicy
+
+        return TrustPolicy(require_signature=self.ovf_require_signature,
+                           trust=str(self.ovf_trust) if self.ovf_trust else None)
 
     @property
     def listen(self) -> str:
@@ -107,6 +118,12 @@ def _strings(data: dict, key: str) -> list[str]:
     return [v.strip() for v in value if v.strip()]
 
 
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, not {value!r}")
+    return value
+
+
 def load_config(path: Path | str | None = None, *, listen: str | None = None,
                 state: Path | str | None = None) -> ServerConfig:
     path = Path(path) if path else default_config_path()
@@ -144,6 +161,8 @@ def load_config(path: Path | str | None = None, *, listen: str | None = None,
             indication_listeners=_strings(data, "indication_listeners"),
             login_failures=int(data.get("login_failures", 10)),
             login_refill_seconds=float(data.get("login_refill_seconds", 2.0)),
+            ovf_trust=file("ovf_trust", None),
+            ovf_require_signature=_flag(data.get("ovf_require_signature", False)),
         )
     except (ValueError, TypeError) as exc:
         raise InputError(Diagnostic(str(path), 0, f"invalid config: {exc}")) from None

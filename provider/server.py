@@ -108,6 +108,10 @@ def serve(config: ServerConfig, *, schema: Schema | None = None,
           plugins: list[Plugin] = ()) -> ServerHandle:
     """Start serving in a background thread; returns once the socket listens."""
     dispatcher, registry = build_dispatcher(config, schema, plugins)
+    if config.ovf_require_signature or config.ovf_trust:
+        from ediv.ovf import policy
+
+        policy.use(config.trust_policy())  # for every OVF package this process reads
     ensure_files(config)
     throttle = LoginThrottle(config.login_failures, config.login_refill_seconds)
     app = WBEMApp(dispatcher, UserStore(config.users_file, throttle), config.max_body_bytes)
