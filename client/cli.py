@@ -36,16 +36,22 @@ def cli() -> None:
     """Deploy VNUML network-emulation scenarios across a cluster of Linux hosts."""
 
 
-def _register() -> None:
+MODULES = ("client.offline", "client.cluster_cmd", "client.testbed_cmd", "client.ovf_cmd",
+           "client.image_cmd", "provider.cli")
+# `ediv ovf ...` needs only its own module: the others import paramiko, xmlschema...
+# (about a second of start-up on a loaded 2-core machine, which bench/bench_ovf.py sees).
+ONLY_FOR = {"ovf": "client.ovf_cmd"}
+
+
+def _register(only: str | None = None) -> None:
     import importlib
 
-    for name in ("client.offline", "client.cluster_cmd", "client.testbed_cmd", "client.ovf_cmd",
-                 "provider.cli"):
+    for name in (only,) if only else MODULES:
         importlib.import_module(f"ediv.{name}").register(cli)
 
 
 def main() -> None:
-    _register()
+    _register(ONLY_FOR.get(sys.argv[1]) if len(sys.argv) > 1 else None)
     cli(prog_name="ediv")
 
 

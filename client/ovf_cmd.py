@@ -5,6 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +31,76 @@ if TYPE_CHECKING:
     from ediv.scenario.model import Scenario
 
 EXIT_VERIFY_FAILED = 2
+
+
+@dataclass
+class DeployChoices:
+    """What the user chose for a deployment: the deployment option, property values, and
+    whether the package's EULAs are accepted (``--deployment-option``, ``--prop``,
+    ``--props``, ``--accept-eula``)."""
+
+    configuration: str | None = None
+    properties: dict[str, str] = field(default_factory=dict)
+    accept_eula: bool = False
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``open_appliance`` / ``import_into_scenario``."""
+        return {"configuration": self.configuration, "properties": self.properties,
+                "accept_eula": self.accept_eula,
+                "defer_disks": True}  # the commands convert what they open: read it once
+
+
+def deploy_options(*, eula: bool = True) -> Callable:
+    """Adds --deployment-option, --prop, --props (and --accept-eula) to a command, passed to
+    it as one ``deploy: DeployChoices`` argument."""
+
+    def deco(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args, deployment_option=None, props=(), props_file=None,
+                    accept_eula=False, **kwargs):
+            from ediv.ovf.properties import parse_assignments
+
+            choices = DeployChoices(deployment_option, parse_assignments(props, props_file),
+                                    accept_eula)
+            return fn(*args, deploy=choices, **kwargs)
+
+        options = [
+            click.option("--deployment-option", metavar="NAME",
+                         help="Deployment option (DeploymentOptionSection Configuration id) "
+                              "to use; default: the package's default one."),
+            click.option("--prop", "props", multiple=True, metavar="KEY=VALUE",
+                         help="Value of a userConfigurable ProductSection property (checked "
+                              "against its type and qualifiers); repeatable."),
+            click.option("--props", "props_file", type=click.Path(exists=True,
+                                                                  dir_okay=False),
+                         help="File of property values: KEY=VALUE lines or a JSON object "
+                              "(--prop options win)."),
+        ]
+        if eula:
+            options.append(click.option("--accept-eula", is_flag=True,
+                                        help="Accept the package's license agreements "
+                                             "(EulaSection); without it a package with a "
+                                             "EULA is refused and its text printed."))
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return deco
+
+
+@contextmanager
+def showing_eulas() -> Iterator[None]:
+    """Print the license texts of a package refused for want of --accept-eula."""
+    from ediv.ovf.importer import EulaNotAccepted
+
+    try:
+        yield
+    except EulaNotAccepted as exc:
+        for n, text in enumerate(exc.texts, start=1):
+            click.echo(f"--- license agreement {n} of {len(exc.texts)} ---", err=True)
+            click.echo(text, err=True)
+        click.echo("--- end of license agreements ---", err=True)
+        raise
 
 
 def package_policy(fn):
@@ -74,15 +147,23 @@ def ovf_group() -> None:
                    "default: $EDIV_OVF_TRUST, else the system CA bundle.")
 @click.option("--schema-dir", type=click.Path(exists=True, file_okay=False),
               help="Folder with the DMTF DSP8023 schemas: validate the descriptor (advisory).")
-def inspect_cmd(package: str, as_json: bool, trust: str | None, schema_dir: str | None) -> None:
+@deploy_options(eula=False)
+def inspect_cmd(package: str, as_json: bool, trust: str | None, schema_dir: str | None,
+                deploy: DeployChoices) -> None:
     """Summarise PACKAGE (OVA, .ovf or package folder) and verify its manifest and signature.
+
+    The summary is of the deployment option --deployment-option names (default: the
+    package's); --prop values are checked as convert and import would. Password
+    properties are masked.
 
     Exit status: 0 when the trust policy accepts the package (an untrusted or absent
     signature is a warning unless --require-signature), 2 when it refuses it (manifest
     mismatch; signature invalid, expired or not yet valid; untrusted or absent under
     --require-signature), 1 when the package cannot be read or is beyond a --limit.
     """
-    result = inspect_package(package, trust=trust, schema_dir=schema_dir)
+    result = inspect_package(package, trust=trust, schema_dir=schema_dir,
+                             configuration=deploy.configuration,
+                             properties=deploy.properties)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:
@@ -106,6 +187,9 @@ def render_text(result: Inspection) -> str:
     if data["configuration"]:
         lines.append(f"deployment option: {data['configuration']} "
                      f"(of {', '.join(data['deployment_options'])})")
+        for o in data["options"]:
+            lines.append(f"  {o['id']}{' (default)' if o['default'] else ''}"
+                         + (f": {o['label']}" if o["label"] else ""))
     lines.append(f"networks: {', '.join(data['networks']) or '-'}")
     for s in data["systems"]:
         lines.append(f"system {s['id']} ({s['name']}): {_or_dash(s['cpus'])} CPU, "
@@ -117,8 +201,15 @@ def render_text(result: Inspection) -> str:
             lines.append(f"  disk {_or_dash(d['file'])} {size} {_or_dash(d['format'])}")
     if data["properties"]:
         lines.append(f"properties: {len(data['properties'])}")
-        for p in data["properties"]:
-            lines.append(f"  {p['key']} = {p['value'] if p['value'] is not None else ''}")
+        for p, detail in zip(data["properties"], data["property_details"], strict=True):
+            lines.append(f"  {p['key']} = {p['value'] if p['value'] is not None else ''}"
+                         + (" (user-configurable)" if detail["user_configurable"] else ""))
+    for n, text in enumerate(data["eulas"], start=1):
+        lines.append(f"license agreement {n} (accept with --accept-eula):")
+        lines.extend(f"  {line}" for line in text.splitlines())
+    if data["refusals"]:
+        lines.append("ediv cannot deploy it:")
+        lines.extend(f"  {r}" for r in data["refusals"])
     lines.append(f"manifest: {result.manifest.status}")
     lines.extend(f"  {d}" for d in result.manifest.details)
     lines.append(f"signature: {result.signature.status}")
@@ -180,8 +271,10 @@ def _warn(lines: list[str]) -> None:
                    "(default: the XML on stdout, the files in the current folder).")
 @click.option("--vms-only", is_flag=True, help="Write only the <vm> elements, not a scenario.")
 @click.option("--name", help="Scenario name (default: the package's name).")
+@deploy_options()
 def convert_cmd(package: str, nets: tuple[str, ...], vm_type: str | None, trust: str | None,
-                output: str | None, vms_only: bool, name: str | None) -> None:
+                output: str | None, vms_only: bool, name: str | None,
+                deploy: DeployChoices) -> None:
     """Translate PACKAGE to VNUML: its systems become <vm>s, its disks raw images.
 
     The package is verified first (manifest, signature); a failure writes nothing.
@@ -193,14 +286,16 @@ def convert_cmd(package: str, nets: tuple[str, ...], vm_type: str | None, trust:
     from ediv.ovf.translate import to_scenario
     from ediv.scenario import to_xml
 
-    appliance = open_appliance(package, net_map=parse_net_map(nets), vm_type=vm_type,
-                               trust=trust)
+    with showing_eulas():
+        appliance = open_appliance(package, net_map=parse_net_map(nets), vm_type=vm_type,
+                                   trust=trust, **deploy.kwargs())
     out_dir = Path(output).resolve().parent if output else Path.cwd()
     if output and Path(output).exists() and Path(output).is_dir():
         raise InputError("-o must name a file", output)
     materialize(appliance, out_dir)
     _warn(appliance.warnings)
-    scenario = to_scenario(appliance.vms, name or Path(package).stem)
+    scenario = to_scenario(appliance.vms, name or Path(package).stem,
+                           envelope=appliance.envelope)
     if vms_only:
         root = xmlsafe.parse_bytes(to_xml(scenario)).getroot()
         text = b"".join(etree.tostring(vm, encoding="UTF-8") for vm in root.iter("vm"))
@@ -217,6 +312,7 @@ def convert_cmd(package: str, nets: tuple[str, ...], vm_type: str | None, trust:
 
 
 @ovf_group.command("import")
+@deploy_options()
 @package_policy
 @server_options("ovf import")
 @click.argument("package", type=click.Path(exists=True, dir_okay=True))
@@ -231,7 +327,7 @@ def convert_cmd(package: str, nets: tuple[str, ...], vm_type: str | None, trust:
               help="With --server: folder for the converted disk images; the server's hosts "
                    "must see it at the same path (shared storage). Images are not uploaded.")
 def import_cmd(package: str, scenario: str, nets: tuple[str, ...], vm_type: str | None,
-               trust: str | None, image_dir: str | None) -> None:
+               trust: str | None, image_dir: str | None, deploy: DeployChoices) -> None:
     """Add the VMs of PACKAGE to a scenario, after verifying the package (manifest,
     signature); a package that fails verification imports nothing.
 
@@ -253,8 +349,9 @@ def import_cmd(package: str, scenario: str, nets: tuple[str, ...], vm_type: str 
     if not Path(scenario).is_file():
         raise click.BadParameter(f"no scenario file {scenario!r} (without --server, "
                                  "--scenario names a file)", param_hint="'--scenario'")
-    result = import_into_scenario(package, scenario, net_map=parse_net_map(nets),
-                                  vm_type=vm_type, trust=trust)
+    with showing_eulas():
+        result = import_into_scenario(package, scenario, net_map=parse_net_map(nets),
+                                      vm_type=vm_type, trust=trust, **deploy.kwargs())
     _warn(result.warnings)
     click.echo(f"{scenario}: added VMs {', '.join(result.vms)}"
                + (f" and nets {', '.join(result.nets_added)}" if result.nets_added else "")
@@ -266,14 +363,17 @@ def import_cmd(package: str, scenario: str, nets: tuple[str, ...], vm_type: str 
 # -- ovf import --server: verify here, add each VM with DefineSystem ------------------------
 def import_on_server(conn, package: str, scenario: str, nets: tuple[str, ...],
                      vm_type: str | None, trust: str | None, image_dir: str | None,
-                     **_: Any) -> None:
+                     deploy: DeployChoices | None = None, **_: Any) -> None:
     """``ediv ovf import --server``: the package is verified before anything is sent; the
     VMs are checked against the server's scenario, their disks converted into
     ``image_dir``, then added one DefineSystem each (all removed again if one fails)."""
     from ediv.ovf.importer import open_appliance, remove_paths
 
     net_map = parse_net_map(nets)
-    appliance = open_appliance(package, net_map=net_map, vm_type=vm_type, trust=trust)
+    deploy = deploy or DeployChoices()
+    with showing_eulas():
+        appliance = open_appliance(package, net_map=net_map, vm_type=vm_type, trust=trust,
+                                   **deploy.kwargs())
     current = _server_definition(conn, scenario)
     if current is not None:
         _check_fits(appliance, current, scenario)
@@ -363,7 +463,8 @@ def _define_vms(conn, appliance: Appliance, scenario: str, net_map: dict[str, st
     try:
         for vs, vm in appliance.pairs:
             vssd, rasds = to_cim(appliance.envelope, vs.id, net_map, vm_type=vm.type or "uml",
-                                 image_path=vm.filesystem.path if vm.filesystem else None)
+                                 image_path=vm.filesystem.path if vm.filesystem else None,
+                                 eula_accepted=appliance.eula_accepted)
             if vssd["ElementName"] != vm.name:
                 raise EdivError(f"{vs.id}: translated as {vssd['ElementName']!r}, expected "
                                 f"{vm.name!r}")
@@ -419,23 +520,30 @@ HANDLERS["ovf import"] = import_on_server
               help="State store where NAME is looked up when it is not a file.")
 def export_cmd(name: str, output: str, sign_key: str | None, cert: str | None,
                disk_format: str, state_path: str | None) -> None:
-    """Write the VMs of a scenario (file NAME, or a scenario NAME of the state store) as an
-    OVF 2.0 package with a SHA256 manifest, optionally signed."""
+    """Write the VMs of a scenario (file NAME, or a scenario NAME of the state store, defined
+    or deployed) as an OVF 2.0 package with a SHA256 manifest, optionally signed.
+
+    Images of a deployed scenario are read while its UML VMs hold them (without qemu's
+    locks). Net types, interface addresses and the VMs' /ovf-env.xml properties go into the
+    package (an ediv section other OVF tools skip, and ProductSections); import reads
+    them back."""
     from ediv.ovf.export import export_scenario
 
-    result = export_scenario(load_for_export(name, state_path), output,
-                             disk_format=disk_format, sign_key=sign_key, cert=cert)
+    scenario, state = load_for_export(name, state_path)
+    result = export_scenario(scenario, output, disk_format=disk_format, sign_key=sign_key,
+                             cert=cert, deployed=state is not None and state != "defined")
     _warn(result.warnings)
     click.echo(f"{result.path}: {len(result.vms)} VMs, {len(result.nets)} nets, "
                f"{len(result.disks)} disks" + (", signed" if result.signed else ""))
 
 
 def load_for_export(name: str, state_path: str | None):
-    """The scenario in file ``name``, else the one the state store holds under ``name``."""
+    """(scenario, state): the scenario in file ``name`` (state None), else the one the state
+    store holds under ``name`` (defined, deployed...) with its state."""
     from ediv.scenario import load_scenario, load_string
 
     if Path(name).is_file():
-        return load_scenario(name)[0]
+        return load_scenario(name)[0], None
     from ediv import state as st
 
     path = state_path or st.DEFAULT_PATH
@@ -449,7 +557,7 @@ def load_for_export(name: str, state_path: str | None):
     if row is None or not row.spec:
         raise EdivError(f"{name}: no such scenario file, nor a scenario of that name in {path}")
     return load_string(row.spec, f"{name} (state store)", row.basedir or ".",
-                       appliances=True)[0]
+                       appliances=True)[0], row.state
 
 
 def register(cli: click.Group) -> None:

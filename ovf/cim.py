@@ -28,6 +28,7 @@ from ediv.scenario.model import VM, Address, Filesystem
 from . import envelope as m
 from .environment import environment_xml, system_properties
 from .export import mem_mb
+from .requirements import eulas
 from .translate import translate_systems, vm_name
 
 VSSD_CLASS = "EDIV_VirtualSystemSettingData"
@@ -40,10 +41,13 @@ RT_LOGICAL_DISK = 31
 
 def to_cim(envelope: m.Envelope, system_id: str | None = None,
            net_map: dict[str, str] | None = None, *, vm_type: str = "uml",
-           image_path: str | None = None) -> tuple[CIMInstance, list[CIMInstance]]:
+           image_path: str | None = None,
+           eula_accepted: bool = False) -> tuple[CIMInstance, list[CIMInstance]]:
     """(VSSD, [RASD...]) of the system ``system_id`` (its ovf:id or VM name; may be omitted
     when the package has one system). ``image_path``: the converted root filesystem, when
-    the caller has materialized it (``ediv.ovf.importer``)."""
+    the caller has materialized it (``ediv.ovf.importer``). The deployment option in
+    effect (``Envelope.select_configuration``) goes in OvfDeploymentOption, the user's
+    answer to the package's EULAs in OvfEulaAccepted (only when it has some)."""
     pairs = translate_systems(envelope, net_map, vm_type=vm_type)
     if not pairs:
         raise InputError("the descriptor has no VirtualSystem")
@@ -67,6 +71,10 @@ def to_cim(envelope: m.Envelope, system_id: str | None = None,
     properties = system_properties(envelope, vs)
     if properties:  # the server stores it and the VM finds it as /ovf-env.xml
         vssd["OvfEnvironment"] = environment_xml(vm.name, properties).decode("utf-8")
+    if envelope.default_configuration() is not None:
+        vssd["OvfDeploymentOption"] = envelope.default_configuration()
+    if eulas(envelope):
+        vssd["OvfEulaAccepted"] = bool(eula_accepted)
     return vssd, rasds
 
 

@@ -1,8 +1,11 @@
 """Disk images of OVF packages: stream them out of the package, convert them with qemu-img.
 
 Import: a disk file is copied out of the package (OVA member, folder file, gzip-compressed or
-chunked) to a temporary file in fixed-size blocks, never held in memory, and hashed on the way
-so that what is converted is exactly what the manifest vouched for. Its format is taken from
+chunked) in one pass of large blocks, never held in memory, and hashed on the way so that what
+is converted is exactly what the manifest vouched for (the importer defers the manifest check
+of disk files to this pass, so the package is read once). Blocks of zeros are not written but
+skipped (a sparse file), so a raw disk costs only its data; a raw disk is then renamed into
+place, not copied. Its format is taken from
 the file's magic bytes (the descriptor's format URI is only a cross-check), and anything that
 is not raw is converted with ``qemu-img convert -O raw`` (Debian qemu-utils): streamOptimized
 or sparse VMDK, qcow2, VHD/VHDX. Every image is inspected first (``ovf.diskcheck``): one that
@@ -29,7 +32,9 @@ from .diskcheck import check_image, format_of, source_args
 from .package import Package
 from .stream import open_file
 
-BLOCK = 1 << 20
+BLOCK = 1 << 18  # 256 KiB: few system calls, and the block stays in the CPU cache
+SPARSE_BLOCK = 1 << 16  # zero runs of this size become holes in the written file
+_ZERO = bytes(SPARSE_BLOCK)
 QEMU_IMG_TIMEOUT = 3600
 VMDK_STREAM_URI = "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"
 RAW_URI = "http://en.wikipedia.org/wiki/Byte"  # raw images, as oVirt/RHV write it
@@ -84,6 +89,7 @@ def extract_file(pkg: Package, ref: m.FileRef, dest: Path,
     """
     with open_file(pkg, ref, algorithms) as plain, _private_file(dest) as out:
         size = _copy(plain, out)
+        out.truncate()  # the file ends at the last byte, even after a trailing hole
     digests = {f"{alg}:{member}": hexdigest for member, per in plain.digests.items()
                for alg, hexdigest in per.items()}
     return ExtractedFile(dest, size, digests)
@@ -96,11 +102,12 @@ def _private_file(path: Path) -> BinaryIO:
 
 
 def to_raw(src: Path, dest: Path, declared: str | None = None,
-           warnings: list[str] | None = None) -> str:
+           warnings: list[str] | None = None, *, move: bool = False) -> str:
     """Write ``src`` as a raw image at ``dest``; returns the source format.
 
-    A raw source is moved (or copied) as is; anything else goes through ``qemu-img convert``.
-    The output appears under its name only when complete.
+    A raw source is copied as is (renamed when ``move``: ``src`` is a temporary file on the
+    same filesystem); anything else goes through ``qemu-img convert``, which writes zeros as
+    holes. The output appears under its name only when complete.
     """
     fmt = detect_format(src)
     if fmt == "vmdk-descriptor":
@@ -112,8 +119,10 @@ def to_raw(src: Path, dest: Path, declared: str | None = None,
     partial = dest.with_name(dest.name + ".partial")
     check_image(src, fmt)
     try:
-        if fmt == "raw":
-            shutil.copyfile(src, partial)
+        if fmt == "raw" and move:
+            os.replace(src, partial)
+        elif fmt == "raw":
+            copy_sparse(src, partial)
         else:
             _run([qemu_img(), "convert", "-q", *source_args(src, fmt), "-O", "raw",
                   str(partial)], f"converting the {fmt} disk to raw")
@@ -125,15 +134,29 @@ def to_raw(src: Path, dest: Path, declared: str | None = None,
 
 
 def raw_to_vmdk(src: Path, dest: Path) -> None:
-    """A streamOptimized VMDK of the raw image ``src`` (the format OVF consumers expect)."""
+    """A streamOptimized VMDK of the raw image ``src`` (the format OVF consumers expect).
+
+    The image is opened without qemu's locks (``file.locking=off``): a deployed UML VM
+    holds a POSIX lock on it (ubd), which qemu's own locks (even with ``-U``) conflict
+    with ("Failed to lock byte 100"); the VM only reads it when it has a COW file."""
     partial = dest.with_name(dest.name + ".partial")
+    opts = ("driver=raw,file.driver=file,file.locking=off,file.filename="
+            + str(src).replace(",", ",,"))
     try:
-        _run([qemu_img(), "convert", "-q", "-f", "raw", "-O", "vmdk", "-o",
-              "subformat=streamOptimized", str(src), str(partial)],
+        _run([qemu_img(), "convert", "-q", "--image-opts", opts, "-O", "vmdk", "-o",
+              "subformat=streamOptimized", str(partial)],
              "converting the raw disk to a streamOptimized VMDK")
         os.replace(partial, dest)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def copy_sparse(src: Path, dest: Path) -> int:
+    """Copy the file ``src`` to ``dest`` (0600), zero blocks as holes; its size."""
+    with src.open("rb") as f, _private_file(dest) as out:
+        size = _copy(f, out)
+        out.truncate()
+    return size
 
 
 def _run(argv: list[str], what: str) -> str:
@@ -151,10 +174,33 @@ def _run(argv: list[str], what: str) -> str:
 
 
 def _copy(src: BinaryIO, out: BinaryIO) -> int:
+    """Copy ``src`` to ``out`` in cache-sized blocks (read, hashed by ``ovf.stream``, zero
+    check and write touch the data while it is in the CPU cache), seeking over blocks of
+    zeros; the caller truncates ``out`` at the end."""
     total = 0
     while True:
         block = src.read(BLOCK)
         if not block:
             return total
-        out.write(block)
+        _write_sparse(out, block)
         total += len(block)
+
+
+def _write_sparse(out: BinaryIO, data: bytes) -> None:
+    """Write ``data``, runs of data in one write each, whole zero blocks as holes."""
+    view = memoryview(data)
+    n = len(data)
+    start: int | None = None  # beginning of the pending run of data
+    pos = 0
+    while pos < n:
+        end = min(pos + SPARSE_BLOCK, n)
+        if end - pos == SPARSE_BLOCK and data.startswith(_ZERO, pos):
+            if start is not None:
+                out.write(view[start:pos])
+                start = None
+            out.seek(SPARSE_BLOCK, os.SEEK_CUR)
+        elif start is None:
+            start = pos
+        pos = end
+    if start is not None:
+        out.write(view[start:n])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 # CIM_ResourceAllocationSettingData.ResourceType values used by OVF descriptors.
 RT_PROCESSOR = 3
@@ -109,6 +110,7 @@ class Property:
     values: dict[str, str] = field(default_factory=dict)
     product_class: str | None = None
     product_instance: str | None = None
+    override: str | None = None  # set at deploy time (--prop), checked by ediv.ovf.properties
 
     @property
     def full_key(self) -> str:
@@ -117,6 +119,8 @@ class Property:
         return ".".join(parts)
 
     def value_for(self, configuration: str | None) -> str | None:
+        if self.override is not None:
+            return self.override
         if configuration is not None and configuration in self.values:
             return self.values[configuration]
         return self.value
@@ -179,15 +183,45 @@ class VirtualSystem(_Content):
     hardware: list[VirtualHardware] = field(default_factory=list)
 
     def items(self, configuration: str | None) -> list[Item]:
-        """Items of the first hardware section, filtered by deployment option."""
+        """Items of the first hardware section under deployment option ``configuration``.
+
+        An Item of that configuration replaces the generic Item with the same InstanceID,
+        in the generic one's place (DSP0243 9.8, as ovftool and vSphere apply it)."""
         if not self.hardware:
             return []
-        return [i for i in self.hardware[0].items if i.applies_to(configuration)]
+        out: list[Item] = []
+        where: dict[str, int] = {}
+        for item in self.hardware[0].items:
+            if not item.applies_to(configuration):
+                continue
+            key = item.instance_id
+            if key is None or key not in where:
+                if key is not None:
+                    where[key] = len(out)
+                out.append(item)
+            elif item.configurations and not out[where[key]].configurations:
+                out[where[key]] = item  # the configuration's own Item wins
+            elif not item.configurations and out[where[key]].configurations:
+                continue  # generic Item after the configuration's one
+            else:
+                out.append(item)  # a repeated InstanceID of the same kind: keep both
+        return out
+
+
+@dataclass
+class StartupEntry:
+    """A StartupSection Item: when member ``id`` starts (ascending ``order``)."""
+
+    id: str
+    order: int
+    start_delay: int | None = None
+    stop_delay: int | None = None
 
 
 @dataclass
 class VirtualSystemCollection(_Content):
     members: list[VirtualSystem | VirtualSystemCollection] = field(default_factory=list)
+    startup: list[StartupEntry] = field(default_factory=list)
 
 
 @dataclass
@@ -204,6 +238,8 @@ class Envelope:
     extensions: list[Extension] = field(default_factory=list)
     unknown_required: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    selected: str | None = None  # deployment option chosen by the user (select_configuration)
+    ediv: Any = None  # ediv.ovf.edivsection.EdivScenario of packages ediv exported
 
     def systems(self) -> list[VirtualSystem]:
         """Every VirtualSystem, nested collections flattened in document order."""
@@ -221,10 +257,27 @@ class Envelope:
         return out
 
     def default_configuration(self) -> str | None:
+        """The deployment option in effect: the one selected, else the package's default."""
+        return self.selected or self.package_default()
+
+    def package_default(self) -> str | None:
+        """The DeploymentOptionSection's ovf:default="true" option, else its first."""
         for opt in self.deployment_options:
             if opt.default:
                 return opt.id
         return self.deployment_options[0].id if self.deployment_options else None
+
+    def select_configuration(self, name: str | None) -> None:
+        """Use deployment option ``name`` (None: the package's default); ValueError naming
+        the options when the package has no such option."""
+        if name is None:
+            self.selected = None
+            return
+        ids = [o.id for o in self.deployment_options]
+        if name not in ids:
+            have = ", ".join(ids) if ids else "none: the package has no DeploymentOptionSection"
+            raise ValueError(f"no deployment option {name!r} (options: {have})")
+        self.selected = name
 
     def file(self, file_id: str | None) -> FileRef | None:
         return next((f for f in self.files if f.id == file_id), None)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -29,7 +28,9 @@ from lxml import etree
 from ediv.errors import InputError
 from ediv.scenario.model import VM, Scenario
 
-from .convert import RAW_URI, VMDK_STREAM_URI, raw_to_vmdk
+from .convert import RAW_URI, VMDK_STREAM_URI, copy_sparse, raw_to_vmdk
+from .edivsection import build_section
+from .environment import ENV_FILE, read_environment
 from .namespaces import OVF_2, RASD, VSSD, XSI
 
 EPASD = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_EthernetPortAllocationSettingData"
@@ -62,8 +63,12 @@ def mem_mb(text: str | None) -> int | None:
 
 def export_scenario(scenario: Scenario, out: str | Path, *, disk_format: str = "vmdk",
                     sign_key: str | Path | None = None, cert: str | Path | None = None,
-                    key_password: bytes | None = None) -> ExportResult:
-    """Write ``scenario``'s VMs to the OVA ``out`` (replaced only when complete)."""
+                    key_password: bytes | None = None, deployed: bool = False) -> ExportResult:
+    """Write ``scenario``'s VMs to the OVA ``out`` (replaced only when complete).
+
+    ``deployed``: the scenario runs, so its images may be open (and locked) by UML; they
+    are read without taking qemu's locks, and VMs that write to their image directly
+    (``<filesystem type="direct">``) get a warning (the copy may be inconsistent)."""
     if disk_format not in ("vmdk", "raw"):
         raise InputError(f"disk format {disk_format!r}: use vmdk or raw", str(out))
     if (sign_key is None) != (cert is None):
@@ -76,6 +81,12 @@ def export_scenario(scenario: Scenario, out: str | Path, *, disk_format: str = "
     warnings: list[str] = []
     with tempfile.TemporaryDirectory(prefix=".ediv-export-", dir=out.parent) as tmp:
         work = Path(tmp)
+        if deployed:
+            warnings.extend(f"vm {vm.name}: its image {vm.filesystem.path} is in use by the "
+                            "running VM (filesystem type direct): the copy may be "
+                            "inconsistent; release the scenario or use type cow for a clean "
+                            "export" for vm in scenario.vms
+                            if vm.filesystem is not None and vm.filesystem.type == "direct")
         disks = _disk_files(scenario, work, stem, disk_format, warnings)
         descriptor = build_descriptor(scenario, disks, disk_format)
         files: list[tuple[str, Path]] = [(f"{stem}.ovf", _write(work / f"{stem}.ovf",
@@ -136,7 +147,7 @@ def _disk_files(scenario: Scenario, work: Path, stem: str, disk_format: str,
             if disk_format == "vmdk":
                 raw_to_vmdk(image, target)
             else:
-                shutil.copyfile(image, target)
+                copy_sparse(image, target)
             by_image[key] = _Disk(f"file{n}", f"disk{n}", name, target, image.stat().st_size)
         out[vm.name] = by_image[key]
     return out
@@ -169,16 +180,31 @@ def build_descriptor(scenario: Scenario, disks: dict[str, _Disk], disk_format: s
     coll = E.sub(root, "VirtualSystemCollection", id=scenario.name or "scenario")
     E.sub(coll, "Info").text = f"ediv scenario {scenario.name}"
     E.sub(coll, "Name").text = scenario.name
+    build_section(coll, OVF_2, scenario)
+    ordered = [vm for vm in scenario.vms if vm.order is not None]
+    if ordered:
+        startup = E.sub(coll, "StartupSection")
+        E.sub(startup, "Info").text = "VNUML boot order (vm order)"
+        for vm in sorted(ordered, key=lambda v: v.order):
+            E.sub(startup, "Item", id=vm.name, order=str(vm.order))
     for vm in scenario.vms:
-        _system(E, coll, vm, disks.get(vm.name))
+        _system(E, coll, vm, disks.get(vm.name), scenario.basedir)
     etree.indent(root, space="  ")
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 
-def _system(E: _Maker, parent: etree._Element, vm: VM, disk: _Disk | None) -> None:
+def _system(E: _Maker, parent: etree._Element, vm: VM, disk: _Disk | None,
+            basedir: str = ".") -> None:
     vs = E.sub(parent, "VirtualSystem", id=vm.name)
     E.sub(vs, "Info").text = f"VM {vm.name}"
     E.sub(vs, "Name").text = vm.name
+    properties = vm_properties(vm, basedir)
+    if properties:
+        product = E.sub(vs, "ProductSection")
+        E.sub(product, "Info").text = "Properties the VM gets in /ovf-env.xml"
+        for key, value in properties.items():
+            E.sub(product, "Property", key=key, type="string", value=value,
+                  userConfigurable="true")
     os_section = E.sub(vs, "OperatingSystemSection", id=OS_LINUX)
     E.sub(os_section, "Info").text = "Linux"
     hw = E.sub(vs, "VirtualHardwareSection")
@@ -200,6 +226,21 @@ def _system(E: _Maker, parent: etree._Element, vm: VM, disk: _Disk | None) -> No
     if disk is not None:
         E.cim(E.sub(hw, "StorageItem"), SASD, ElementName="root filesystem",
               HostResource=f"ovf:/disk/{disk.disk_id}", InstanceID="5", ResourceType="17")
+
+
+def vm_properties(vm: VM, basedir: str = ".") -> dict[str, str]:
+    """The ProductSection properties a VM was given: those of the ``ovf-env.xml`` its
+    filetrees put in the guest (an imported appliance's), later filetrees winning."""
+    out: dict[str, str] = {}
+    for tree in vm.filetrees:
+        folder = Path(tree.source)
+        if not folder.is_absolute():
+            folder = Path(basedir) / folder
+        env = folder / ENV_FILE
+        if tree.root == "/" and env.is_file():
+            _id, values = read_environment(env.read_bytes(), str(env))
+            out.update(values)
+    return out
 
 
 class _Maker:

@@ -35,12 +35,14 @@ from ediv.scenario.model import VM, Filesystem, Filetree, Net, Scenario
 
 from . import envelope as m
 from .convert import extract_file, to_raw
+from .edivsection import net_objects
 from .environment import ENV_FILE, environment_xml, system_properties
 from .inspect import Inspection, _inspect
 from .manifest import entry_target, parse_manifest
 from .package import Package, open_package
+from .requirements import descriptor_refusals, eulas
 from .stream import stored_members
-from .translate import boot_disk, translate_systems
+from .translate import boot_disk, system_disks, translate_systems
 from .verify import MAX_MANIFEST_BYTES
 
 ENV_SEQ = "on_boot"
@@ -60,6 +62,9 @@ class Appliance:
     files: list[Path] = field(default_factory=list)
     # package name -> (algorithm, digest), read with the verified manifest
     digests: dict[str, tuple[str, str]] = field(default_factory=dict)
+    eula_accepted: bool = False  # the package has EULAs and the user accepted them
+    # package names whose digests were not checked yet: convert_disk checks them
+    deferred: frozenset[str] = frozenset()
 
     @property
     def envelope(self) -> m.Envelope:
@@ -78,25 +83,52 @@ def verification_error(result: Inspection) -> str | None:
                         + ", ".join(result.envelope.unknown_required))
     if not result.envelope.systems():
         problems.append("the descriptor has no VirtualSystem")
+    problems.extend(descriptor_refusals(result.envelope))
     return "; ".join(problems) or None
+
+
+class EulaNotAccepted(InputError):
+    """The package has license agreements and the user did not accept them;
+    ``texts`` are the licenses, for the caller to show."""
+
+    def __init__(self, texts: list[str], source: str):
+        super().__init__(f"package refused, nothing imported: it has {len(texts)} license "
+                         "agreement(s) (EulaSection); read them (ediv ovf inspect PKG) and "
+                         "accept them with --accept-eula", source)
+        self.texts = texts
 
 
 def open_appliance(path: str | Path, *, net_map: dict[str, str] | None = None,
                    vm_type: str | None = None, trust: str | Path | None = None,
-                   now: dt.datetime | None = None) -> Appliance:
-    """Read, verify and translate ``path``; InputError when verification fails.
+                   now: dt.datetime | None = None, configuration: str | None = None,
+                   properties: dict[str, str] | None = None,
+                   accept_eula: bool = False, defer_disks: bool = False) -> Appliance:
+    """Read, verify and translate ``path``; InputError when verification fails, when the
+    package needs something ediv cannot honour, or has EULAs not accepted
+    (``EulaNotAccepted``).
 
     ``vm_type`` None: "uml" for systems with a disk, "container" for those without.
+    ``configuration``: the deployment option (default: the package's); ``properties``:
+    user values for userConfigurable ProductSection properties.
+    ``defer_disks``: the boot disks' manifest digests are checked only when ``stage``
+    copies them out (one read of the package instead of two); for callers that go on to
+    ``stage``/``materialize``, since until then those files are not verified.
     """
     with open_package(path) as pkg:
-        return _open(pkg, net_map, vm_type, trust, now)
+        return _open(pkg, net_map, vm_type, trust, now, configuration, properties,
+                     accept_eula, defer_disks)
 
 
-def _open(pkg: Package, net_map, vm_type, trust, now) -> Appliance:
-    result = _inspect(pkg, trust, None, now)
+def _open(pkg: Package, net_map, vm_type, trust, now, configuration=None, properties=None,
+          accept_eula: bool = False, defer_disks: bool = False) -> Appliance:
+    defer = (lambda env: _disk_members(pkg, env, vm_type)) if defer_disks else None
+    result = _inspect(pkg, trust, None, now, configuration, properties, defer)
     reason = verification_error(result)
     if reason is not None:
         raise InputError(f"package refused, nothing imported: {reason}", pkg.source)
+    licenses = eulas(result.envelope)
+    if licenses and not accept_eula:
+        raise EulaNotAccepted(licenses, pkg.source)
     warnings = list(result.warnings)
     if result.manifest.status == "absent":
         warnings.append("the package has no manifest: its files are not integrity-checked")
@@ -110,10 +142,35 @@ def _open(pkg: Package, net_map, vm_type, trust, now) -> Appliance:
     pairs = translate_systems(env, net_map, vm_type=vm_type or "uml", appliance=None,
                               warnings=warnings)
     for vs, vm in pairs:
-        if vm_type is None and boot_disk(env, vs) is None:
+        if vm_type is None and not system_disks(env, vs):
             vm.type = "container"
+        if vm.type != "container":
+            missing = _unusable_boot_disk(pkg, env, vs)
+            if missing:
+                raise InputError(f"package refused, nothing imported: {vm.name}: {missing}",
+                                 pkg.source)
     return Appliance(pkg.source, result, pairs, warnings,
-                     digests=_manifest_digests(pkg, result))
+                     digests=_manifest_digests(pkg, result),
+                     eula_accepted=bool(licenses) and accept_eula,
+                     deferred=frozenset(f.name for f in result.manifest.files
+                                        if f.status == "deferred"))
+
+
+def _disk_members(pkg: Package, env: m.Envelope, vm_type: str | None) -> frozenset[str]:
+    """Package names of the boot disk files ``stage`` will copy out."""
+    if vm_type == "container":
+        return frozenset()
+    out: set[str] = set()
+    for vs in env.systems():
+        disk = boot_disk(env, vs)
+        ref = env.file(disk.file_ref) if disk is not None else None
+        target = pkg.resolve(ref.href) if ref is not None else None
+        if target is None:
+            continue
+        parts = pkg.chunks(target) if ref.chunk_size else []
+        found = parts or ([pkg.find(target)] if pkg.find(target) else [])
+        out.update(found)
+    return frozenset(out)
 
 
 def materialize(appliance: Appliance, out_dir: str | Path, *,
@@ -191,9 +248,9 @@ def stage(appliance: Appliance, out_dir: str | Path, *,
                 props = system_properties(appliance.envelope, vs)
                 if props:
                     final_dir = out / f"{stem}{ENV_DIR_SUFFIX}"
-                    (staging / final_dir.name).mkdir()
-                    (staging / final_dir.name / ENV_FILE).write_bytes(
-                        environment_xml(vm.name, props))
+                    (staging / final_dir.name).mkdir(mode=0o700)
+                    _write_private(staging / final_dir.name / ENV_FILE,
+                                   environment_xml(vm.name, props))
                     result.moves.append((staging / final_dir.name, final_dir))
                     vm.filetrees.append(Filetree(source=str(final_dir), root="/",
                                                  seq=ENV_SEQ))
@@ -206,6 +263,29 @@ def stage(appliance: Appliance, out_dir: str | Path, *,
     return result
 
 
+def _unusable_boot_disk(pkg: Package, env: m.Envelope, vs: m.VirtualSystem) -> str | None:
+    """Why the first disk of ``vs`` cannot be its root filesystem (a blank disk, a file
+    not in the package, a URL), or None when it can (or ``vs`` has no disk)."""
+    disks = system_disks(env, vs)
+    if not disks:
+        return None
+    disk = boot_disk(env, vs) or disks[0]
+    ref = env.file(disk.file_ref) if disk.file_ref else None
+    if disk.file_ref is None:
+        return (f"boot disk {disk.disk_id!r} is blank (no ovf:fileRef): ediv needs an "
+                "image to boot from (use --type container to ignore the disk)")
+    if ref is None:
+        return (f"boot disk {disk.disk_id!r} refers to file {disk.file_ref!r}, which is not "
+                "in References")
+    if pkg.resolve(ref.href) is None:
+        return (f"boot disk {disk.disk_id!r} is {ref.href!r}, outside the package: ediv "
+                "does not download disks (use --type container to ignore the disk)")
+    if not _stored(pkg, env, disk):
+        return (f"boot disk {disk.disk_id!r} file {ref.href!r} is not in the package "
+                "(use --type container to ignore the disk)")
+    return None
+
+
 def _stored(pkg: Package, env: m.Envelope, disk: m.Disk) -> bool:
     """The disk's file is in the package (descriptors are often shipped without disks)."""
     ref = env.file(disk.file_ref)
@@ -213,6 +293,13 @@ def _stored(pkg: Package, env: m.Envelope, disk: m.Disk) -> bool:
     if target is None:
         return False
     return bool(pkg.find(target) or (ref.chunk_size and pkg.chunks(target)))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """A new 0600 file (the environment may hold password properties)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def remove_paths(paths: list[Path]) -> None:
@@ -234,9 +321,9 @@ def convert_disk(pkg: Package, appliance: Appliance, disk: m.Disk, dest: Path) -
     stored = dest.with_name(dest.name + ".stored")
     try:
         got = extract_file(pkg, ref, stored, algorithms)
-        _recheck(pkg, ref, got.digests, digests)
+        _recheck(pkg, ref, got.digests, digests, appliance.deferred)
         try:
-            to_raw(stored, dest, disk.format, appliance.warnings)
+            to_raw(stored, dest, disk.format, appliance.warnings, move=True)
         except InputError as exc:  # name the package's file, not the temporary copy
             raise InputError("; ".join(f"disk {ref.href}: " + d.message.replace(str(stored),
                                                                                ref.href)
@@ -246,15 +333,22 @@ def convert_disk(pkg: Package, appliance: Appliance, disk: m.Disk, dest: Path) -
 
 
 def _recheck(pkg: Package, ref: m.FileRef, got: dict[str, str],
-             verified: dict[str, tuple[str, str]]) -> None:
-    """The bytes copied out must be the ones the manifest (already verified) lists."""
+             verified: dict[str, tuple[str, str]],
+             deferred: frozenset[str] = frozenset()) -> None:
+    """The bytes copied out must be the ones the manifest (already verified, or
+    ``deferred`` to this check) lists."""
     if not verified:
         return
     for member in stored_members(pkg, ref):
         if member not in verified:
             continue
         alg, digest = verified[member]
-        if got.get(f"{alg}:{member}") != digest:
+        key = f"{alg}:{member}"
+        if got.get(key) != digest and member in deferred:
+            raise InputError(f"package refused, nothing imported: manifest mismatch: {member}: "
+                             f"{alg} digest mismatch (manifest {digest[:16]}..., file "
+                             f"{(got.get(key) or '')[:16]}...)", pkg.source)
+        if got.get(key) != digest:
             raise InputError(f"{member} changed while it was being imported (its {alg} digest "
                              "no longer matches the manifest): refused", pkg.source)
 
@@ -284,7 +378,10 @@ class ScenarioImport:
 def import_into_scenario(package: str | Path, scenario_file: str | Path, *,
                          net_map: dict[str, str] | None = None, vm_type: str | None = None,
                          trust: str | Path | None = None,
-                         now: dt.datetime | None = None) -> ScenarioImport:
+                         now: dt.datetime | None = None, configuration: str | None = None,
+                         properties: dict[str, str] | None = None,
+                         accept_eula: bool = False, defer_disks: bool = False
+                         ) -> ScenarioImport:
     """Add the VMs of ``package`` (and the nets they need) to ``scenario_file``.
 
     The file is edited as XML, so its comments and layout stay; the previous version is kept
@@ -295,7 +392,9 @@ def import_into_scenario(package: str | Path, scenario_file: str | Path, *,
     tree = xmlsafe.parse_file(path)
     base = str(path.resolve().parent)
     current, _ = validate_tree(tree, str(path), base)
-    appliance = open_appliance(package, net_map=net_map, vm_type=vm_type, trust=trust, now=now)
+    appliance = open_appliance(package, net_map=net_map, vm_type=vm_type, trust=trust, now=now,
+                               configuration=configuration, properties=properties,
+                               accept_eula=accept_eula, defer_disks=defer_disks)
     taken = [vm.name for vm in appliance.vms if current.vm(vm.name) is not None]
     if taken:
         raise InputError(f"the scenario already has VMs named {', '.join(taken)}: nothing "
@@ -304,7 +403,7 @@ def import_into_scenario(package: str | Path, scenario_file: str | Path, *,
     try:
         new_nets = [n for n in dict.fromkeys(n for vm in appliance.vms for n in vm.nets)
                     if current.net(n) is None]
-        merged = _merged_xml(tree, appliance.vms, new_nets)
+        merged = _merged_xml(tree, appliance.vms, net_objects(appliance.envelope.ediv, new_nets))
         load_string(merged, str(path), base, appliances=True)  # the result must be a valid scenario
     except BaseException:
         staged.discard()
@@ -323,12 +422,11 @@ def import_into_scenario(package: str | Path, scenario_file: str | Path, *,
                           appliance.warnings)
 
 
-def _merged_xml(tree: etree._ElementTree, vms: list[VM], nets: list[str]) -> bytes:
+def _merged_xml(tree: etree._ElementTree, vms: list[VM], nets: list[Net]) -> bytes:
     """``tree`` with ``<net>`` elements after its nets and ``<vm>`` elements after its VMs."""
     tree = copy.deepcopy(tree)
     root = tree.getroot()
-    generated = xmlsafe.parse_bytes(to_xml(Scenario(nets=[Net(name=n) for n in nets],
-                                                    vms=vms, root=root.tag)))
+    generated = xmlsafe.parse_bytes(to_xml(Scenario(nets=nets, vms=vms, root=root.tag)))
     for tag, new in (("net", generated.getroot().findall("net")),
                      ("vm", generated.getroot().findall("vm"))):
         children = [c for c in root if isinstance(c.tag, str)]

@@ -7,8 +7,12 @@ The JSON form is a contract (docs/ARCHITECTURE.md, "Command line"): the keys of
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ediv.errors import InputError
 
 from . import envelope as m
 from . import policy
@@ -16,12 +20,16 @@ from .diskcheck import check_package_disks
 from .limits import check_envelope
 from .package import Package, open_package
 from .policy import Decision
+from .properties import apply_properties, shown
 from .reader import read_envelope
-from .schema import SchemaReport, validate
+from .requirements import descriptor_refusals, eulas
 from .signature import SignatureReport, verify_signature
 from .units import byte_multiplier
 from .verify import ManifestReport, check_sizes, verify_manifest
 from .xmlload import load_descriptor
+
+if TYPE_CHECKING:  # xmlschema takes half a second to import: only with --schema-dir
+    from .schema import SchemaReport
 
 MIB = 2**20
 
@@ -67,7 +75,8 @@ class Inspection:
             "ovf_version": env.ovf_version,
             "systems": self.systems(),
             "networks": [n.name for n in env.networks],
-            "properties": [{"key": p.full_key, "value": p.value_for(self.configuration)}
+            "properties": [{"key": p.full_key,
+                            "value": shown(p, p.value_for(self.configuration))}
                            for prod in env.products() for p in prod.properties],
             "manifest": self.manifest.to_json(),
             "signature": self.signature.to_json(),
@@ -80,6 +89,17 @@ class Inspection:
             "dialect": env.dialect,
             "configuration": self.configuration,
             "deployment_options": [o.id for o in env.deployment_options],
+            "options": [{"id": o.id, "label": o.label, "description": o.description,
+                         "default": o.id == env.package_default(),
+                         "selected": o.id == self.configuration}
+                        for o in env.deployment_options],
+            "property_details": [{"key": p.full_key, "type": p.type,
+                                  "user_configurable": p.user_configurable,
+                                  "password": p.password, "qualifiers": p.qualifiers,
+                                  "label": p.label, "set": p.override is not None}
+                                 for prod in env.products() for p in prod.properties],
+            "eulas": eulas(env),
+            "refusals": descriptor_refusals(env),
             "files": [{"id": f.id, "href": f.href, "size": f.size,
                        "compression": f.compression, "chunk_size": f.chunk_size}
                       for f in env.files],
@@ -92,23 +112,40 @@ class Inspection:
 
 def inspect_package(path: str | Path, *, trust: str | Path | None = None,
                     schema_dir: str | Path | None = None,
-                    now: dt.datetime | None = None) -> Inspection:
-    """Read and verify ``path`` (OVA, descriptor or package folder).
+                    now: dt.datetime | None = None, configuration: str | None = None,
+                    properties: dict[str, str] | None = None) -> Inspection:
+    """Read and verify ``path`` (OVA, descriptor or package folder), under deployment option
+    ``configuration`` (default: the package's) with the user's property ``properties``.
 
-    Raises InputError when the package or its descriptor cannot be read; verification
-    failures are reported in the result (``Inspection.failed``), not raised.
+    Raises InputError when the package or its descriptor cannot be read, or the option or a
+    property value is not acceptable; verification failures are reported in the result
+    (``Inspection.failed``), not raised.
     """
     with open_package(path) as pkg:
-        return _inspect(pkg, trust, schema_dir, now)
+        return _inspect(pkg, trust, schema_dir, now, configuration, properties)
 
 
-def _inspect(pkg: Package, trust, schema_dir, now) -> Inspection:
+def _inspect(pkg: Package, trust, schema_dir, now, configuration: str | None = None,
+             properties: dict[str, str] | None = None,
+             defer: Callable[[m.Envelope], frozenset[str]] | None = None) -> Inspection:
+    """``defer``: given the envelope, the package files whose digests the caller checks
+    itself while copying them (``ediv.ovf.importer``), so the package is read once."""
     source = f"{pkg.source}:{pkg.descriptor_name}" if pkg.kind == "ova" else pkg.source
     root, xml_warnings = load_descriptor(pkg.descriptor_bytes(), source)
     env = read_envelope(root, source)
+    try:
+        env.select_configuration(configuration)
+    except ValueError as exc:
+        raise InputError(f"--deployment-option: {exc}", pkg.source) from None
+    if properties:
+        try:
+            apply_properties(env, properties)
+        except InputError as exc:
+            raise InputError("; ".join(d.message for d in exc.diagnostics),
+                             pkg.source) from None
     check_envelope(env, source)
     warnings = [*pkg.warnings, *xml_warnings, *env.warnings]
-    manifest = verify_manifest(pkg, env)
+    manifest = verify_manifest(pkg, env, defer(env) if defer else frozenset())
     warnings.extend(manifest.warnings)
     check_sizes(pkg, env, warnings)
     check_package_disks(pkg, env, warnings)
@@ -120,6 +157,8 @@ def _inspect(pkg: Package, trust, schema_dir, now) -> Inspection:
     warnings.extend(decision.warnings)
     schema = None
     if schema_dir is not None:
+        from .schema import validate
+
         schema = validate(root, env.namespace, schema_dir)
         warnings.extend(f"schema: {e}" for e in schema.errors)
     return Inspection(source=pkg.source, package_kind=pkg.kind, descriptor=pkg.descriptor_name,

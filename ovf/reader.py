@@ -14,6 +14,7 @@ from lxml import etree
 from ediv.errors import Diagnostic, InputError
 
 from . import envelope as m
+from .edivsection import EDIV_OVF, SECTION, parse_section
 from .namespaces import ENVELOPE_NAMESPACES, OVF_1, PREFIX_OF, XML, XS, XSI
 from .units import byte_multiplier, parse_int
 from .xmlload import load_descriptor
@@ -203,9 +204,25 @@ class _Reader:
                 node.eulas.append(_text(child, "License") or "")
             elif ckind == "AnnotationSection":
                 node.annotation = _text(child, "Annotation")
+            elif ckind == SECTION and etree.QName(child).namespace == EDIV_OVF:
+                self.env.ediv = parse_section(child)
+            elif ckind == "StartupSection" and isinstance(node, m.VirtualSystemCollection):
+                node.startup.extend(self.read_startup(child))
             elif not self.read_shared(child, ckind):
                 self.other(child, ckind, node.extensions)
         return node
+
+    def read_startup(self, el: etree._Element) -> list[m.StartupEntry]:
+        out = []
+        for item in _children(el, "Item"):
+            ident, order = _attr(item, "id"), parse_int(_attr(item, "order"))
+            if not ident or order is None or order < 0:
+                self.warn(item, "StartupSection Item without ovf:id or a valid ovf:order "
+                                "ignored")
+                continue
+            out.append(m.StartupEntry(ident, order, parse_int(_attr(item, "startDelay")),
+                                      parse_int(_attr(item, "stopDelay"))))
+        return out
 
     def read_hardware(self, el: etree._Element) -> m.VirtualHardware:
         hw = m.VirtualHardware(id=_attr(el, "id"), transport=_attr(el, "transport"))

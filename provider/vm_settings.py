@@ -55,6 +55,9 @@ def vm_from_settings(vssd: CIMInstance, rasds: list[CIMInstance]) -> VM:
     name = _str(vssd, "VirtualSystemIdentifier") or _str(vssd, "ElementName")
     if not name:
         raise _bad("SystemSettings needs VirtualSystemIdentifier or ElementName (the VM name)")
+    if "OvfEulaAccepted" in vssd.properties and vssd["OvfEulaAccepted"] is False:
+        raise _bad(f"{name}: the OVF package's license agreements were not accepted "
+                   "(OvfEulaAccepted is false)")
     vm_type = _str(vssd, "VirtualSystemType") or "uml"
     if vm_type not in ("uml", "container"):
         raise _bad(f"VirtualSystemType {vm_type!r} is not supported (uml or container)")

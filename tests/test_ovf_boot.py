@@ -143,6 +143,16 @@ def test_imported_appliance_boots_under_uml(tmp_path):
             assert results[vm]["exit_code"] == 0, results[vm]
             assert results[vm]["output"].strip() == "hello-from-ovf", results[vm]
         assert vm_processes(host.netns), "no VM process found"
+        # export by name while UML holds the images (ubd locks them)
+        ova = tmp_path / "export" / "ovfboot.ova"
+        ova.parent.mkdir()
+        run(env, "ovf", "export", "ovfboot", "--state", str(state), "-o", str(ova))
+        exported = run(env, "ovf", "inspect", str(ova), "--json")
+        data = json.loads(exported.stdout)
+        assert data["manifest"]["status"] == "ok"
+        assert {p["key"]: p["value"] for p in data["properties"]}["greeting"] == \
+            "hello-from-ovf"
+        assert sorted(s["id"] for s in data["systems"]) == ["fw1", "fw2"]
         run(env, "release", "ovfboot", "--state", str(state))
         deployed = False
         assert host_links(host.netns) == {"lo", "eth0"}, "links left on the host"

@@ -7,6 +7,7 @@ exception type is a bug. Spot checks pin what specific real files must yield.
 from __future__ import annotations
 
 import collections
+import re
 
 import pytest
 
@@ -34,6 +35,7 @@ def test_whole_corpus_reads_without_crash(ovf_corpus, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     verdicts: collections.Counter[str] = collections.Counter()
     reasons: collections.Counter[str] = collections.Counter()
+    undeployable: collections.Counter[str] = collections.Counter()
     statuses: collections.Counter[str] = collections.Counter()
     crashes = []
     files = sorted(p for p in ovf_corpus.rglob("*") if p.is_file() and p.suffix in SUFFIXES)
@@ -48,6 +50,9 @@ def test_whole_corpus_reads_without_crash(ovf_corpus, monkeypatch):
             verdicts["traceback"] += 1
             crashes.append(f"{path.relative_to(ovf_corpus)}: {type(exc).__name__}: {exc}")
             continue
+        refusals = result.to_json()["refusals"]  # what import/convert would refuse
+        undeployable[re.sub(r"'[^']*'|\(line \d+\)", "...", refusals[0])[:70] if refusals
+                     else "deployable (descriptor checks)"] += 1
         statuses[f"manifest {result.manifest.status}"] += 1
         statuses[f"signature {result.signature.status}"] += 1
         if result.failed:
@@ -59,6 +64,8 @@ def test_whole_corpus_reads_without_crash(ovf_corpus, monkeypatch):
     print("  " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items())))
     for reason, n in reasons.most_common():
         print(f"  rejected x{n}: {reason}")
+    for reason, n in undeployable.most_common():
+        print(f"  read, then for import: x{n}: {reason}")
     assert not crashes, "\n".join(crashes)
     assert verdicts["traceback"] == 0
     assert sum(verdicts.values()) == len(files) > 800

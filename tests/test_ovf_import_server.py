@@ -293,6 +293,54 @@ def test_all_or_nothing_when_the_server_refuses_a_later_vm(cli, handle, op, tmp_
     assert vm_names(op, "ovf6") == ["pc1"] and '<vm name="r1"' not in definition(op, "ovf6")
 
 
+def test_deployment_option_props_and_eula_through_the_server(cli, handle, op, tmp_path):
+    """--deployment-option, --prop and --accept-eula apply on the client; the server gets
+    the result (memory of the option, the property in OvfEnvironment) and the VSSD's
+    OvfDeploymentOption / OvfEulaAccepted; a VSSD saying the EULA was refused is refused."""
+    from ediv.ovf.cim import to_cim
+    from ediv.ovf.reader import read_descriptor
+
+    define(op, "ovf7")
+    options = """<DeploymentOptionSection><Info>sizes</Info>
+      <Configuration ovf:id="big" ovf:default="true"><Label>Big</Label></Configuration>
+      <Configuration ovf:id="tiny"><Label>Tiny</Label></Configuration>
+    </DeploymentOptionSection>"""
+    text = f.descriptor(extra_sections=options).replace(
+        "<OperatingSystemSection", "<EulaSection><Info>l</Info><License>Be nice.</License>"
+        "</EulaSection><OperatingSystemSection").replace(
+        "</VirtualHardwareSection>", """<Item ovf:configuration="tiny">
+        <rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits>
+        <rasd:ElementName>memory</rasd:ElementName><rasd:InstanceID>2</rasd:InstanceID>
+        <rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>48</rasd:VirtualQuantity>
+      </Item></VirtualHardwareSection>""")
+    built = f.build_package(tmp_path, descriptor_text=text)
+    args = [built.path, "--scenario", "ovf7", *NETS, "--type", "container",
+            "--deployment-option", "tiny", "--prop", "hostname=edge9",
+            *server_args(handle, tmp_path)]
+    r = run(cli, *args)
+    assert r.exit_code == 1 and "Be nice." in r.stderr and "--accept-eula" in r.stderr
+    assert vm_names(op, "ovf7") == ["pc1"]
+    r = run(cli, *args, "--accept-eula")
+    assert r.exit_code == 0, r.output + r.stderr
+    _vm, _vssd, rasds = settings_of(op, "ovf7", "router1")
+    (mem,) = [x for x in rasds if x.classname == "EDIV_MemoryRASD"]
+    assert mem["VirtualQuantity"] == 48
+    env_file = Path(handle.config.data_dir, "scenarios", "ovf7", "router1.ovfenv", ENV_FILE)
+    assert read_environment(env_file.read_bytes())[1]["hostname"] == "edge9"
+
+    env = read_descriptor(text.encode())
+    env.select_configuration("tiny")
+    vssd, rasds = to_cim(env, "router1", {"mgmt": "Net0", "lan": "Net1"}, vm_type="container")
+    assert vssd["OvfDeploymentOption"] == "tiny" and vssd["OvfEulaAccepted"] is False
+    vssd["ElementName"] = vssd["VirtualSystemIdentifier"] = "router2"
+    (service,) = op.EnumerateInstanceNames("EDIV_VirtualSystemManagementService")
+    with pytest.raises(pywbem.CIMError, match="license agreements were not accepted"):
+        op.InvokeMethod("DefineSystem", service, [
+            ("SystemSettings", vssd), ("ResourceSettings", rasds),
+            ("ReferenceConfiguration", scenario_path("ovf7"))])
+    assert vm_names(op, "ovf7") == ["pc1", "router1"]
+
+
 # ---------------------------------------------------------------- options and help
 
 def test_direct_mode_options_still_mean_a_file(cli, tmp_path):
