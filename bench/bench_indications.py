@@ -165,6 +165,7 @@ def main() -> None:
               f"({time.perf_counter() - t0:.1f} s to write)")
         cfg = load_config(base / "server.toml", listen="127.0.0.1:0", state=state_path)
         cfg.schema_cache_dir = base / "cache"
+        cfg.indication_listeners = ["127.0.0.1"]  # the bench's listener
         add_user(cfg.users_file, "bench", Role.OPERATOR, "bench")
         plugin = EnginePlugin()
         handle = serve(cfg, plugins=[plugin])

@@ -68,10 +68,18 @@ def stored_cluster(store: st.StateStore, name: str, path: str | None) -> Cluster
 @state_option
 @trust_option
 @click.option("--json", "as_json", is_flag=True, help="Print the resulting status as JSON.")
+@click.option("--allow-files", "allow_files", multiple=True, metavar="DIR",
+              type=click.Path(file_okay=False, exists=True),
+              help="A directory besides the scenario's own whose files <filetree> and <exec "
+                   "type=\"file\"> may name by absolute path (repeatable; cluster.conf: "
+                   "file_dirs).")
 def deploy(scenario, cluster_path, algorithm, restrictions_path, loads, state_path,
-           trust_new_hosts, as_json) -> None:
-    """Deploy SCENARIO across the cluster (EDIV's -t). Rolls back on any host failure."""
+           trust_new_hosts, as_json, allow_files=()) -> None:
+    """Deploy SCENARIO across the cluster (EDIV's -t). Rolls back on any host failure.
+
+    The scenario's files are read only from its own directory and the allowed directories."""
     cluster = resolve_cluster(cluster_path)
+    cluster.file_dirs += list(allow_files)
     store = open_store(state_path)
     display = ProgressDisplay(f"deploying {Path(scenario).name}", quiet=as_json)
     with display, Controller(store, cluster, trust_new_hosts=trust_new_hosts,

@@ -11,6 +11,7 @@ import click
 from ediv.cluster import Cluster, default_cluster, load_cluster
 from ediv.partition import registry
 from ediv.plan import Plan, make_plan
+from ediv.private import private_dir, write_private
 from ediv.restrictions import load_restrictions
 from ediv.scenario import load_scenario, to_xml
 from ediv.scenario.model import Scenario
@@ -180,19 +181,19 @@ def split(scenario, cluster_path, algorithm, restrictions_path, loads, outdir) -
     sc, cluster, p = plan_from_options(scenario, cluster_path, algorithm, restrictions_path, loads)
     parts = do_split(sc, p, cluster, absolute_paths=True)
     out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
+    if not out.exists():  # specs are private: a new output dir is 0700, its files 0600
+        private_dir(out)
     files = {}
     for part in parts:
         xml_name = f"{part.scenario.name}.xml"
-        (out / xml_name).write_bytes(to_xml(part.scenario))
-        (out / f"{part.scenario.name}.deploy.json").write_text(
-            json.dumps(part.deploy, indent=2) + "\n", encoding="utf-8"
-        )
+        write_private(out / xml_name, to_xml(part.scenario))
+        write_private(out / f"{part.scenario.name}.deploy.json",
+                      json.dumps(part.deploy, indent=2) + "\n")
         files[part.host] = xml_name
         click.echo(f"{part.host}: {out / xml_name} ({len(part.vms)} VMs)")
     data = p.to_json()
     data["files"] = files
-    (out / "plan.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    write_private(out / "plan.json", json.dumps(data, indent=2) + "\n")
     click.echo(f"plan: {out / 'plan.json'} ({len(p.segments)} segments)")
 
 

@@ -240,6 +240,9 @@ def deploy(conn, scenario, cluster_path, algorithm, restrictions_path, loads, as
                         "used")
     if loads:
         raise EdivError("--load is not available with --server (the server measures loads)")
+    if _.get("allow_files"):
+        raise EdivError("--allow-files does not apply with --server: the server's admin lists "
+                        "allowed directories (file_dirs in its config)")
     path = Path(scenario)
     spec = path.read_text(encoding="utf-8")
     try:

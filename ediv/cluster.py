@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
 
 from ediv.errors import Diagnostic, InputError
@@ -47,6 +49,9 @@ class Cluster:
     vxlan: Pool = field(default_factory=lambda: Pool(1000, 16000))
     ssh_key: str | None = None  # extension: private key for the hosts (default: ssh agent/~/.ssh)
     known_hosts: str | None = None  # extension: host keys to verify (default: ~/.ssh/known_hosts)
+    # extension: directories (besides the scenario's own) whose files scenarios may name by
+    # absolute path in <filetree>/<exec type="file"> (see docs/threat-model.md)
+    file_dirs: list[str] = field(default_factory=list)
     source: str = "<embedded>"
     warnings: list[str] = field(default_factory=list)
 
@@ -79,6 +84,7 @@ _HOST_KEYS = {
 }
 _INT_HOST_KEYS = {"mem", "cpu", "max_vhost", "ssh_port"}
 _INTERCONNECTS = ("vlan", "vxlan")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _VM_TYPES = ("uml", "container")
 
 
@@ -137,7 +143,11 @@ def parse_cluster(text: str, source: str = "<cluster.conf>") -> Cluster:
             elif key == "default_segmentation":
                 cluster.default_segmentation = value
             elif key == "mgmt_network":
-                cluster.mgmt_network = value
+                try:
+                    cluster.mgmt_network = str(ipaddress.IPv4Address(value))
+                except ValueError:
+                    errors.append(Diagnostic(source, line, "mgmt_network must be an IPv4 "
+                                             f"address, got {value!r}"))
             elif key == "mgmt_network_mask":
                 n = as_int(value, line, "mgmt_network_mask")
                 if n is not None:
@@ -156,6 +166,8 @@ def parse_cluster(text: str, source: str = "<cluster.conf>") -> Cluster:
                     explicit_interconnect = True
             elif key in ("ssh_key", "known_hosts"):
                 setattr(cluster, key, value)
+            elif key == "file_dirs":
+                cluster.file_dirs += [d.strip() for d in value.split(",") if d.strip()]
             else:
                 cluster.warnings.append(
                     f"{source}:{line}: unknown key '{key}' in [cluster] ignored"
@@ -216,6 +228,11 @@ def parse_cluster(text: str, source: str = "<cluster.conf>") -> Cluster:
                 errors.append(
                     Diagnostic(source, pline, f"{name}: vm_type must be uml or container")
                 )
+            elif attr == "ifname" and not _IFNAME.match(value):
+                errors.append(
+                    Diagnostic(source, pline, f"{name}: ifname {value!r} is not an interface "
+                               "name (1-15 letters, digits, '_', '.', ':', '@', '-')")
+                )
             else:
                 setattr(host, attr, value)
         cluster.hosts.append(host)
@@ -234,13 +251,32 @@ def parse_cluster(text: str, source: str = "<cluster.conf>") -> Cluster:
     return cluster
 
 
+def decode_cluster(data: bytes, source: str = "<cluster.conf>") -> str:
+    """The text of a cluster file: UTF-8 (a BOM is allowed), no NUL bytes; else a clear error
+    naming the line of the first bad byte."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(Diagnostic(source, line, f"not UTF-8 text (byte 0x{data[exc.start]:02x}"
+                                    f" at offset {exc.start})")) from None
+    if "\0" in text:
+        line = text[: text.index("\0")].count("\n") + 1
+        raise InputError(Diagnostic(source, line, "NUL byte in a text file"))
+    return text
+
+
+def parse_cluster_bytes(data: bytes, source: str = "<cluster.conf>") -> Cluster:
+    return parse_cluster(decode_cluster(data, source), source)
+
+
 def load_cluster(path: str) -> Cluster:
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise InputError(Diagnostic(path, 0, f"cannot read cluster file: {exc.strerror}")) from None
-    return parse_cluster(text, path)
+    return parse_cluster_bytes(data, path)
 
 
 def default_cluster(hosts: int = 3) -> Cluster:

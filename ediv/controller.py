@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ediv import host_access, xmlsafe
 from ediv import state as st
-from ediv import xmlsafe
 from ediv.agent import EXIT_WRONG_STATE, VM_ACTIONS
-from ediv.bundle import build_bundle
+from ediv.bundle import FileScope, build_bundle, check_references
 from ediv.cluster import Cluster, Host
 from ediv.errors import EdivError, InputError, WrongState
 from ediv.plan import Plan, make_plan
@@ -126,6 +126,8 @@ class Controller:
         scenario, _warnings = load_string(data, scenario_path,
                                           str(Path(scenario_path).resolve().parent),
                                           deployable=True, appliances=True)
+        # the files it names resolve inside its own directory or the admin's file_dirs
+        check_references(scenario, FileScope.of(scenario.basedir, self.cluster.file_dirs))
         restrictions = load_restrictions(restrictions_path) if restrictions_path else None
         name = scenario.name
         spec = data.decode("utf-8", errors="replace")
@@ -160,12 +162,17 @@ class Controller:
             )
             used_keys = self.store.used_keys()
             parts = split(scenario, plan, self.cluster, mac_base=mac_base, mgmt_offset=mgmt_offset)
+            refused = [f"{p.host}: {r}" for p in parts for r in
+                       host_access.refusals(p.scenario, probes[p.host].result.get("allow"))]
+            if refused:
+                raise EdivError("refused before anything was built:\n  " + "\n  ".join(refused))
             bundles: dict[str, bytes] = {}
             for part in parts:
                 key = _new_key(used_keys)
                 used_keys.add(key)
                 part.deploy["key"] = key
-                bundles[part.host] = build_bundle(part.scenario, part.deploy, scenario.basedir)
+                bundles[part.host] = build_bundle(part.scenario, part.deploy, scenario.basedir,
+                                               self.cluster.file_dirs)
                 self.store.add_part(name, part.host, key, part.scenario.name, part.deploy)
             types = {v.name: v.type for v in scenario.vms}
             self.store.set_vms(

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ediv.errors import EdivError
+from ediv.private import FILE_MODE, private_dir, tighten
 
 DEFAULT_PATH = os.environ.get("EDIV_STATE", "/var/lib/ediv/state.db")
 
@@ -149,11 +150,22 @@ class ScenarioRow:
     restrictions: str | None = None  # the restriction file's text, as given at define/deploy
 
 
+def _private_db(path: Path) -> None:
+    """state.db holds specs and job outputs: 0600 (SQLite gives -wal/-shm the database's
+    mode), its directory 0700 when ediv creates it."""
+    if not path.parent.exists():
+        private_dir(path.parent)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        tighten(p)
+
+
 class StateStore:
     def __init__(self, path: str | Path = DEFAULT_PATH):
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _private_db(Path(self.path))
         self.db = sqlite3.connect(
             self.path, timeout=30, isolation_level=None, check_same_thread=False
         )
@@ -166,6 +178,7 @@ class StateStore:
 
     def close(self) -> None:
         self.db.close()
+
 
     # -- schema --------------------------------------------------------------------------
     def _migrate(self) -> None:

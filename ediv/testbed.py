@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ediv.errors import EdivError
+from ediv.private import private_dir, write_private
 
 DEFAULT_DIR = "/var/lib/ediv/testbed"
 UNDERLAY_SUPERNET = ipaddress.IPv4Network("198.19.0.0/16")
@@ -60,7 +61,7 @@ class Testbed:
 
     def save(self) -> None:
         path = Path(self.dir) / "testbed.json"
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        write_private(path, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | Path) -> Testbed | None:
@@ -188,7 +189,7 @@ def _keygen(path: Path) -> None:
 def _make_host(tb: Testbed, host: TestbedHost, prefixlen: int) -> None:
     d = Path(tb.dir) / host.name
     d.mkdir(exist_ok=True)
-    Path(host.state_dir).mkdir(parents=True, exist_ok=True)
+    private_dir(host.state_dir)
     _run("ip", "netns", "add", host.netns)
     _run(
         "ip", "link", "add", host.veth, "type", "veth", "peer", "name", "eth0", "netns", host.netns

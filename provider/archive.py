@@ -81,7 +81,7 @@ def _extract(data: bytes, dest: Path, limits: Limits) -> list[str]:
                 if root not in target.parents:
                     raise _bad(f"member {member.name!r} leaves the archive's directory")
                 if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
+                    target.mkdir(parents=True, exist_ok=True, mode=0o700)
                     continue
                 if not member.isfile():
                     kind = "a link" if member.issym() or member.islnk() else "not a regular file"
@@ -95,7 +95,7 @@ def _extract(data: bytes, dest: Path, limits: Limits) -> list[str]:
                 src = tar.extractfile(member)
                 with src, open(target, "xb") as out:
                     shutil.copyfileobj(src, out, 1 << 20)
-                target.chmod(0o755 if member.mode & 0o111 else 0o644)
+                target.chmod(0o700 if member.mode & 0o111 else 0o600)  # private, as specs
                 names.append(str(rel))
         except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as exc:
             raise _bad(f"is damaged or cannot be extracted ({exc})") from None

@@ -2,25 +2,43 @@
 
 The users file is JSON: ``{"users": {"NAME": {"role": "reader|operator|admin",
 "password": "scrypt$N$r$p$SALT_B64$HASH_B64"}}}``, written with mode 0600.
+
+Failed logins are limited per client address (:class:`LoginThrottle`): each address has a
+bucket of ``burst`` failures refilled at one per ``refill`` seconds; an address whose bucket is
+empty is answered at once (HTTP 429 with Retry-After) without checking its password, so a
+brute-force loop neither learns anything nor costs scrypt time that other clients would wait
+for. Nothing sleeps and no lock is held while a password is checked. Checks of credentials
+not already verified (scrypt: CPU-bound) also run at most ``verify_slots`` at a time, so many
+addresses together cannot take every CPU from clients whose credentials are verified: an
+address with a clean record waits up to ``CLEAN_WAIT`` seconds for a slot (concurrent first
+logins of one user then cost one scrypt), one that failed recently is answered 429
+(Retry-After: 1) at once when every slot is busy.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
 from ediv.errors import Diagnostic, EdivError, InputError
+from ediv.private import private_dir
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+CLEAN_WAIT = 5.0  # seconds an address without recent failures may wait for a check slot
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
 
 
@@ -74,8 +92,12 @@ class UserStore:
     """The users file, re-read when it changes; verified passwords cached in memory so that
     Basic authentication on every request does not pay scrypt every time."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, throttle: LoginThrottle | None = None,
+                 verify_slots: int | None = None):
         self.path = Path(path)
+        self.throttle = throttle if throttle is not None else LoginThrottle()
+        self._slots = threading.BoundedSemaphore(
+            verify_slots or max(1, (os.cpu_count() or 2) // 2))
         self._lock = threading.Lock()
         self._mtime: float | None = None
         self._users: dict[str, User] = {}
@@ -98,25 +120,106 @@ class UserStore:
             self._load()
             return self._users.get(name)
 
-    def authenticate(self, name: str, password: str) -> User | None:
+    def authenticate(self, name: str, password: str, client: str | None = None
+                     ) -> User | None:
+        """The user, or None for wrong credentials; TooManyFailures when ``client`` (the
+        remote address) failed too often: then nothing is checked at all."""
+        if client is None:
+            return self._check(name, password, CLEAN_WAIT)
+        self.throttle.check(client)
+        user = self._check(name, password, CLEAN_WAIT if self.throttle.clean(client) else 0.0)
+        if user is None:
+            self.throttle.failed(client)
+        return user
+
+    def _check(self, name: str, password: str, wait: float) -> User | None:
         user = self.get(name)
         if user is None:
             # same cost as a real check, so names cannot be probed by timing
-            verify_password(password, _DUMMY_HASH)
+            with self._slot(wait):
+                verify_password(password, _DUMMY_HASH)
             return None
         token = hashlib.sha256(f"{user.password_hash}\0{password}".encode()).digest()
-        with self._lock:
-            cached = self._verified.get(name)
-        if cached is not None and hmac.compare_digest(cached, token):
+        if self._cached(name, token):
             return user
-        if not verify_password(password, user.password_hash):
+        with self._slot(wait):
+            if self._cached(name, token):  # verified meanwhile by a concurrent login
+                return user
+            ok = verify_password(password, user.password_hash)
+        if not ok:
             return None
         with self._lock:
             self._verified[name] = token
         return user
 
+    def _cached(self, name: str, token: bytes) -> bool:
+        with self._lock:
+            cached = self._verified.get(name)
+        return cached is not None and hmac.compare_digest(cached, token)
+
+    @contextlib.contextmanager
+    def _slot(self, wait: float) -> Iterator[None]:
+        if not self._slots.acquire(timeout=wait) if wait > 0 else \
+                not self._slots.acquire(blocking=False):
+            raise TooManyFailures(1, "too many logins are being checked right now")
+        try:
+            yield
+        finally:
+            self._slots.release()
+
 
 _DUMMY_HASH = hash_password(secrets.token_hex(8))
+
+
+class TooManyFailures(EdivError):
+    """This address failed to log in too often; try again in ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int,
+                 reason: str = "too many failed logins from this address"):
+        super().__init__(f"{reason}; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class LoginThrottle:
+    """Per-address token buckets of allowed failures; bounded to ``max_addresses`` entries
+    (the least recently seen address goes first — a full bucket is the state it would reset
+    to anyway, so forgetting one only ever forgives, never blocks)."""
+
+    def __init__(self, burst: int = 10, refill: float = 2.0, max_addresses: int = 10000,
+                 clock=time.monotonic):
+        self.burst, self.refill, self.max_addresses = burst, refill, max_addresses
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tokens, at
+
+    def _tokens(self, address: str, now: float) -> float:
+        tokens, at = self._buckets.get(address, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - at) / self.refill)
+
+    def clean(self, address: str) -> bool:
+        """True when ``address`` has no failure left unforgiven."""
+        with self._lock:
+            return self._tokens(address, self._clock()) >= self.burst
+
+    def check(self, address: str) -> None:
+        """TooManyFailures when ``address`` has no failure left to spend."""
+        with self._lock:
+            now = self._clock()
+            tokens = self._tokens(address, now)
+            if tokens < 1.0:
+                raise TooManyFailures(max(1, math.ceil((1.0 - tokens) * self.refill)))
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            now = self._clock()
+            tokens = self._tokens(address, now) - 1.0
+            self._buckets[address] = (max(0.0, tokens), now)
+            self._buckets.move_to_end(address)
+            while len(self._buckets) > self.max_addresses:
+                self._buckets.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 def read_users(path: Path) -> dict[str, User]:
@@ -142,9 +245,11 @@ def add_user(path: Path, name: str, role: Role, password: str) -> None:
         data = {"users": {n: {"role": u.role.name.lower(), "password": u.password_hash}
                           for n, u in read_users(path).items()}}
     data["users"][name] = {"role": role.name.lower(), "password": hash_password(password)}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():
+        private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -37,6 +38,7 @@ def server(ctx: click.Context, config_file: Path | None, listen: str | None,
     from ediv.provider.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    os.umask(0o077)  # whatever the server writes (specs, job files, keys) is private
     try:
         cfg = load_config(config_file or default_config_path(), listen=listen, state=state)
     except ValueError as exc:

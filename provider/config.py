@@ -12,6 +12,12 @@
     data_dir = "data"            # scenarios defined over WBEM (their files) are kept here
     max_body_bytes = 16777216
     threads = 8
+    file_dirs = []               # dirs whose files scenarios may name by absolute path
+                                 # (besides their own Archive); default none
+    indication_listeners = []    # where indications may be sent: "HOST", "HOST:PORT" or
+                                 # "SCHEME://HOST:PORT"; default none (docs/threat-model.md)
+    login_failures = 10          # failed logins an address may make in a burst...
+    login_refill_seconds = 2.0   # ...then one more per this many seconds (else HTTP 429)
     ovf_trust = ""               # CAs trusted to sign OVF packages; default the system bundle
     ovf_require_signature = false  # true: unsigned/untrusted packages are refused (ovf.policy)
 
@@ -48,6 +54,10 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY
     threads: int = 8
     schema_cache_dir: Path | None = None
+    file_dirs: list[Path] = field(default_factory=list)
+    indication_listeners: list[str] = field(default_factory=list)
+    login_failures: int = 10
+    login_refill_seconds: float = 2.0
     ovf_trust: Path | None = None
     ovf_require_signature: bool = False
 
@@ -99,6 +109,15 @@ def parse_listen(text: str, default_port: int) -> tuple[str, int]:
     return host or "0.0.0.0", number
 
 
+def _strings(data: dict, key: str) -> list[str]:
+    value = data.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key} must be a list of strings")
+    return [v.strip() for v in value if v.strip()]
+
+
 def _flag(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, not {value!r}")
@@ -138,11 +157,24 @@ def load_config(path: Path | str | None = None, *, listen: str | None = None,
             max_body_bytes=int(data.get("max_body_bytes", DEFAULT_MAX_BODY)),
             threads=int(data.get("threads", 8)),
             schema_cache_dir=file("schema_cache", None),
+            file_dirs=[base / Path(str(d)).expanduser() for d in _strings(data, "file_dirs")],
+            indication_listeners=_strings(data, "indication_listeners"),
+            login_failures=int(data.get("login_failures", 10)),
+            login_refill_seconds=float(data.get("login_refill_seconds", 2.0)),
             ovf_trust=file("ovf_trust", None),
             ovf_require_signature=_flag(data.get("ovf_require_signature", False)),
         )
     except (ValueError, TypeError) as exc:
         raise InputError(Diagnostic(str(path), 0, f"invalid config: {exc}")) from None
+    try:
+        from ediv.provider.indications import ListenerPolicy
+
+        ListenerPolicy.parse(cfg.indication_listeners)
+    except ValueError as exc:
+        raise InputError(Diagnostic(str(path), 0, f"invalid config: {exc}")) from None
+    if cfg.login_failures < 1 or cfg.login_refill_seconds <= 0:
+        raise InputError(Diagnostic(str(path), 0, "login_failures must be >= 1 and "
+                                    "login_refill_seconds > 0"))
     if cfg.max_body_bytes <= 0 or cfg.threads <= 0:
         raise InputError(Diagnostic(str(path), 0, "max_body_bytes and threads must be > 0"))
     return cfg

@@ -21,6 +21,7 @@ from ediv import state as st
 from ediv import testbed
 from ediv.cluster import Cluster, load_cluster, parse_cluster
 from ediv.errors import EdivError, InputError
+from ediv.private import private_dir
 from ediv.provider.config import ServerConfig
 from ediv.scenario import load_string
 from ediv.scenario.model import Scenario
@@ -45,7 +46,7 @@ class Engine:
     def __init__(self, config: ServerConfig):
         self.config = config
         self.state_path = str(config.state_path)
-        self.data_dir = Path(config.data_dir)
+        self.data_dir = private_dir(config.data_dir)  # scenario specs and their files
         self._local = threading.local()
         self._models: dict[str, tuple[str, Scenario | None]] = {}
         self._models_lock = threading.Lock()
@@ -84,11 +85,14 @@ class Engine:
             raise CIMError(CIM_ERR_FAILED, "the server has no cluster file: set 'cluster' in "
                            "its config, or run 'ediv testbed up'")
         try:
-            return load_cluster(str(path))
+            cluster = load_cluster(str(path))
         except InputError as exc:
             raise CIMError(CIM_ERR_FAILED, "\n".join(str(d) for d in exc.diagnostics)) from None
         except (EdivError, OSError) as exc:
             raise CIMError(CIM_ERR_FAILED, f"cluster file {path}: {exc}") from None
+        # besides its Archive, a scenario's files may come from the admin's file_dirs only
+        cluster.file_dirs += [str(d) for d in self.config.file_dirs]
+        return cluster
 
     def cluster_hosts(self) -> list:
         """Hosts of the server's cluster file ([] when there is none or it is broken)."""

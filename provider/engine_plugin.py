@@ -39,7 +39,7 @@ class EnginePlugin:
         jobs = JobRunner(engine)
         EngineMethods(engine, jobs, dispatcher).register(dispatcher)
         hub = IndicationHub(dispatcher.schema, dispatcher.host, StoreWatch(engine),
-                            store=engine.store)
+                            store=engine.store, listeners=config.indication_listeners)
         hub.register(registry)
         hub.load()  # the subscriptions kept in the state store, before clients can connect
         hub.start()

@@ -18,6 +18,14 @@ where the indication class is CIM_InstCreation, CIM_InstDeletion, CIM_InstModifi
 one of their superclasses (CIM_InstIndication, CIM_Indication), and <class> is a root/ediv
 class (EDIV_Scenario, EDIV_VirtualSystem, EDIV_ConcreteJob or one of their superclasses).
 The filter's SourceNamespace / SourceNamespaces must be empty or include root/ediv.
+
+Where indications may go is the admin's choice, not the client's: a destination's URL must
+match an entry of the server config's ``indication_listeners`` (``HOST``, ``HOST:PORT`` or
+``SCHEME://HOST:PORT``; host names and addresses compared exactly, as written). The default
+is an empty list: no destination is accepted, so a client cannot make the server POST to
+any address or local port it picks (docs/threat-model.md). The check is made when a
+destination is created and again before each delivery (the list may have changed since a
+stored destination was created).
 """
 
 from __future__ import annotations
@@ -35,9 +43,10 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pywbem import (
+    CIM_ERR_ACCESS_DENIED,
     CIM_ERR_ALREADY_EXISTS,
     CIM_ERR_FAILED,
     CIM_ERR_INVALID_PARAMETER,
@@ -173,13 +182,62 @@ class _Filters(_Store):
         return inst
 
 
+def _url(url: str) -> SplitResult | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts
+
+
+def _effective_port(parts: SplitResult) -> int:
+    return parts.port or (5991 if parts.scheme == "https" else 5990)
+
+
+@dataclass(frozen=True)
+class ListenerPolicy:
+    """The admin's ``indication_listeners``: which destination URLs are accepted."""
+
+    entries: tuple[tuple[str | None, str, int | None], ...] = ()  # scheme, host, port
+
+    @classmethod
+    def parse(cls, items: Iterable[str]) -> ListenerPolicy:
+        entries = []
+        for item in items:
+            text = item.strip()
+            try:
+                parts = urlsplit(text if "://" in text else f"//{text}")
+                port = parts.port
+            except ValueError:
+                raise ValueError(f"indication_listeners: bad entry {item!r}") from None
+            if not parts.hostname or (parts.scheme and parts.scheme not in ("http", "https")):
+                raise ValueError(f"indication_listeners: bad entry {item!r} (HOST, HOST:PORT or "
+                                 "http(s)://HOST:PORT)")
+            entries.append((parts.scheme or None, parts.hostname.lower(), port))
+        return cls(tuple(entries))
+
+    def allows(self, url: str) -> bool:
+        parts = _url(url)
+        if parts is None:
+            return False
+        host, port = parts.hostname.lower(), _effective_port(parts)
+        return any((scheme is None or scheme == parts.scheme) and h == host
+                   and (p is None or p == port) for scheme, h, p in self.entries)
+
+
 class _Destinations(_Store):
     def complete(self, inst: CIMInstance) -> CIMInstance:
         url = inst.get("Destination") or ""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if _url(url) is None:
             raise CIMError(CIM_ERR_INVALID_PARAMETER,
                            f"Destination {url!r} must be an http:// or https:// URL")
+        if not self.hub.listeners.allows(url):
+            raise CIMError(CIM_ERR_ACCESS_DENIED,
+                           f"Destination {url!r} is not an allowed indication listener: an "
+                           "admin lists them in the server config (indication_listeners)")
         keys = self._system_keys(inst)
         inst.classname = self.classname
         inst.path = CIMInstanceName(self.classname, keys, namespace=INTEROP_NAMESPACE)
@@ -293,9 +351,12 @@ class IndicationHub:
     """Subscriptions, the store watcher and the exporter."""
 
     def __init__(self, schema: Schema, system_name: str, source: ChangeSource, *,
-                 store: Callable[[], StateStore] | None = None, interval: float = 0.5):
+                 store: Callable[[], StateStore] | None = None, interval: float = 0.5,
+                 listeners: Iterable[str] = ()):
         """``store`` gives the calling thread's state store connection, where subscription
-        objects are kept (None: in memory only)."""
+        objects are kept (None: in memory only); ``listeners`` the admin's allow-list of
+        destinations (empty: none)."""
+        self.listeners = ListenerPolicy.parse(listeners)
         self.schema = schema
         self.system_name = system_name
         self.source = source
@@ -477,6 +538,10 @@ class IndicationHub:
             if item is None or self._stop.is_set():
                 return
             url, ind = item
+            if not self.listeners.allows(url):
+                log.warning("not delivering an indication to %s: not in indication_listeners",
+                            url)
+                continue
             try:
                 export(url, ind)
                 self.sent += 1

@@ -18,7 +18,8 @@ from pathlib import Path
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
-from ediv.provider.auth import UserStore
+from ediv.private import private_dir, tighten
+from ediv.provider.auth import LoginThrottle, UserStore
 from ediv.provider.config import ServerConfig
 from ediv.provider.interop import InteropModel
 from ediv.provider.operations import Dispatcher
@@ -111,7 +112,9 @@ def serve(config: ServerConfig, *, schema: Schema | None = None,
         from ediv.ovf import policy
 
         policy.use(config.trust_policy())  # for every OVF package this process reads
-    app = WBEMApp(dispatcher, UserStore(config.users_file), config.max_body_bytes)
+    ensure_files(config)
+    throttle = LoginThrottle(config.login_failures, config.login_refill_seconds)
+    app = WBEMApp(dispatcher, UserStore(config.users_file, throttle), config.max_body_bytes)
     server = wsgi.Server((config.listen_host, config.listen_port), app,
                          numthreads=config.threads, server_name="ediv",
                          timeout=30, shutdown_timeout=5)
@@ -128,4 +131,8 @@ def ensure_files(config: ServerConfig) -> None:
     """Create what a first start needs beside the config (certificate; users file dir)."""
     if config.tls:
         ensure_self_signed(config.cert_file, config.key_file, default_names())
-    Path(config.users_file).parent.mkdir(parents=True, exist_ok=True)
+    if not Path(config.users_file).parent.exists():
+        private_dir(Path(config.users_file).parent)
+    tighten(config.users_file)
+    if config.tls:
+        tighten(config.key_file)

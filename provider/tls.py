@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ediv.private import private_dir
+
 VALID_DAYS = 825
 
 
@@ -51,9 +53,11 @@ def ensure_self_signed(cert_file: Path, key_file: Path, names: list[str] | None 
                        critical=False)
         .sign(key, hashes.SHA256())
     )
-    key_file.parent.mkdir(parents=True, exist_ok=True)
+    if not key_file.parent.exists():
+        private_dir(key_file.parent)
     cert_file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when an older, readable key file was there
     with os.fdopen(fd, "wb") as f:
         f.write(key.private_bytes(serialization.Encoding.PEM,
                                   serialization.PrivateFormat.PKCS8,

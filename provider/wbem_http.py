@@ -2,8 +2,9 @@
 
 CIM-level failures travel inside a 200 response as ERROR elements (the dispatcher's job);
 this layer answers with HTTP status codes only for what DSP0200 puts at the HTTP level:
-401 (credentials), 400 + CIMError header (request not well-formed / not valid / header
-mismatch), 405 (not POST), 413 (body too large), 501 (unsupported protocol version).
+401 (credentials), 429 + Retry-After (too many failed logins from the client's address),
+400 + CIMError header (request not well-formed / not valid / header mismatch), 405 (not
+POST), 413 (body too large), 501 (unsupported protocol version).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterable
 from urllib.parse import unquote
 
 from ediv.provider import cimxml
-from ediv.provider.auth import Role, UserStore
+from ediv.provider.auth import Role, TooManyFailures, UserStore
 from ediv.provider.operations import Dispatcher
 
 log = logging.getLogger("ediv.provider")
@@ -44,7 +45,11 @@ class WBEMApp:
         if method not in ("POST", "M-POST"):
             return _plain(start_response, "405 Method Not Allowed",
                           "CIM operations use POST\n", [("Allow", "POST, M-POST")])
-        user = self._authenticate(environ)
+        try:
+            user = self._authenticate(environ)
+        except TooManyFailures as exc:  # per client address (auth.LoginThrottle)
+            return _plain(start_response, "429 Too Many Requests", f"{exc}\n",
+                          [("Retry-After", str(exc.retry_after))])
         if user is None:
             return _plain(start_response, "401 Unauthorized", "authentication required\n",
                           [("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')])
@@ -104,7 +109,7 @@ class WBEMApp:
         name, sep, password = decoded.partition(":")
         if not sep:
             return None
-        user = self.users.authenticate(name, password)
+        user = self.users.authenticate(name, password, environ.get("REMOTE_ADDR") or "?")
         return (user.name, user.role) if user else None
 
     def _read_body(self, environ: dict) -> bytes | None:

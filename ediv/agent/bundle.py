@@ -7,110 +7,24 @@ no device files.
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ediv.agent.naming import check_key, derive_key
 from ediv.errors import InputError
+from ediv.protocol import DeployInfo, MgmtAddr, Segment, check_scenario, parse_json_object
 from ediv.scenario.model import Scenario
 
-SEGMENT_KINDS = ("vxlan", "vlan")
+# the protocol's types, re-exported for the agent modules that take them from here
+__all__ = ["DeployInfo", "MgmtAddr", "Segment", "parse_deploy_info", "read_bundle",
+           "stage_bundle"]
 
 
-@dataclass
-class Segment:
-    net: str
-    kind: str  # vxlan | vlan
-    id: int
-    local: str | None = None
-    peers: list[str] = field(default_factory=list)
-    dev: str | None = None
-
-
-@dataclass
-class MgmtAddr:
-    host: str  # CIDR of the host end, e.g. 198.18.128.1/30
-    vm: str  # CIDR of the VM end
-
-
-@dataclass
-class DeployInfo:
-    scenario: str
-    key: str
-    segments: list[Segment] = field(default_factory=list)
-    mgmt: dict[str, MgmtAddr] = field(default_factory=dict)
-    vm_type: str = "container"
-
-    def segment(self, net: str) -> Segment | None:
-        return next((s for s in self.segments if s.net == net), None)
-
-
-def _err(msg: str) -> InputError:
-    return InputError(msg, "deploy.json")
-
-
-def _ip(value: Any, what: str) -> str:
-    try:
-        return str(ipaddress.ip_address(str(value)))
-    except ValueError:
-        raise _err(f"{what}: {value!r} is not an IP address") from None
-
-
-def _cidr(value: Any, what: str) -> str:
-    try:
-        return str(ipaddress.ip_interface(str(value)))
-    except ValueError:
-        raise _err(f"{what}: {value!r} is not an address/prefix") from None
-
-
-def parse_deploy_info(data: dict[str, Any] | None, scenario_name: str) -> DeployInfo:
-    data = data or {}
-    if not isinstance(data, dict):
-        raise _err("must be a JSON object")
-    name = str(data.get("scenario") or scenario_name)
-    if not name:
-        raise _err("no scenario name (deploy.json 'scenario' or <simulation_name>)")
-    key = check_key(str(data["key"])) if data.get("key") else derive_key(name)
-    segments = []
-    for i, raw in enumerate(data.get("segments") or []):
-        where = f"segments[{i}]"
-        if not isinstance(raw, dict) or "net" not in raw or "id" not in raw:
-            raise _err(f"{where}: needs 'net' and 'id'")
-        kind = raw.get("kind", "vxlan")
-        if kind not in SEGMENT_KINDS:
-            raise _err(f"{where}: kind must be vxlan or vlan, not {kind!r}")
-        try:
-            seg_id = int(raw["id"])
-        except (TypeError, ValueError):
-            raise _err(f"{where}: id {raw['id']!r} is not a number") from None
-        limit = 16777215 if kind == "vxlan" else 4094
-        if not 1 <= seg_id <= limit:
-            raise _err(f"{where}: {kind} id {seg_id} outside 1..{limit}")
-        local = _ip(raw["local"], f"{where}.local") if raw.get("local") else None
-        if kind == "vxlan" and local is None:
-            raise _err(f"{where}: vxlan needs 'local'")
-        dev = raw.get("dev")
-        if kind == "vlan" and not dev:
-            raise _err(f"{where}: vlan needs 'dev'")
-        if dev is not None and (not isinstance(dev, str) or not 0 < len(dev) <= 15
-                                or "/" in dev or " " in dev):
-            raise _err(f"{where}: bad dev {dev!r}")
-        peers = [_ip(p, f"{where}.peers") for p in raw.get("peers") or []]
-        segments.append(Segment(str(raw["net"]), kind, seg_id, local, peers, dev))
-    mgmt = {}
-    for vm, raw in (data.get("mgmt") or {}).items():
-        if not isinstance(raw, dict) or "host" not in raw or "vm" not in raw:
-            raise _err(f"mgmt.{vm}: needs 'host' and 'vm'")
-        mgmt[str(vm)] = MgmtAddr(_cidr(raw["host"], f"mgmt.{vm}.host"),
-                                 _cidr(raw["vm"], f"mgmt.{vm}.vm"))
-    vm_type = str(data.get("vm_type") or "container")
-    return DeployInfo(name, key, segments, mgmt, vm_type)
+def parse_deploy_info(data: Any, scenario_name: str) -> DeployInfo:
+    """``deploy.json`` -> DeployInfo (the typed protocol lives in ediv.protocol)."""
+    return DeployInfo.from_json(data, scenario_name)
 
 
 def _strict_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
@@ -165,11 +79,7 @@ def read_bundle(bundle_dir: Path) -> tuple[Scenario, DeployInfo]:
 
     xml = (bundle_dir / "scenario.xml").read_bytes()
     scenario = parse_string(xml, source="scenario.xml", basedir=str(bundle_dir / "files"))
-    raw = None
+    check_scenario(scenario)
     dj = bundle_dir / "deploy.json"
-    if dj.exists():
-        try:
-            raw = json.loads(dj.read_text())
-        except json.JSONDecodeError as e:
-            raise InputError(f"deploy.json:{e.lineno}: {e.msg}") from None
-    return scenario, parse_deploy_info(raw, scenario.name)
+    raw = parse_json_object(dj.read_bytes(), "deploy.json") if dj.is_file() else None
+    return scenario, DeployInfo.from_json(raw, scenario.name)

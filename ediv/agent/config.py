@@ -26,7 +26,9 @@ DEFAULT_KERNEL_PATHS = ("/usr/bin/linux", "/usr/bin/linux.uml", "/usr/lib/uml/",
 @dataclass
 class AgentConfig:
     allow_host_exec: bool = False  # run <host><exec> commands on this machine
-    allow_external: bool = False  # attach host interfaces (net@external, physicalif)
+    # net@external, <host><route>, <host><forwarding>: changes to the host itself
+    allow_external: bool = False
+    allow_hostif: bool = False  # <host><hostif>: host addresses on scenario nets (or external)
     container_rootfs: str = "/"  # lower directory of container overlay roots
     uml_kernel: str = "/usr/bin/linux"  # default <kernel>
     # <kernel> paths a scenario may name (files, or directories ending in "/"): the agent

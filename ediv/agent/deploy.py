@@ -39,7 +39,8 @@ def deploy(state_root: Path, source: IO[bytes] | str | Path, config: AgentConfig
         groups = by_driver(layout)
         ctx = AgentContext(sdir, config, emitter, layout, staging / "files")
         problems = network.preflight(layout, state_root, allow_external=config.allow_external,
-                                     allow_host_exec=config.allow_host_exec)
+                                     allow_host_exec=config.allow_host_exec,
+                                     allow_hostif=config.allow_hostif)
         for name, drv in drivers.items():
             problems += drv.check(ctx, groups[name])
         if problems:

@@ -23,7 +23,11 @@ def commands_of(ctx: AgentContext, vm: VmLayout, seq: str) -> list[str]:
     out = []
     for e in vm.execs(seq):
         if e.type == "file":
-            out.append(_inside(ctx.files_dir, e.command, "exec file").read_text())
+            path = _inside(ctx.files_dir, e.command, "exec file")
+            if not path.is_file():
+                raise InputError(f"exec file {e.command!r} is not a file of the bundle", "exec")
+            # a script is text; bytes that are not UTF-8 must not turn into "internal error"
+            out.append(path.read_bytes().decode("utf-8", errors="replace"))
         else:
             out.append(e.command)
     return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -15,8 +14,9 @@ from ediv.agent import AGENT_VERSION, EXIT_WRONG_STATE, VM_ACTIONS
 from ediv.agent.config import DEFAULT_STATE_DIR, AgentConfig, load_config
 from ediv.agent.events import Emitter
 from ediv.agent.journal import ScenarioDir, list_keys
-from ediv.agent.naming import check_key, derive_key
+from ediv.agent.naming import derive_key
 from ediv.errors import EdivError, InputError, WrongState
+from ediv.protocol import KeyRequest, check_key, parse_json_object
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,11 +56,11 @@ def _key_args(sp: argparse.ArgumentParser) -> None:
 
 
 def resolve_key(state_root: Path, key: str | None, scenario: str | None,
-                stdin_json: dict[str, Any] | None = None) -> str | None:
-    if not key and not scenario and stdin_json:
-        key, scenario = stdin_json.get("key"), stdin_json.get("scenario")
+                request: KeyRequest | None = None) -> str | None:
+    if not key and not scenario and request is not None:
+        key, scenario = request.key, request.scenario
     if key:
-        return check_key(key)
+        return check_key(key, "--key")
     if scenario:
         for k in list_keys(state_root):
             sd = ScenarioDir(state_root, k)
@@ -70,17 +70,12 @@ def resolve_key(state_root: Path, key: str | None, scenario: str | None,
     return None
 
 
-def _stdin_json() -> dict[str, Any] | None:
+def _stdin_request() -> KeyRequest | None:
+    """The ``{"key": ...}`` / ``{"scenario": ...}`` object on stdin, checked (ediv.protocol)."""
     if sys.stdin is None or sys.stdin.isatty():
         return None
-    text = sys.stdin.read().strip()
-    if not text:
-        return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"stdin: not JSON: {e.msg}") from None
-    return data if isinstance(data, dict) else None
+    data = parse_json_object(sys.stdin.buffer.read(), "stdin")
+    return KeyRequest.from_json(data) if data is not None else None
 
 
 def run_verb(args: argparse.Namespace, config: AgentConfig, em: Emitter) -> dict[str, Any]:
@@ -88,7 +83,10 @@ def run_verb(args: argparse.Namespace, config: AgentConfig, em: Emitter) -> dict
     if args.verb == "probe":
         from ediv.agent.probe import probe
 
-        return probe()
+        # what this agent lets a scenario change on the host (the controller checks it first)
+        return {**probe(), "allow": {"external": config.allow_external,
+                                     "hostif": config.allow_hostif,
+                                     "host_exec": config.allow_host_exec}}
     if os.geteuid() != 0:
         raise EdivError(f"ediv-host {args.verb} must run as root")
     if args.verb == "deploy":
@@ -113,7 +111,7 @@ def run_verb(args: argparse.Namespace, config: AgentConfig, em: Emitter) -> dict
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         sys.exit(console(state_root, key, args.vm, command, config))
     key = resolve_key(state_root, args.key, args.scenario,
-                      _stdin_json() if not (args.key or args.scenario) and needs_key else None)
+                      _stdin_request() if not (args.key or args.scenario) and needs_key else None)
     if args.verb == "exec":
         if key is None:
             raise InputError("exec needs --key or --scenario")

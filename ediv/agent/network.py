@@ -16,7 +16,7 @@ from ediv.agent.drivers.base import AgentContext
 from ediv.agent.journal import ScenarioDir, list_keys
 from ediv.agent.layout import HostLayout
 from ediv.agent.proc import BASE_PATH, MARKER_VAR, base_env, register_child, run, start_time
-from ediv.errors import EdivError
+from ediv.errors import EdivError, InputError
 
 SYS_NET = Path("/sys/class/net")
 
@@ -91,9 +91,11 @@ def other_scenarios_vnis(state_root: Path, key: str) -> dict[int, str]:
 
 
 def preflight(layout: HostLayout, state_root: Path, *, allow_external: bool,
-              allow_host_exec: bool) -> list[str]:
-    """Everything that would fail half-way, checked before anything is created."""
-    problems = []
+              allow_host_exec: bool, allow_hostif: bool = False) -> list[str]:
+    """Everything that would fail half-way, checked before anything is created: also every
+    change to the host outside the scenario's own objects that the config does not allow."""
+    problems = host_access_problems(layout, allow_external=allow_external,
+                                    allow_host_exec=allow_host_exec, allow_hostif=allow_hostif)
     for name in layout.links():
         if link_exists(name):
             problems.append(f"interface name clash: {name} already exists on this host")
@@ -103,8 +105,10 @@ def preflight(layout: HostLayout, state_root: Path, *, allow_external: bool,
             problems.append(f"network namespace {v.netns} already exists")
     used = {**other_scenarios_vnis(state_root, layout.key), **kernel_vnis()}
     for n in layout.nets.values():
+        if n.external and allow_external and not link_exists(n.external):
+            problems.append(f"net {n.name}: external interface {n.external} not found")
         seg = n.segment
-        if seg is not None:  # external and capture below apply to every net
+        if seg is not None:
             if seg.kind == "vxlan" and seg.id in used:
                 problems.append(f"net {n.name}: VNI {seg.id} is already used by {used[seg.id]}")
             if seg.kind == "vlan":
@@ -115,24 +119,39 @@ def preflight(layout: HostLayout, state_root: Path, *, allow_external: bool,
                     problems.append(f"net {n.name}: VLAN device {seg.dev} not found")
             if seg.dev and seg.kind == "vxlan" and not link_exists(seg.dev):
                 problems.append(f"net {n.name}: segment device {seg.dev} not found")
-        if n.external:
-            if not allow_external:
-                problems.append(f"net {n.name}: external={n.external} needs allow_external "
-                                "in the agent config")
-            elif not link_exists(n.external):
-                problems.append(f"net {n.name}: external interface {n.external} not found")
-            elif n.external_vlan is not None and not vlan_supported():
-                problems.append(f"net {n.name}: vlan={n.external_vlan} on {n.external} needs "
-                                "the kernel's 8021q support, which this host lacks")
+        if n.external and allow_external and n.external_vlan is not None \
+                and link_exists(n.external) and not vlan_supported():
+            problems.append(f"net {n.name}: vlan={n.external_vlan} on {n.external} needs "
+                            "the kernel's 8021q support, which this host lacks")
         if n.capture is not None:
             if shutil.which("tcpdump", path=BASE_PATH) is None:
                 problems.append(f"net {n.name}: capture_file needs tcpdump on this host "
                                 "(apt-get install tcpdump)")
-            if n.capture.dev and not allow_external:
-                problems.append(f"net {n.name}: capture_dev={n.capture.dev} captures a host "
-                                "interface; it needs allow_external in the agent config")
-            elif n.capture.dev and not link_exists(n.capture.dev):
+            if n.capture.dev and allow_external and not link_exists(n.capture.dev):
                 problems.append(f"net {n.name}: capture_dev {n.capture.dev} not found")
+    return problems
+
+
+def host_access_problems(layout: HostLayout, *, allow_external: bool, allow_host_exec: bool,
+                         allow_hostif: bool = False) -> list[str]:
+    """What the layout would change on the host beyond the scenario's own objects (bridges,
+    links, namespaces, processes it creates), and that the agent config does not allow.
+    Checked on every path (a net on one host as much as a segment; see docs/threat-model.md)."""
+    problems = []
+    for n in layout.nets.values():
+        if n.external and not allow_external:
+            problems.append(f"net {n.name}: external={n.external} attaches a host interface "
+                            "to the scenario; it needs allow_external in the agent config")
+        if n.capture is not None and n.capture.dev and not allow_external:
+            problems.append(f"net {n.name}: capture_dev={n.capture.dev} captures a host "
+                            "interface; it needs allow_external in the agent config")
+    if layout.host_addrs and not (allow_hostif or allow_external):
+        problems.append("the <host> section has <hostif> addresses (the host joins the "
+                        "scenario's nets); they need allow_hostif or allow_external in the "
+                        "agent config")
+    if layout.host_routes and not allow_external:
+        problems.append("the <host> section has <route>s, which change the host's routing "
+                        "table; they need allow_external in the agent config")
     if layout.host_execs and not allow_host_exec:
         problems.append("the <host> section has <exec> commands, but this agent does not allow "
                         "host commands (allow_host_exec = false)")
@@ -145,6 +164,7 @@ def preflight(layout: HostLayout, state_root: Path, *, allow_external: bool,
 def build_networks(ctx: AgentContext) -> None:
     """Bridges, segment links, peer fdb entries, hostif addresses, externals; journal first."""
     layout, sdir, em = ctx.layout, ctx.sdir, ctx.emitter
+    _refuse_host_changes(ctx)
     nets = list(layout.nets.values())
     if not nets:
         return
@@ -225,6 +245,7 @@ def shape_and_capture(ctx: AgentContext) -> None:
 def configure_host(ctx: AgentContext) -> None:
     """<host> routes and forwarding (addresses are set with the bridges)."""
     layout, sdir = ctx.layout, ctx.sdir
+    _refuse_host_changes(ctx)
     if layout.host_routes:
         sdir.record(*({"op": "host_route", "dest": r.dest, "gw": r.gw, "family": r.family}
                       for r in layout.host_routes))
@@ -243,6 +264,15 @@ def configure_host(ctx: AgentContext) -> None:
             Path(p).write_text("1\n")
 
 
+def _refuse_host_changes(ctx: AgentContext) -> None:
+    """The preflight's host-access rule again, where the changes are made (any caller)."""
+    cfg = ctx.config
+    problems = host_access_problems(ctx.layout, allow_external=cfg.allow_external,
+                                    allow_host_exec=True, allow_hostif=cfg.allow_hostif)
+    if problems:
+        raise EdivError("; ".join(problems))
+
+
 def run_host_commands(ctx: AgentContext, seq: str) -> list[tuple[str, int, str]]:
     """<host><exec> of ``seq``, only when the config allows host commands."""
     execs = [e for e in ctx.layout.host_execs if e.seq == seq]
@@ -250,9 +280,14 @@ def run_host_commands(ctx: AgentContext, seq: str) -> list[tuple[str, int, str]]
         return []
     if not ctx.config.allow_host_exec:
         raise EdivError("host commands are not allowed by this agent (allow_host_exec = false)")
+    base = ctx.files_dir.resolve()
+    for e in execs:  # every file inside the bundle's files/ before anything runs
+        if e.type == "file" and not (base / e.command).resolve().is_relative_to(base):
+            raise InputError(f"host exec file {e.command!r} is outside the bundle's files/",
+                             "exec")
     out = []
     for e in execs:
-        argv = ["/bin/sh", str(ctx.files_dir / e.command)] if e.type == "file" else \
+        argv = ["/bin/sh", str((base / e.command).resolve())] if e.type == "file" else \
             ["/bin/sh", "-c", e.command]
         p = subprocess.run(argv, capture_output=False, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, timeout=ctx.config.exec_timeout,

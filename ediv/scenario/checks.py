@@ -15,6 +15,12 @@ Rules (errors unless noted):
   a prefix length; when both a ``/nn`` and a mask are given they must agree;
 - routes: the destination is ``default`` or an address/prefix of the route's family, the
   gateway an address of that family; ``<physicalif>`` ip/mask/gw likewise;
+- ``<if id>`` is between 0 and 1679615 (what fits an interface name);
+- a route has a gateway;
+- ``<filetree>`` and ``<exec type="file">`` paths do not leave the scenario's directory
+  (``..``); absolute paths are checked at deploy time against the admin's allowed directories;
+- with ``deployable=True``, ``<physicalif>`` is an error: ``ediv-host`` never reconfigures a
+  host's physical interfaces;
 - ``<mac>`` is six hexadecimal pairs separated by ``:`` and not a multicast address;
 - ``<mem>``: a positive number with an optional unit K, M or G (``65536K``, ``64M``, ``1G``);
   a bare number is bytes, as UML's ``mem=`` (where VNUML passed the value) reads it, so a
@@ -45,6 +51,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
+from pathlib import PurePosixPath
 
 from ediv.errors import Diagnostic
 from ediv.scenario.defaults import effective_vm, has_mgmt_if
@@ -54,6 +61,7 @@ _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 _MEM = re.compile(r"^(\d+)\s*([KkMmGg]?)[Bb]?$")
 _UNSAFE_NAME = re.compile(r"[/\s\x00-\x1f\x7f]")
 _MEM_FACTOR = {"": 1 / (1024 * 1024), "k": 1 / 1024, "m": 1.0, "g": 1024.0}
+MAX_IF_ID = 36**4 - 1  # the same bound as ediv.protocol.MAX_IF_ID (agent interface names)
 
 
 MAX_MEM_MB = 2**20 * 16  # 16 TiB: beyond any host; larger values are typos or overflows
@@ -200,6 +208,8 @@ class _Checker:
             seen_ids: dict[int, int] = {}
             for i in v.interfaces:
                 where = f"{what} interface {i.id}"
+                if not 0 <= i.id <= MAX_IF_ID:
+                    self.error(i.line, f"{where}: id must be between 0 and {MAX_IF_ID}")
                 if i.id in seen_ids:
                     self.error(i.line, f"{where}: id {i.id} is used twice in this vm (first at "
                                        f"line {seen_ids[i.id]})")
@@ -213,6 +223,16 @@ class _Checker:
                     self.address(a, where)
             for r in v.routes:
                 self.route(r, what)
+            for ft in v.filetrees:
+                self.file_ref(ft.source, ft.line, f"{what} <filetree>")
+            for ex in v.execs:
+                if ex.type == "file":
+                    self.file_ref(ex.command, ex.line, f"{what} <exec type=\"file\">")
+
+    def file_ref(self, path: str, line: int, where: str) -> None:
+        if ".." in PurePosixPath(path.strip()).parts:
+            self.error(line, f"{where}: path {path!r} leaves the scenario directory ('..'); "
+                             "use a path below it")
 
     def mem(self, mem: str | None, line: int, what: str) -> None:
         if mem is None:
@@ -276,7 +296,9 @@ class _Checker:
             if net is None or net.version != family:
                 self.error(r.line, f"{what}: route destination {dest!r} is neither 'default' "
                                    f"nor an IPv{family} address/prefix")
-        if r.gw:
+        if not r.gw.strip():
+            self.error(r.line, f"{what}: route to {dest!r} has no gateway")
+        else:
             try:
                 gw = ipaddress.ip_address(r.gw)
             except ValueError:
@@ -300,6 +322,10 @@ class _Checker:
         for p in h.physicalifs:
             family = 6 if p.type == "ipv6" else 4
             where = f"<physicalif name={p.name!r}>"
+            if self.deployable:
+                self.error(p.line, f"{where}: ediv-host does not reconfigure a host's physical "
+                                   "interfaces (use net@external, which needs the host's "
+                                   "allow_external)")
             for label, value in (("ip", p.ip), ("gw", p.gw)):
                 if value:
                     self.address(Address(family, value, line=p.line), f"{where} {label}")
@@ -307,6 +333,9 @@ class _Checker:
                 self.error(p.line, f"{where}: mask {p.mask!r} is not a valid mask")
         for r in h.routes:
             self.route(r, "<host>")
+        for ex in h.execs:
+            if ex.type == "file":
+                self.file_ref(ex.command, ex.line, "<host> <exec type=\"file\">")
 
     # --- management network --------------------------------------------------------
 

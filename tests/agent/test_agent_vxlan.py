@@ -71,6 +71,9 @@ def test_vxlan_segment_joins_a_net_across_two_hosts(two_hosts, tmp_path):
     lan = 100 + secrets.randbelow(150)
     (ns_a, ip_a), (ns_b, ip_b) = two_hosts["A"], two_hosts["B"]
     agents = {"A": NsAgent(tmp_path / "stateA", ns_a), "B": NsAgent(tmp_path / "stateB", ns_b)}
+    allow = tmp_path / "agent.ini"  # the <hostif> gives the host an address: admin's choice
+    allow.write_text("[agent]\nallow_hostif = true\n")
+    agents["A"].config = allow
     seg = {"net": "Net0", "kind": "vxlan", "id": vni, "dev": "u0"}
     hostif = (f'<host><hostif net="Net0"><ipv4>198.18.{lan}.254/24</ipv4></hostif></host>')
     try:
@@ -116,7 +119,7 @@ def test_host_section_routes_and_allowed_host_exec(two_hosts, tmp_path):
     key = unique_key("hs")
     lan = 100 + secrets.randbelow(150)
     config = tmp_path / "agent.ini"
-    config.write_text("[agent]\nallow_host_exec = true\n")
+    config.write_text("[agent]\nallow_host_exec = true\nallow_external = true\n")
     a = NsAgent(tmp_path / "state", ns)
     a.config = config
     mark = tmp_path / "host-exec-ran"

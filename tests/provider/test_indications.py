@@ -52,6 +52,7 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("ind")
     cfg = load_config(base / "server.toml", listen="127.0.0.1:0", state=base / "state.db")
     cfg.schema_cache_dir = base / "cache"
+    cfg.indication_listeners = ["127.0.0.1"]  # the tests' listeners (default: none)
     for role, (name, password) in USERS.items():
         add_user(cfg.users_file, name, Role.parse(role), password)
     with running(cfg) as pair:
@@ -196,6 +197,7 @@ def test_query_subset(server):
 def config(tmp_path):
     cfg = load_config(tmp_path / "server.toml", listen="127.0.0.1:0", state=tmp_path / "state.db")
     cfg.schema_cache_dir = tmp_path / "cache"
+    cfg.indication_listeners = ["127.0.0.1"]
     for role, (name, password) in USERS.items():
         add_user(cfg.users_file, name, Role.parse(role), password)
     return cfg
