@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -225,13 +226,17 @@ def shape_and_capture(ctx: AgentContext) -> None:
         return
     folder = Path(ctx.config.capture_dir) / layout.scenario
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    started = []
     for n in captures:
         out = folder / n.capture.file
-        argv = ["tcpdump", "-i", n.capture.dev or n.bridge, "-U", "-n", "-Z", "root",
+        argv = ["tcpdump", "-i", n.capture.dev or n.bridge, "--immediate-mode", "-U", "-n",
+                "-Z", "root",
                 "-w", str(out)]
         if n.capture.expression:
             argv.append(n.capture.expression)
-        with open(folder / f"{n.capture.file}.log", "ab") as log:
+        log_path = folder / f"{n.capture.file}.log"
+        log_path.unlink(missing_ok=True)
+        with open(log_path, "ab") as log:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                  start_new_session=True, close_fds=True, umask=0o077,
                                  env=base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key)}))
@@ -239,6 +244,17 @@ def shape_and_capture(ctx: AgentContext) -> None:
         # release kills it by the marker in its environment, as every VM process
         ctx.sdir.record({"op": "capture", "net": n.name, "pid": p.pid,
                          "start": start_time(p.pid)})
+        started.append((n, p, log_path, out))
+    # on_boot and the first exec must be captured: wait until tcpdump says it listens
+    deadline = time.monotonic() + 10
+    for n, p, log_path, out in started:
+        while b"listening on" not in log_path.read_bytes():
+            if p.poll() is not None:
+                raise EdivError(f"net {n.name}: tcpdump exited with {p.returncode}: "
+                                f"{log_path.read_text(errors='replace').strip()[-300:]}")
+            if time.monotonic() > deadline:
+                raise EdivError(f"net {n.name}: tcpdump did not start listening in 10 s")
+            time.sleep(0.02)
         ctx.emitter.emit("capture", net=n.name, file=str(out))
 
 

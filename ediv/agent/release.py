@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -47,6 +48,17 @@ def _existing_netns(names: set[str], key: str) -> list[str]:
     return sorted(n for n in os.listdir(NETNS_DIR) if n in names or n.startswith(prefix))
 
 
+def _stop_captures(entries: list[dict[str, Any]], timeout: float = 2.0) -> None:
+    for e in entries:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(e["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(start_time(e["pid"]) == e["start"] for e in entries) and \
+            time.monotonic() < deadline:
+        reap_registered()
+        time.sleep(0.02)
+
+
 def release(state_root: str | Path, key: str, emitter: Emitter) -> dict[str, Any]:
     """Remove every process, mount, link, namespace, host setting and file of scenario ``key``."""
     naming.check_key(key)
@@ -55,6 +67,10 @@ def release(state_root: str | Path, key: str, emitter: Emitter) -> dict[str, Any
     with sdir.lock():
         entries = sdir.entries()
         counts = {"processes": 0, "links": 0, "netns": 0, "mounts": 0}
+        # 0. captures (net@capture_file) stop first, with SIGTERM, so tcpdump writes its last
+        #    packets; then they go with every other process of the scenario
+        _stop_captures([e for e in entries if e.get("op") == "capture"
+                        and e.get("start") is not None and start_time(e["pid"]) == e["start"]])
         # 1. processes: journalled pids (if still the same process) + anything carrying the marker
         pids = {e["pid"] for e in entries if e.get("op") == "proc"
                 and e.get("start") is not None and start_time(e["pid"]) == e["start"]}
