@@ -323,11 +323,11 @@ class IndicationHub:
             t.start()
             self._threads.append(t)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         self._outbox.put(None)
         for t in self._threads:
-            t.join(timeout=10)
+            t.join(timeout=timeout)
 
     # -- keeping subscription objects ----------------------------------------------------
     def save(self, classname: str, inst: CIMInstance) -> None:

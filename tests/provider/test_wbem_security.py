@@ -30,6 +30,10 @@ XXE = (b'<?xml version="1.0"?><!DOCTYPE CIM [<!ENTITY x SYSTEM "file:///etc/pass
        b'</LOCALNAMESPACEPATH></IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>')
 
 
+# DSP0200 6.3.7: an extrinsic call's CIMObject names its target (here a class)
+SERVICE_CLASS = "root%2Fediv%3AEDIV_VirtualSystemManagementService"
+
+
 def _auth(role: str = "reader", password: str | None = None) -> str:
     name, real = USERS[role]
     token = base64.b64encode(f"{name}:{password or real}".encode()).decode()
@@ -84,7 +88,8 @@ def test_reader_calling_method_access_denied(wbem_server, ssl_context, still_ser
             b'<NAMESPACE NAME="ediv"/></LOCALNAMESPACEPATH>'
             b'<CLASSNAME NAME="EDIV_VirtualSystemManagementService"/></LOCALCLASSPATH>'
             b'</METHODCALL></SIMPLEREQ></MESSAGE></CIM>')
-    status, _, out = post(wbem_server, ssl_context, body, method="PlanScenario")
+    status, _, out = post(wbem_server, ssl_context, body, method="PlanScenario",
+                          headers={"CIMObject": SERVICE_CLASS})
     assert status == 200
     assert b'<ERROR CODE="2"' in out  # CIM_ERR_ACCESS_DENIED
 
@@ -201,7 +206,7 @@ def test_embedded_object_goes_through_the_hardened_parser(wbem_server, ssl_conte
 
     # method parameters are read by the method (XML or MOF): a bomb is an invalid parameter
     status, _, out = post(wbem_server, ssl_context, call(BOMB), auth="operator",
-                          method="PlanScenario")
+                          method="PlanScenario", headers={"CIMObject": SERVICE_CLASS})
     assert status == 200 and b'<ERROR CODE="16"' in out  # no method provider in this server
     from ediv.provider.embedded import EmbeddedParser
     from ediv.provider.schema import EDIV_NAMESPACE
