@@ -237,7 +237,19 @@ class Dispatcher:
 
 def shape_class(cls: CIMClass, local_only: bool, qualifiers: bool, class_origin: bool,
                 property_list: list[str] | None = None) -> CIMClass:
+    """A shaped copy; ``cls`` (the cached schema class) is never changed.
+
+    ``CIMClass.copy`` shares the property, method and parameter objects with the original,
+    so those being edited below are copied one level down too.
+    """
     out = cls.copy()
+    for name, prop in list(out.properties.items()):
+        out.properties[name] = prop.copy()
+    for name, meth in list(out.methods.items()):
+        meth = meth.copy()
+        for pname, param in list(meth.parameters.items()):
+            meth.parameters[pname] = param.copy()
+        out.methods[name] = meth
     if local_only:
         for coll in (out.properties, out.methods):
             for name in [n for n, f in coll.items() if f.propagated]:

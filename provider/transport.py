@@ -186,8 +186,9 @@ class Transport:
         for task in pending:
             task.cancel()
         if pending:
-            log.warning("shutdown: closed %d connections (%d with a request running)",
-                        len(pending), len(self.working))
+            log.log(logging.WARNING if self.working else logging.INFO,
+                    "shutdown: closed %d connections (%d with a request running)",
+                    len(pending), len(self.working))
             await asyncio.wait(pending, timeout=1)
 
     # ------------------------------------------------------------ connections
