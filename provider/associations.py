@@ -9,7 +9,8 @@
   cluster as a whole, so each host is a hosting system of it).
 - EDIV_ServiceAffectsElement: the service -> every scenario and VM (ElementEffects 5 Manages).
 - EDIV_ElementCapabilities: service, scenarios and VMs -> their capabilities.
-- EDIV_AffectedJobElement / EDIV_OwningJobElement: job -> its scenario / the service -> job.
+- EDIV_AffectedJobElement / EDIV_OwningJobElement: job -> its VM or scenario / the service ->
+  job.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class Associations:
         names = {r.name for r in store.scenarios()}
         return [_assoc("EDIV_AffectedJobElement", {
             "AffectingElement": P.job_path(j["id"]),
-            "AffectedElement": P.scenario_path(j["scenario"]), "ElementEffects": [Uint16(5)]})
+            "AffectedElement": P.job_element(j), "ElementEffects": [Uint16(5)]})
             for j in store.jobs() if j["scenario"] in names]
 
     def owning_job(self) -> list[CIMInstance]:

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pywbem import CIMInstance, Uint16
+
 from ediv.provider.auth import UserStore
 from ediv.provider.config import ServerConfig
 from ediv.provider.interop import InteropModel
 from ediv.provider.operations import Dispatcher
-from ediv.provider.providers import ProviderRegistry
+from ediv.provider.providers import ProviderRegistry, StaticProvider, make_instance
 from ediv.provider.schema import EDIV_NAMESPACE, INTEROP_NAMESPACE, Schema, load_schema
 from ediv.provider.tls import default_names, ensure_self_signed
 from ediv.provider.transport import Limits, Transport
@@ -76,12 +78,29 @@ class ServerHandle:
         self.stop()
 
 
+def management_system(name: str) -> CIMInstance:
+    """The CIM_ComputerSystem this server runs on: the system that the management service's
+    and the ObjectManager's SystemCreationClassName / SystemName keys name."""
+    return make_instance("CIM_ComputerSystem",
+                         {"CreationClassName": "CIM_ComputerSystem", "Name": name}, {
+                             "ElementName": name,
+                             "Caption": "the ediv management server",
+                             "NameFormat": "Other",
+                             "EnabledState": Uint16(2),
+                             "OperationalStatus": [Uint16(2)],
+                             "HealthState": Uint16(5),
+                             "Dedicated": [Uint16(0)]})
+
+
 def build_dispatcher(config: ServerConfig, schema: Schema | None = None,
                      plugins: list[Plugin] = ()) -> tuple[Dispatcher, ProviderRegistry]:
     schema = schema or load_schema(config.schema_cache_dir)
     registry = ProviderRegistry()
     dispatcher = Dispatcher(schema, registry, host=socket.getfqdn())
     InteropModel(registry, [INTEROP_NAMESPACE, EDIV_NAMESPACE]).register()
+    system = management_system(dispatcher.host)
+    for ns in (INTEROP_NAMESPACE, EDIV_NAMESPACE):
+        registry.register(ns, StaticProvider("CIM_ComputerSystem", [system]))
     for plugin in plugins:
         plugin(registry, dispatcher, config)
     return dispatcher, registry

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from ediv.provider import cimxml
+from ediv.provider import cimxml, jobs
 from ediv.provider.auth import Role, UserStore
 from ediv.provider.operations import Dispatcher
 
@@ -108,7 +108,11 @@ class WBEMApp:
         if mismatch:
             return Reply.cim_error(400, "Bad Request", "header-mismatch", mismatch)
         host = environ.get("HTTP_HOST") or self.dispatcher.host
-        out = self.dispatcher.call(req, caller.role, user=caller.name, host=host)
+        token = jobs.requester.set(caller.name)
+        try:
+            out = self.dispatcher.call(req, caller.role, user=caller.name, host=host)
+        finally:
+            jobs.requester.reset(token)
         return Reply(200, "OK", [("Content-Type", 'application/xml; charset="utf-8"'),
                                  ("CIMOperation", "MethodResponse")], out)
 
