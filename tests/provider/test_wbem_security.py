@@ -227,3 +227,32 @@ def test_m_post_with_header_prefix(wbem_server, ssl_context, still_serving):
                  "73-CIMOperation": "MethodCall", "73-CIMMethod": "GetClass",
                  "CIMOperation": "ignored"})
     assert status == 200 and b'<CLASS NAME="EDIV_Scenario"' in body
+
+
+@pytest.mark.parametrize("old, new, status, cimerror", [
+    (b'CIMVERSION="2.0"', b'CIMVERSION="3.0"', 501, "unsupported-cim-version"),
+    (b'PROTOCOLVERSION="1.0"', b'PROTOCOLVERSION="9.0"', 501, "unsupported-protocol-version"),
+    (b"<SIMPLEREQ>", b"<MULTIREQ><SIMPLEREQ>", 501, "multiple-requests-unsupported"),
+])
+def test_unsupported_versions_and_multireq_501(wbem_server, ssl_context, still_serving, old,
+                                               new, status, cimerror):
+    body = (GET_CLASS % b"").replace(old, new)
+    if new.startswith(b"<MULTIREQ>"):
+        body = body.replace(b"</SIMPLEREQ>", b"</SIMPLEREQ></MULTIREQ>")
+    got, headers, _ = post(wbem_server, ssl_context, body)
+    assert (got, headers.get("CIMError")) == (status, cimerror)
+
+
+@pytest.mark.parametrize("headers, cimerror", [
+    ({"CIMObject": "root%2Fcimv2"}, "header-mismatch"),  # the body is for root/ediv
+    ({"CIMObject": "interop"}, "header-mismatch"),
+    ({"Content-Type": "text/plain"}, "request-not-valid"),
+])
+def test_mismatched_cimobject_and_content_type_400(wbem_server, ssl_context, still_serving,
+                                                   headers, cimerror):
+    status, got, _ = post(wbem_server, ssl_context, GET_CLASS % b"", headers=headers)
+    assert (status, got.get("CIMError")) == (400, cimerror)
+    # text/xml is XML too, and the namespace may be written with a plain '/'
+    status, _, _ = post(wbem_server, ssl_context, GET_CLASS % b"",
+                        headers={"Content-Type": "text/xml", "CIMObject": "root/ediv"})
+    assert status == 200
