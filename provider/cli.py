@@ -60,7 +60,7 @@ def server(ctx: click.Context, config_file: Path | None, listen: str | None,
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda _sig, _frame: stopping.set())
     signal.signal(signal.SIGINT, lambda _sig, _frame: stopping.set())
-    while not stopping.wait(0.5):
+    while not stopping.wait(0.5) and handle.transport.is_alive():
         pass
     shutdown(plugin, handle)
 

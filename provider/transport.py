@@ -229,17 +229,15 @@ class Transport:
                                            [("Retry-After", "1")]), close=True)
 
     async def _serve(self, environ: dict, receive: Callable, send: Callable) -> None:
-        checked = await self._work(self.app.check, environ)
         limit = self.app.max_body_bytes
-        if isinstance(checked, Reply):
-            complete = await self._drain(receive, limit)
-            await _reply(send, checked, close=not complete)
-            return
         announced = _content_length(environ)
         if announced is not None and announced > limit:
             complete = await self._drain(receive, _DRAIN_FACTOR * limit)
             await _reply(send, _too_large(limit), close=not complete)
             return
+        # the body first (bounded, counted in ``buffered``), then one trip to a worker for
+        # the header checks, authentication and the CIM work: a refusal after reading the
+        # body keeps the connection usable, and a slow sender never holds a worker
         try:
             body = await self._read_body(receive, limit)
         except ConnectionError:
@@ -248,10 +246,17 @@ class Transport:
             await _reply(send, body, close=True)
             return
         try:
-            reply = await self._work(self.app.answer, environ, checked, body)
+            reply = await self._work(self._handle, environ, body)
         finally:
             self.buffered -= len(body)
         await _reply(send, reply)
+
+    def _handle(self, environ: dict, body: bytes) -> Reply:
+        """In a worker thread."""
+        checked = self.app.check(environ)
+        if isinstance(checked, Reply):
+            return checked
+        return self.app.answer(environ, checked, body)
 
     async def _work(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self.in_flight >= self.limits.max_requests:
