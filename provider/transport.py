@@ -43,6 +43,7 @@ log = logging.getLogger("ediv.provider.http")
 # coming: a pause this long, or this many times the body limit, and the connection is closed
 _DRAIN_PAUSE = 1.0
 _DRAIN_FACTOR = 4
+_SSL_SHUTDOWN = 3.0
 
 
 @dataclass
@@ -171,7 +172,9 @@ class Transport:
         self._shutdown = asyncio.Event()
         server = await asyncio.start_server(
             self._accept, sock=self.sock, ssl=self.ssl_context, backlog=1024,
-            ssl_handshake_timeout=self.limits.handshake_timeout if self.ssl_context else None)
+            ssl_handshake_timeout=self.limits.handshake_timeout if self.ssl_context else None,
+            # a peer that never answers our close_notify holds its place this long at most
+            ssl_shutdown_timeout=_SSL_SHUTDOWN if self.ssl_context else None)
         self._ready.set()
         await self._shutdown.wait()
         server.close()  # no new connections
@@ -214,6 +217,8 @@ class Transport:
             await _Connection(app, self._loop, self.hconfig, self.context, {}, reader, writer)
         except asyncio.CancelledError:
             pass  # closed at shutdown (Python 3.11's asyncio would log the cancel as an error)
+        except (OSError, TimeoutError, ssl.SSLError) as exc:  # the peer went away badly
+            log.debug("connection ended: %s", exc)
         finally:
             self.connections.discard(task)
 
