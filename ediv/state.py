@@ -101,6 +101,11 @@ MIGRATIONS: list[str] = [
     + _change_triggers("scenarios", "scenario", "name")
     + _change_triggers("vms", "vms", "scenario")
     + _change_triggers("jobs", "job", "id"),
+    # 4: who asked for a job (CIM Owner) and the one VM it affects, if it is a per-VM job
+    """
+    ALTER TABLE jobs ADD COLUMN requested_by TEXT;
+    ALTER TABLE jobs ADD COLUMN element TEXT;
+    """,
 ]
 
 # Scenario states
@@ -545,11 +550,14 @@ class StateStore:
         return [dict(r) for r in self.db.execute("SELECT * FROM hosts ORDER BY name")]
 
     # -- jobs ----------------------------------------------------------------------------
-    def start_job(self, kind: str, scenario: str | None) -> int:
+    def start_job(self, kind: str, scenario: str | None, *, requested_by: str | None = None,
+                  element: str | None = None) -> int:
+        """``owner`` is this process (see fail_orphaned_jobs); ``requested_by`` the user."""
         with self.transaction() as db:
             cur = db.execute(
-                "INSERT INTO jobs (kind, scenario, state, owner, started) VALUES (?,?,?,?,?)",
-                (kind, scenario, "running", owner_id(), time.time()),
+                "INSERT INTO jobs (kind, scenario, state, owner, started, requested_by, element)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (kind, scenario, "running", owner_id(), time.time(), requested_by, element),
             )
             return int(cur.lastrowid)
 

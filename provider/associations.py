@@ -9,7 +9,8 @@
   cluster as a whole, so each host is a hosting system of it).
 - EDIV_ServiceAffectsElement: the service -> every scenario and VM (ElementEffects 5 Manages).
 - EDIV_ElementCapabilities: service, scenarios and VMs -> their capabilities.
-- EDIV_AffectedJobElement / EDIV_OwningJobElement: job -> its scenario / the service -> job.
+- EDIV_AffectedJobElement / EDIV_OwningJobElement: job -> its VM (per-VM jobs) or scenario /
+  the service -> job.
 
 Each class also answers "the association instances touching this object path" from the
 store by key (the VMs of one scenario, the host of one VM, the jobs of one scenario...), so
@@ -282,7 +283,7 @@ class Associations:
     def _affected_job(job: dict) -> Row:
         return _assoc("EDIV_AffectedJobElement", {
             "AffectingElement": P.job_path(job["id"]),
-            "AffectedElement": P.scenario_path(job["scenario"]), "ElementEffects": [Uint16(5)]})
+            "AffectedElement": P.job_element(job), "ElementEffects": [Uint16(5)]})
 
     def affected_job(self) -> Iterator[Row]:
         names = {r.name for r in self.m.scenario_rows()}
@@ -300,8 +301,18 @@ class Associations:
 
         def of_scenario(path):
             name = self._scenario(path)
-            return [self._affected_job(j) for j in self._jobs(name)] if name else []
-        return {"ediv_concretejob": of_job, "ediv_scenario": of_scenario}
+            return [self._affected_job(j) for j in self._jobs(name)
+                    if not j.get("element")] if name else []
+
+        def of_vm(path):
+            v = self._vm(path)
+            if not v:
+                return []
+            key = P.vm_key(v["scenario"], v["name"])
+            return [self._affected_job(j) for j in self._jobs(v["scenario"])
+                    if j.get("element") == key]
+        return {"ediv_concretejob": of_job, "ediv_scenario": of_scenario,
+                "ediv_virtualsystem": of_vm}
 
     def _owning(self, job: dict) -> Row:
         return _assoc("EDIV_OwningJobElement", {

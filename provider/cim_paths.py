@@ -90,6 +90,14 @@ def job_id(path: CIMInstanceName) -> int | None:
     return int(text[len(prefix):])
 
 
+def job_element(job: dict) -> CIMInstanceName | None:
+    """What a job affects: its VM (per-VM jobs) or its scenario."""
+    ids = split_key(job.get("element") or "")
+    if ids is not None:
+        return vm_path(*ids)
+    return scenario_path(job["scenario"]) if job.get("scenario") else None
+
+
 def job_path(job: int) -> CIMInstanceName:
     return _setting("EDIV_ConcreteJob", f"ediv:job:{job}")
 

@@ -24,11 +24,13 @@ from ediv.provider import pywbem_adapter
 
 
 class RequestNotValid(Exception):
-    """The body is not a CIM-XML request we can read (maps to HTTP 400 + CIMError header)."""
+    """The body is not a CIM-XML request we can read: HTTP ``status`` (400, or 501 for what
+    DSP0200 calls unsupported) with a CIMError header."""
 
-    def __init__(self, cimerror_header: str, message: str):
+    def __init__(self, cimerror_header: str, message: str, status: int = 400):
         super().__init__(message)
         self.cimerror_header = cimerror_header
+        self.status = status
 
 
 @dataclass
@@ -48,7 +50,9 @@ def parse_request(body: bytes) -> CIMRequest:
     except pywbem_adapter.InputError as exc:
         raise RequestNotValid("request-not-well-formed", str(exc)) from None
     except pywbem_adapter.MultipleRequests as exc:
-        raise RequestNotValid("multiple-requests-unsupported", str(exc)) from None
+        raise RequestNotValid("multiple-requests-unsupported", str(exc), 501) from None
+    except pywbem_adapter.UnsupportedVersion as exc:
+        raise RequestNotValid(exc.cimerror_header, str(exc), 501) from None
     except (pywbem_adapter.CIMXMLParseError, pywbem_adapter.XMLParseError) as exc:
         raise RequestNotValid("request-not-valid", str(exc)) from None
     except (pywbem.VersionError, ValueError, TypeError, KeyError) as exc:
@@ -59,7 +63,8 @@ def parse_request(body: bytes) -> CIMRequest:
     msg_id = message[1]["ID"]
     req = message[2]
     if req[0] != "SIMPLEREQ":
-        raise RequestNotValid("multiple-requests-unsupported", f"{req[0]} is not supported")
+        raise RequestNotValid("multiple-requests-unsupported", f"{req[0]} is not supported",
+                              501)
     call = req[2]
     if call[0] == "IMETHODCALL":
         _n, attrs, namespace, params = call

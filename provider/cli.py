@@ -6,13 +6,19 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ediv.errors import EdivError
 from ediv.provider.auth import Role, add_user
 from ediv.provider.config import default_config_path, load_config
+
+if TYPE_CHECKING:
+    from ediv.provider.engine_plugin import EnginePlugin
+    from ediv.provider.server import ServerHandle
 
 
 def register(cli: click.Group) -> None:
@@ -43,8 +49,9 @@ def server(ctx: click.Context, config_file: Path | None, listen: str | None,
         cfg = load_config(config_file or default_config_path(), listen=listen, state=state)
     except ValueError as exc:
         raise EdivError(str(exc)) from None
+    plugin = EnginePlugin()
     try:
-        handle = serve(cfg, plugins=[EnginePlugin()])
+        handle = serve(cfg, plugins=[plugin])
     except OSError as exc:
         raise EdivError(f"cannot listen on {cfg.listen}: {exc.strerror or exc}") from None
     if not cfg.users_file.exists():
@@ -52,12 +59,25 @@ def server(ctx: click.Context, config_file: Path | None, listen: str | None,
                    f" --config {cfg.config_dir / 'server.toml'}", err=True)
     click.echo(f"ediv WBEM server on {handle.url}", err=True)
 
-    def stop(_sig: int, _frame: object) -> None:
-        handle.stop()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: stopping.set())
+    signal.signal(signal.SIGINT, lambda _sig, _frame: stopping.set())
+    while not stopping.wait(0.5) and handle.transport.is_alive():
+        pass
+    shutdown(plugin, handle)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    handle.wait()
+
+def shutdown(plugin: EnginePlugin, handle: ServerHandle) -> None:
+    """Within 10 s: the indication watcher first (a successor process must be the only one
+    delivering), then the transport (no new connections; requests in flight get 5 s), then
+    a last look for jobs; a job still running is failed by the next start."""
+    log = logging.getLogger("ediv.provider")
+    plugin.stop_indications(timeout=2)
+    log.info("indication watcher stopped")
+    handle.stop()
+    log.info("WBEM server stopped")
+    if plugin.jobs is not None:
+        plugin.jobs.wait_all(1)
 
 
 @server.command("adduser")

@@ -11,7 +11,12 @@
     cluster = ""                 # cluster.conf; default: the testbed's, when it exists
     data_dir = "data"            # scenarios defined over WBEM (their files) are kept here
     max_body_bytes = 16777216
-    threads = 8
+    threads = 8                  # worker threads doing the CIM work
+    max_connections = 512        # open connections; beyond: 503 and closed
+    max_requests = 64            # requests waiting for or in a worker; beyond: 503
+    handshake_timeout = 10       # seconds for a TLS handshake
+    idle_timeout = 15            # seconds a connection may sit without a request in progress
+    read_timeout = 30            # seconds for one read and for a whole request body
     file_dirs = []               # dirs whose files scenarios may name by absolute path
                                  # (besides their own Archive); default none
     indication_listeners = []    # where indications may be sent: "HOST", "HOST:PORT" or
@@ -53,6 +58,11 @@ class ServerConfig:
     data_dir: Path = field(default=Path("data"))
     max_body_bytes: int = DEFAULT_MAX_BODY
     threads: int = 8
+    max_connections: int = 512
+    max_requests: int = 64
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 15.0
+    read_timeout: float = 30.0
     schema_cache_dir: Path | None = None
     file_dirs: list[Path] = field(default_factory=list)
     indication_listeners: list[str] = field(default_factory=list)
@@ -156,6 +166,11 @@ def load_config(path: Path | str | None = None, *, listen: str | None = None,
             data_dir=file("data_dir", "data"),
             max_body_bytes=int(data.get("max_body_bytes", DEFAULT_MAX_BODY)),
             threads=int(data.get("threads", 8)),
+            max_connections=int(data.get("max_connections", 512)),
+            max_requests=int(data.get("max_requests", 64)),
+            handshake_timeout=float(data.get("handshake_timeout", 10)),
+            idle_timeout=float(data.get("idle_timeout", 15)),
+            read_timeout=float(data.get("read_timeout", 30)),
             schema_cache_dir=file("schema_cache", None),
             file_dirs=[base / Path(str(d)).expanduser() for d in _strings(data, "file_dirs")],
             indication_listeners=_strings(data, "indication_listeners"),
@@ -175,6 +190,9 @@ def load_config(path: Path | str | None = None, *, listen: str | None = None,
     if cfg.login_failures < 1 or cfg.login_refill_seconds <= 0:
         raise InputError(Diagnostic(str(path), 0, "login_failures must be >= 1 and "
                                     "login_refill_seconds > 0"))
-    if cfg.max_body_bytes <= 0 or cfg.threads <= 0:
-        raise InputError(Diagnostic(str(path), 0, "max_body_bytes and threads must be > 0"))
+    positive = ("max_body_bytes", "threads", "max_connections", "max_requests",
+                "handshake_timeout", "idle_timeout", "read_timeout")
+    bad = [key for key in positive if getattr(cfg, key) <= 0]
+    if bad:
+        raise InputError(Diagnostic(str(path), 0, f"{', '.join(bad)} must be > 0"))
     return cfg

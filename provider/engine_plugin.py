@@ -46,8 +46,12 @@ class EnginePlugin:
         self.engine, self.jobs, self.model, self.indications = engine, jobs, model, hub
 
     def stop(self) -> None:
-        """Stop the indication threads and wait for running jobs (tests, shutdown)."""
-        if self.indications is not None:
-            self.indications.stop()
+        """Stop the indication threads and wait for running jobs (tests)."""
+        self.stop_indications()
         if self.jobs is not None:
             self.jobs.wait_all(120)
+
+    def stop_indications(self, timeout: float = 10) -> None:
+        """No more change detection or deliveries from this process."""
+        if self.indications is not None:
+            self.indications.stop(timeout)

@@ -3,17 +3,21 @@ resource allocations, jobs, the management service and its capabilities.
 
 State mapping (CIM_EnabledLogicalElement.EnabledState / RequestedState, DSP1052/DSP1057):
 
-| store state | EnabledState | RequestedState | OperationalStatus |
-|---|---|---|---|
-| scenario defined, released | 3 Disabled | 3 Disabled | 2 OK |
-| scenario deploying | 10 Starting | 2 Enabled | 2 OK |
-| scenario deployed | 2 Enabled | 2 Enabled | 2 OK |
-| scenario releasing | 4 Shutting Down | 3 Disabled | 2 OK |
-| scenario failed (half deployed/released) | 6 Enabled but Offline | 5 No Change | 6 Error |
-| VM of a defined scenario | 3 Disabled | 3 Disabled | 2 OK |
-| VM planned | 10 Starting | 2 Enabled | 2 OK |
-| VM running | 2 Enabled | 2 Enabled | 2 OK |
-| VM stopped | 3 Disabled | 3 Disabled | 2 OK |
+| store state | EnabledState | RequestedState | OperationalStatus | HealthState |
+|---|---|---|---|---|
+| scenario defined, released | 3 Disabled | 3 Disabled | 2 OK | 5 OK |
+| scenario deploying | 10 Starting | 2 Enabled | 2 OK | 5 OK |
+| scenario deployed | 2 Enabled | 2 Enabled | 2 OK | 5 OK |
+| scenario releasing | 4 Shutting Down | 3 Disabled | 2 OK | 5 OK |
+| scenario failed (half done) | 6 Enabled but Offline | 5 No Change | 6 Error | 20 Major failure |
+| VM of a defined scenario | 3 Disabled | 3 Disabled | 15 Dormant | 5 OK |
+| VM planned, deploying | 10 Starting | 2 Enabled | 8 Starting | 5 OK |
+| VM running | 2 Enabled | 2 Enabled | 2 OK | 5 OK |
+| VM stopped | 3 Disabled | 3 Disabled | 10 Stopped | 5 OK |
+| VM failed | 6 Enabled but Offline | 5 No Change | 6 Error | 20 Major failure |
+
+Hosts, from the last probe: up 2 OK / 5 OK, unreachable 13 Lost Communication / 20 Major
+failure, not probed yet 0 Unknown / 0 Unknown.
 """
 
 from __future__ import annotations
@@ -54,6 +58,15 @@ SCENARIO_STATES: dict[str, tuple[int, int, int]] = {
 VM_STATES: dict[str, tuple[int, int]] = {
     "defined": (3, 3), "planned": (10, 2), "deploying": (10, 2), "running": (2, 2),
     "ready": (2, 2), "stopped": (3, 3), "released": (3, 3), "failed": (6, 5),
+}
+VM_HEALTH: dict[str, tuple[int, int]] = {
+    # VM state: (OperationalStatus, HealthState)
+    "defined": (15, 5), "planned": (8, 5), "deploying": (8, 5), "running": (2, 5),
+    "ready": (2, 5), "stopped": (10, 5), "released": (15, 5), "failed": (6, 20),
+}
+HOST_HEALTH: dict[str | None, tuple[int, int]] = {
+    # last probe: (OperationalStatus, HealthState)
+    "up": (2, 5), "unreachable": (13, 20), None: (0, 0),
 }
 JOB_STATES: dict[str, tuple[int, list[int]]] = {
     # store state: (JobState, OperationalStatus)
@@ -110,7 +123,9 @@ def host_instances(engine: Engine) -> list[CIMInstance]:
         inst = host_instance(host, counts.get(name, 0))
         inst.path.namespace = EDIV_NAMESPACE
         status = row["status"] if row else None
-        inst["OperationalStatus"] = [Uint16({"up": 2, "unreachable": 13}.get(status, 0))]
+        op, health = HOST_HEALTH.get(status, (0, 0))
+        inst["OperationalStatus"] = [Uint16(op)]
+        inst["HealthState"] = Uint16(health)
         inst["StatusDescriptions"] = [status or "not probed yet"]
         if row and row["last_probe"]:
             inst["TimeOfLastStateChange"] = _time(row["last_probe"])
@@ -137,6 +152,7 @@ def scenario_row(engine: Engine, row: st.ScenarioRow, vms: list[dict]) -> Row:
         "EnabledDefault": Uint16(3),
         "AvailableRequestedStates": [Uint16(2), Uint16(3)],
         "OperationalStatus": [Uint16(op)],
+        "HealthState": Uint16(20 if op == 6 else 5 if op == 2 else 0),
         "StatusDescriptions": [row.state] + ([row.error] if row.error else []),
         "TimeOfLastStateChange": _time(row.updated),
         "Dedicated": [Uint16(0)],
@@ -161,11 +177,12 @@ def scenario_instance(engine: Engine, row: st.ScenarioRow, vms: list[dict]) -> C
 _VM = "EDIV_VirtualSystem"
 
 
-_U16 = {n: Uint16(n) for n in range(16)}  # the small values of every VM row, made once
+_U16 = {n: Uint16(n) for n in range(32)}  # the small values of every VM row, made once
 
 
 def vm_row(v: dict) -> Row:
     enabled, requested = VM_STATES.get(v["state"], (0, 5))
+    op, health = VM_HEALTH.get(v["state"], (0, 0))
     return Row(_VM, {"CreationClassName": _VM, "Name": f"{v['scenario']}/{v['name']}"}, {
         "ElementName": v["name"],
         "ScenarioName": v["scenario"],
@@ -174,7 +191,8 @@ def vm_row(v: dict) -> Row:
         "EnabledState": _U16[enabled],
         "RequestedState": _U16[requested],
         "EnabledDefault": _U16[2],
-        "OperationalStatus": [_U16[2]],
+        "OperationalStatus": [_U16[op]],
+        "HealthState": _U16[health],
         "StatusDescriptions": [v["state"]],
         "Dedicated": [_U16[0]],
     }, EDIV_NAMESPACE)
@@ -341,7 +359,7 @@ def job_row(job: dict) -> Row:
         if elapsed is not None else None,
         "TimeBeforeRemoval": CIMDateTime(JOB_KEEP),
         "DeleteOnCompletion": False,
-        "Owner": job["owner"],
+        "Owner": job.get("requested_by"),  # the user whose request started it
     })
 
 
@@ -364,7 +382,8 @@ def capabilities(vm_state_changes: list[int]) -> list[CIMInstance]:
             # DSP1042 ValueMap: 2 DefineSystem, 3 DestroySystem, 5 ModifyResourceSettings,
             # 6 ModifySystemSettings, 7 RemoveResourceSettings, 10 AddResourceSettings
             "SynchronousMethodsSupported": [Uint16(m) for m in SYNCHRONOUS_METHODS],
-            "AsynchronousMethodsSupported": [],
+            # DestroySystem of a deployed scenario releases it in a job (4096)
+            "AsynchronousMethodsSupported": [Uint16(3)],
             "IndicationsSupported": [Uint16(2), Uint16(3), Uint16(4)],
         }),
         instance("EDIV_EnabledLogicalElementCapabilities",

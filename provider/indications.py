@@ -174,6 +174,7 @@ class _Store(InstanceProvider):
 class _Filters(_Store):
     def complete(self, inst: CIMInstance) -> CIMInstance:
         parse_query(inst.get("Query"), inst.get("QueryLanguage"), self.hub.schema)
+        check_source_namespaces(inst)
         keys = self._system_keys(inst)
         inst.classname = self.classname
         inst.path = CIMInstanceName(self.classname, keys, namespace=INTEROP_NAMESPACE)
@@ -384,11 +385,11 @@ class IndicationHub:
             t.start()
             self._threads.append(t)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         self._outbox.put(None)
         for t in self._threads:
-            t.join(timeout=10)
+            t.join(timeout=timeout)
 
     # -- keeping subscription objects ----------------------------------------------------
     def save(self, classname: str, inst: CIMInstance) -> None:
@@ -547,6 +548,17 @@ class IndicationHub:
                 self.sent += 1
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 log.warning("cannot deliver an indication to %s: %s", url, exc)
+
+
+def check_source_namespaces(flt: CIMInstance) -> None:
+    """A filter whose source namespaces are not root/ediv would never fire: refused."""
+    given = [flt.get("SourceNamespace"), *(flt.get("SourceNamespaces") or [])]
+    wrong = [s for s in given if s and s.strip("/").lower() != EDIV_NAMESPACE]
+    if wrong:
+        raise CIMError(CIM_ERR_INVALID_PARAMETER,
+                       f"SourceNamespace(s) {', '.join(wrong)}: this server's indications come "
+                       f"from {EDIV_NAMESPACE} only (namespaces served: {INTEROP_NAMESPACE}, "
+                       f"{EDIV_NAMESPACE})")
 
 
 def _namespace_ok(flt: CIMInstance) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from pywbem import CIMError, CIMInstance, Uint16, Uint32
@@ -22,6 +23,10 @@ from ediv.provider.engine import Engine
 log = logging.getLogger("ediv.provider")
 
 Work = Callable[[int, st.StateStore], Any]
+
+# the authenticated user of the request being served (set by the HTTP layer around a call):
+# recorded as the Owner of the jobs that request starts
+requester: ContextVar[str | None] = ContextVar("ediv_requester", default=None)
 
 
 def error_text(exc: BaseException) -> str:
@@ -41,11 +46,13 @@ class JobRunner:
         self._lock = threading.Lock()
 
     def start(self, kind: str, scenario: str | None, work: Work,
-              release_claim: bool = False) -> int:
+              release_claim: bool = False, element: str | None = None) -> int:
         """Record a running job and run ``work(job, store)`` in a thread. The work may finish
         the job row itself (the controller does); otherwise its return value is the result.
-        ``release_claim``: give the scenario back (Engine.give) when the work ends."""
-        job = self.engine.store().start_job(kind, scenario)
+        ``release_claim``: give the scenario back (Engine.give) when the work ends.
+        ``element``: the VM key (``scenario/vm``) when the job affects one VM only."""
+        job = self.engine.store().start_job(kind, scenario, requested_by=requester.get(),
+                                            element=element)
         thread = threading.Thread(target=self._run, args=(job, scenario, work, release_claim),
                                   name=f"ediv-job-{job}", daemon=True)
         with self._lock:

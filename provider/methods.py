@@ -3,7 +3,9 @@
 and GetError / GetErrors (EDIV_ConcreteJob).
 
 Return values follow DSP1042/DSP1052: 0 done, 4096 job started (Job OUT names the
-EDIV_ConcreteJob), 4097 invalid state transition, 4098 TimeoutPeriod not supported.
+EDIV_ConcreteJob), 5 invalid parameter (a RequestedState outside the method's ValueMap),
+4097 invalid state transition, 4098 TimeoutPeriod not supported (0 or NULL asks for nothing).
+A method invoked on an instance path that names no instance is CIM_ERR_NOT_FOUND.
 Bad input is a CIM_ERR_INVALID_PARAMETER error with a message saying what is wrong (VNUML
 ``file:line: message`` diagnostics for a scenario with errors).
 """
@@ -43,13 +45,14 @@ from ediv.provider.embedded import EmbeddedParser, text_property
 from ediv.provider.engine import DEFINITION_FILE, RESTRICTIONS_FILE, Engine, check_name
 from ediv.provider.jobs import JobRunner, cim_errors
 from ediv.provider.operations import Dispatcher, MethodProvider
+from ediv.provider.providers import same_path
 from ediv.provider.schema import EDIV_NAMESPACE
 from ediv.provider.vm_settings import ovf_environment, vm_from_settings
 from ediv.restrictions import parse_restrictions
 from ediv.scenario import load_string, to_xml
 from ediv.scenario.model import Filetree, Scenario
 
-OK, NOT_SUPPORTED, INVALID_STATE = 0, 1, 5
+OK, NOT_SUPPORTED, INVALID_STATE, INVALID_PARAMETER = 0, 1, 5, 5
 JOB_STARTED, INVALID_TRANSITION, NO_TIMEOUT = 4096, 4097, 4098
 _SEQ = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
 
@@ -86,6 +89,40 @@ def _requested_state(params: pywbem.NocaseDict) -> int:
         raise _bad("RequestedState is required (an integer)") from None
 
 
+def _timeout_required(params: pywbem.NocaseDict) -> bool:
+    """DSP1052: a TimeoutPeriod of NULL or 0 means no time requirement."""
+    value = params.get("TimeoutPeriod")
+    if value is None:
+        return False
+    if isinstance(value, str):  # sent without PARAMTYPE
+        try:
+            value = pywbem.CIMDateTime(value)
+        except ValueError:
+            raise _bad(f"TimeoutPeriod {value!r} is not a CIM datetime interval") from None
+    if isinstance(value, pywbem.CIMDateTime) and value.is_interval:
+        return value.timedelta.total_seconds() != 0
+    return True
+
+
+def valuemap(nss, classname: str, method: str, param: str) -> list[str]:
+    cls = nss.get_class(classname)
+    qual = cls.methods[method].parameters[param].qualifiers.get("ValueMap") if cls else None
+    return list(qual.value) if qual is not None else []
+
+
+def in_valuemap(entries: list[str], value: int) -> bool:
+    """True when ``value`` is one of the ValueMap's values or ranges ('..' alone is the
+    reserved rest, which is not a value)."""
+    for entry in entries:
+        low, sep, high = entry.strip().partition("..")
+        if sep and low.isdigit() and high.isdigit():
+            if int(low) <= value <= int(high):
+                return True
+        elif not sep and low.isdigit() and int(low) == value:
+            return True
+    return False
+
+
 class EngineMethods:
     """The method providers, sharing the engine, the job runner and the embedded parser."""
 
@@ -95,12 +132,16 @@ class EngineMethods:
         nss = dispatcher.schema.namespace(EDIV_NAMESPACE)
         self.nss = nss
         self.parser = EmbeddedParser(nss)
+        self.service = P.service_path(dispatcher.host)
+        self.requested_states = {
+            cls: valuemap(nss, cls, "RequestStateChange", "RequestedState")
+            for cls in ("EDIV_Scenario", "EDIV_VirtualSystem")}
 
     def register(self, dispatcher: Dispatcher) -> None:
         # DSP1042 resource methods; imported here because that module imports this one
         from ediv.provider.resource_methods import ResourceMethods
 
-        service = _Service(self, ResourceMethods(self).handlers())
+        service = _Service(self, ResourceMethods(self).handlers(), self.service)
         for provider in (service, _StateChange("EDIV_Scenario", self.scenario_state),
                          _StateChange("EDIV_VirtualSystem", self.vm_state),
                          _JobMethods(self)):
@@ -319,7 +360,9 @@ class EngineMethods:
             raise _bad("RequestStateChange is invoked on an EDIV_Scenario instance")
         name = self.scenario_name(target)
         requested = _requested_state(params)
-        if params.get("TimeoutPeriod") is not None:
+        if not in_valuemap(self.requested_states["EDIV_Scenario"], requested):
+            return Uint32(INVALID_PARAMETER), []
+        if _timeout_required(params):
             return Uint32(NO_TIMEOUT), []
         if requested not in (2, 3):
             return Uint32(INVALID_TRANSITION), []
@@ -360,8 +403,11 @@ class EngineMethods:
         if vm is None and not (model and any(v.name == ids[1] for v in model.vms)):
             raise CIMError(CIM_ERR_NOT_FOUND,
                            f"no virtual system {target.keybindings.get('Name')!r}")
-        action = P.VM_REQUESTS.get(_requested_state(params))
-        if params.get("TimeoutPeriod") is not None:
+        requested = _requested_state(params)
+        if not in_valuemap(self.requested_states["EDIV_VirtualSystem"], requested):
+            return Uint32(INVALID_PARAMETER), []
+        action = P.VM_REQUESTS.get(requested)
+        if _timeout_required(params):
             return Uint32(NO_TIMEOUT), []
         if action is None:
             return Uint32(INVALID_TRANSITION), []
@@ -381,7 +427,8 @@ class EngineMethods:
 
         self.engine.take(name, f"{action} {vm['name']}")
         try:
-            job = self.jobs.start(f"vm-{action}", name, work, release_claim=True)
+            job = self.jobs.start(f"vm-{action}", name, work, release_claim=True,
+                                  element=P.vm_key(name, vm["name"]))
         except BaseException:
             self.engine.give(name)
             raise
@@ -527,7 +574,8 @@ def parse_loads(value: Any) -> dict[str, float]:
 class _Service(MethodProvider):
     classname = "EDIV_VirtualSystemManagementService"
 
-    def __init__(self, m: EngineMethods, more: dict[str, Any]):
+    def __init__(self, m: EngineMethods, more: dict[str, Any], path: CIMInstanceName):
+        self.path = path  # the one instance; a call on the class is accepted too
         self.handlers = {  # method name -> handler(params)
             "DefineSystem": m.define_system,
             "DestroySystem": m.destroy_system,
@@ -538,6 +586,9 @@ class _Service(MethodProvider):
         self._by_lower = {name.lower(): h for name, h in self.handlers.items()}
 
     def invoke(self, namespace, target, method, params):
+        if isinstance(target, CIMInstanceName) and not same_path(target, self.path):
+            raise CIMError(CIM_ERR_NOT_FOUND, f"no {self.classname} {target} (the service is "
+                           f"{self.path})")
         handler = self._by_lower.get(method.lower())
         if handler is None:
             raise CIMError(CIM_ERR_NOT_SUPPORTED, f"{method} is not supported by this server "

@@ -82,10 +82,14 @@ DEFAULT_TIME_LIMIT = 120.0  # seconds one request may compute (Dispatcher(time_l
 _WRITERS_MAX = 512  # cached InstanceWriters (request shapes: property lists vary)
 
 
+# extrinsic methods that only read (EDIV_ConcreteJob): whoever may read the job
+READ_METHODS = frozenset({"geterror", "geterrors"})
+
+
 def required_role(method: str, intrinsic: bool) -> Role:
     name = method.lower()
     if not intrinsic:
-        return Role.OPERATOR
+        return Role.READER if name in READ_METHODS else Role.OPERATOR
     if name in READ_OPERATIONS:
         return Role.READER
     if name in INSTANCE_WRITES:
@@ -319,7 +323,19 @@ class Dispatcher:
 
 def shape_class(cls: CIMClass, local_only: bool, qualifiers: bool, class_origin: bool,
                 property_list: list[str] | None = None) -> CIMClass:
+    """A shaped copy; ``cls`` (the cached schema class) is never changed.
+
+    ``CIMClass.copy`` shares the property, method and parameter objects with the original,
+    so those being edited below are copied one level down too.
+    """
     out = cls.copy()
+    for name, prop in list(out.properties.items()):
+        out.properties[name] = prop.copy()
+    for name, meth in list(out.methods.items()):
+        meth = meth.copy()
+        for pname, param in list(meth.parameters.items()):
+            meth.parameters[pname] = param.copy()
+        out.methods[name] = meth
     if local_only:
         for coll in (out.properties, out.methods):
             for name in [n for n, f in coll.items() if f.propagated]:
@@ -724,7 +740,13 @@ def _query(op: _Op, associators: bool) -> _AssocQuery:
         role=op.string("Role"),
         result_role=op.string("ResultRole") if associators else None,
     )
-    _check_result_class(nss, q.result_class)
+    if associators:
+        # the associated objects may be in another namespace this server serves (profiles
+        # in interop: pywbemcli's shrub asks for them from every element)
+        if q.result_class and all(n.get_class(q.result_class) is None for n in op.d.schema):
+            raise _err(CIM_ERR_INVALID_PARAMETER, f"class {q.result_class} does not exist")
+    else:
+        _check_result_class(nss, q.result_class)
     if q.assoc_class:
         _check_result_class(nss, q.assoc_class)
     return q

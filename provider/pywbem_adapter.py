@@ -22,13 +22,38 @@ from ediv import xmlsafe
 from ediv.errors import InputError
 
 __all__ = [
-    "CIMXMLParseError", "InputError", "MultipleRequests", "TupleParser", "XMLParseError",
+    "CIMXMLParseError", "InputError", "MultipleRequests", "TupleParser", "UnsupportedVersion",
+    "XMLParseError",
     "atomic_to_cim_xml", "parse_cim_message", "to_tupletree",
 ]
 
 
 class MultipleRequests(Exception):
     """A MULTIREQ message (DSP0200 lets a server refuse them)."""
+
+
+class UnsupportedVersion(Exception):
+    """A CIMVERSION, DTDVERSION or PROTOCOLVERSION this server does not speak (DSP0200 501)."""
+
+    def __init__(self, cimerror_header: str, message: str):
+        super().__init__(message)
+        self.cimerror_header = cimerror_header
+
+
+# attribute -> (element path from CIM, the one major version accepted, CIMError header)
+_VERSIONS = (
+    ("CIMVERSION", ".", "2", "unsupported-cim-version"),
+    ("DTDVERSION", ".", "2", "unsupported-dtd-version"),
+    ("PROTOCOLVERSION", "MESSAGE", "1", "unsupported-protocol-version"),
+)
+
+
+def _check_versions(root: etree._Element) -> None:
+    for attr, where, major, header in _VERSIONS:
+        elem = root if where == "." else root.find(where)
+        value = elem.get(attr) if elem is not None else None
+        if value is not None and value.strip().split(".")[0] != major:
+            raise UnsupportedVersion(header, f"{attr}={value!r} (this server speaks {major}.x)")
 
 
 TupleTree = tuple[str, dict[str, str], list[Any]]
@@ -72,10 +97,13 @@ def _plain_method_parameters(root: etree._Element) -> None:
 def parse_cim_message(body: bytes) -> tuple:
     """Parse a CIM-XML request body into pywbem's nested tuples (see TupleParser.parse_cim).
 
-    Raises InputError for XML that is not well-formed or not safe, MultipleRequests for a
-    MULTIREQ, CIMXMLParseError for XML that is not valid CIM-XML.
+    Raises InputError for XML that is not well-formed or not safe, UnsupportedVersion for
+    a CIM/DTD/protocol version other than 2.x/2.x/1.x, MultipleRequests for a MULTIREQ,
+    CIMXMLParseError for XML that is not valid CIM-XML.
     """
     root = xmlsafe.parse_bytes(body, "<request>").getroot()
+    if root.tag == "CIM":
+        _check_versions(root)
     if root.find("MESSAGE/MULTIREQ") is not None:
         raise MultipleRequests("MULTIREQ is not supported")
     _plain_method_parameters(root)

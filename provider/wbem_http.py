@@ -1,10 +1,14 @@
-"""The HTTP side of DSP0200 as a WSGI application: headers, authentication, body limits.
+"""The HTTP side of DSP0200: headers, authentication, version checks; no I/O of its own.
 
 CIM-level failures travel inside a 200 response as ERROR elements (the dispatcher's job);
 this layer answers with HTTP status codes only for what DSP0200 puts at the HTTP level:
 401 (credentials), 429 + Retry-After (too many failed logins from the client's address),
 400 + CIMError header (request not well-formed / not valid / header mismatch), 405 (not
-POST), 413 (body too large), 501 (unsupported protocol version).
+POST), 501 + CIMError (unsupported CIM or protocol version, multiple requests). The transport
+(``ediv.provider.transport``) reads the body, enforces the size and concurrency limits (413,
+503) and runs ``check`` and ``answer`` in its worker threads; requests are described by a
+WSGI-style ``environ`` dict (REQUEST_METHOD, HTTP_*, REMOTE_ADDR, SSL_CLIENT_VERIFY /
+SSL_CLIENT_S_DN_CN) so this module stays independent of the server.
 """
 
 from __future__ import annotations
@@ -12,19 +16,48 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from ediv.provider import cimxml
+from ediv.provider import cimxml, jobs
 from ediv.provider.auth import Role, TooManyFailures, UserStore
 from ediv.provider.operations import Dispatcher
 
 log = logging.getLogger("ediv.provider")
 
 REALM = "ediv"
-_CHUNK = 64 * 1024
+# DSP0200 6.2: CIM-XML travels as application/xml or text/xml (a missing header is tolerated)
+XML_TYPES = ("application/xml", "text/xml")
 
-StartResponse = Callable[..., object]
+
+@dataclass
+class Reply:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    @classmethod
+    def plain(cls, status: int, reason: str, text: str,
+              headers: list[tuple[str, str]] | None = None) -> Reply:
+        return cls(status, reason, [("Content-Type", "text/plain; charset=utf-8"),
+                                    *(headers or [])], text.encode())
+
+    @classmethod
+    def cim_error(cls, status: int, reason: str, cimerror: str, why: str = "") -> Reply:
+        text = f"{cimerror}: {why}\n" if why else f"{cimerror}\n"
+        return cls.plain(status, reason, text, [("CIMError", cimerror)])
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated client and the header accessor of its request (M-POST aware)."""
+    name: str
+    role: Role
+    prefix: str
+
+    def header(self, environ: dict, name: str) -> str | None:
+        return environ.get("HTTP_" + (self.prefix + name).upper().replace("-", "_"))
 
 
 class WBEMApp:
@@ -33,64 +66,60 @@ class WBEMApp:
         self.users = users
         self.max_body_bytes = max_body_bytes
 
-    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        try:
-            return self._handle(environ, start_response)
-        except Exception:  # last resort: never leak a traceback to the client
-            log.exception("internal error")
-            return _plain(start_response, "500 Internal Server Error", "internal error\n")
-
-    def _handle(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+    def check(self, environ: dict) -> Reply | Caller:
+        """Everything decided from the request line and headers: a refusal, or the caller."""
         method = environ.get("REQUEST_METHOD", "")
         if method not in ("POST", "M-POST"):
-            return _plain(start_response, "405 Method Not Allowed",
-                          "CIM operations use POST\n", [("Allow", "POST, M-POST")])
+            return Reply.plain(405, "Method Not Allowed", "CIM operations use POST\n",
+                               [("Allow", "POST, M-POST")])
         try:
             user = self._authenticate(environ)
         except TooManyFailures as exc:  # per client address (auth.LoginThrottle)
-            return _plain(start_response, "429 Too Many Requests", f"{exc}\n",
-                          [("Retry-After", str(exc.retry_after))])
+            return Reply.plain(429, "Too Many Requests", f"{exc}\n",
+                               [("Retry-After", str(exc.retry_after))])
         if user is None:
-            return _plain(start_response, "401 Unauthorized", "authentication required\n",
-                          [("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')])
-        name, role = user
-        prefix = _mpost_prefix(environ) if method == "M-POST" else ""
-
-        def header(h: str) -> str | None:
-            key = "HTTP_" + (prefix + h).upper().replace("-", "_")
-            return environ.get(key)
-
-        if (header("CIMOperation") or "").strip().lower() != "methodcall":
-            return _cim_error(start_response, "400 Bad Request", "header-mismatch")
-        version = (header("CIMProtocolVersion") or "1.0").strip()
+            return Reply.plain(401, "Unauthorized", "authentication required\n",
+                               [("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')])
+        caller = Caller(*user, _mpost_prefix(environ) if method == "M-POST" else "")
+        if (caller.header(environ, "CIMOperation") or "").strip().lower() != "methodcall":
+            return Reply.cim_error(400, "Bad Request", "header-mismatch",
+                                   "CIMOperation must be MethodCall")
+        version = (caller.header(environ, "CIMProtocolVersion") or "1.0").strip()
         if not version.startswith("1."):
-            return _cim_error(start_response, "501 Not Implemented",
-                              "unsupported-protocol-version")
-        if header("CIMBatch") is not None:
-            return _cim_error(start_response, "501 Not Implemented",
-                              "multiple-requests-unsupported")
-        body = self._read_body(environ)
-        if body is None:
-            return _plain(start_response, "413 Content Too Large",
-                          f"request body larger than {self.max_body_bytes} bytes\n",
-                          [("Connection", "close")])
+            return Reply.cim_error(501, "Not Implemented", "unsupported-protocol-version",
+                                   f"CIMProtocolVersion {version}: this server speaks 1.x")
+        if caller.header(environ, "CIMBatch") is not None:
+            return Reply.cim_error(501, "Not Implemented", "multiple-requests-unsupported")
+        ctype = (environ.get("CONTENT_TYPE") or environ.get("HTTP_CONTENT_TYPE") or "")
+        ctype = ctype.split(";")[0].strip().lower()
+        if ctype and ctype not in XML_TYPES:
+            return Reply.cim_error(400, "Bad Request", "request-not-valid",
+                                   f"Content-Type {ctype} is not application/xml")
+        return caller
+
+    def answer(self, environ: dict, caller: Caller, body: bytes) -> Reply:
+        """The response to a request ``check`` accepted, its body read."""
         try:
             req = cimxml.parse_request(body)
         except cimxml.RequestNotValid as exc:
-            log.info("rejected request from %s: %s", name, exc)
-            return _cim_error(start_response, "400 Bad Request", exc.cimerror_header)
-        cim_method = header("CIMMethod")
+            log.info("rejected request from %s: %s", caller.name, exc)
+            reason = "Not Implemented" if exc.status == 501 else "Bad Request"
+            return Reply.cim_error(exc.status, reason, exc.cimerror_header)
+        cim_method = caller.header(environ, "CIMMethod")
         if cim_method is not None and unquote(cim_method).lower() != req.method.lower():
-            return _cim_error(start_response, "400 Bad Request", "header-mismatch")
+            return Reply.cim_error(400, "Bad Request", "header-mismatch",
+                                   f"CIMMethod {cim_method} but the body calls {req.method}")
+        mismatch = _cimobject_mismatch(caller.header(environ, "CIMObject"), req)
+        if mismatch:
+            return Reply.cim_error(400, "Bad Request", "header-mismatch", mismatch)
         host = environ.get("HTTP_HOST") or self.dispatcher.host
-        host = host if host else self.dispatcher.host
-        out = self.dispatcher.call(req, role, user=name, host=host)
-        start_response("200 OK", [
-            ("Content-Type", 'application/xml; charset="utf-8"'),
-            ("Content-Length", str(len(out))),
-            ("CIMOperation", "MethodResponse"),
-        ])
-        return [out]
+        token = jobs.requester.set(caller.name)
+        try:
+            out = self.dispatcher.call(req, caller.role, user=caller.name, host=host)
+        finally:
+            jobs.requester.reset(token)
+        return Reply(200, "OK", [("Content-Type", 'application/xml; charset="utf-8"'),
+                                 ("CIMOperation", "MethodResponse")], out)
 
     def _authenticate(self, environ: dict) -> tuple[str, Role] | None:
         if environ.get("SSL_CLIENT_VERIFY") == "SUCCESS":
@@ -112,28 +141,25 @@ class WBEMApp:
         user = self.users.authenticate(name, password, environ.get("REMOTE_ADDR") or "?")
         return (user.name, user.role) if user else None
 
-    def _read_body(self, environ: dict) -> bytes | None:
-        """The request body, or None when it exceeds the limit."""
-        stream = environ["wsgi.input"]
-        length = environ.get("CONTENT_LENGTH")
-        if length:
-            try:
-                size = int(length)
-            except ValueError:
-                size = -1
-            if size < 0 or size > self.max_body_bytes:
-                return None
-            return stream.read(size)
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            chunk = stream.read(_CHUNK)
-            if not chunk:
-                return b"".join(chunks)
-            total += len(chunk)
-            if total > self.max_body_bytes:
-                return None
-            chunks.append(chunk)
+
+def _cimobject_mismatch(header: str | None, req: cimxml.CIMRequest) -> str | None:
+    """Why the CIMObject header (DSP0200 6.3.7) does not name the request's object, if so."""
+    if header is None:
+        return None
+    value = unquote(header).strip()
+    if req.intrinsic:
+        if value.strip("/").lower() != (req.namespace or "").strip("/").lower():
+            return f"CIMObject {value} but the request is for namespace {req.namespace}"
+        return None
+    namespace, sep, objname = value.partition(":")
+    if not sep:  # a class or instance path without namespace is not a CIMObject value
+        return f"CIMObject {value} names no namespace"
+    target = req.target
+    classname = objname.split(".", 1)[0].strip()
+    if namespace.strip("/").lower() != (target.namespace or "").strip("/").lower() or \
+            classname.lower() != target.classname.lower():
+        return f"CIMObject {value} but the request is for {target}"
+    return None
 
 
 def _mpost_prefix(environ: dict) -> str:
@@ -144,15 +170,3 @@ def _mpost_prefix(environ: dict) -> str:
         if key.strip().lower() == "ns" and value.strip().isdigit():
             return value.strip() + "-"
     return ""
-
-
-def _plain(start_response: StartResponse, status: str, text: str,
-           headers: list[tuple[str, str]] | None = None) -> list[bytes]:
-    data = text.encode()
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                            ("Content-Length", str(len(data))), *(headers or [])])
-    return [data]
-
-
-def _cim_error(start_response: StartResponse, status: str, cimerror: str) -> list[bytes]:
-    return _plain(start_response, status, f"{cimerror}\n", [("CIMError", cimerror)])

@@ -110,14 +110,19 @@ def test_request_parser_reads_typed_parameters():
     assert req.params["PropertyList"] == ["Name"]
 
 
-@pytest.mark.parametrize("body, header", [
-    (b"not xml", "request-not-well-formed"),
-    (b'<CIM CIMVERSION="3.0" DTDVERSION="2.0"><MESSAGE ID="1" PROTOCOLVERSION="1.0">'
-     b"<SIMPLEREQ/></MESSAGE></CIM>", "request-not-valid"),
+@pytest.mark.parametrize("body, header, status", [
+    (b"not xml", "request-not-well-formed", 400),
     (b'<CIM CIMVERSION="2.0" DTDVERSION="2.0"><MESSAGE ID="1" PROTOCOLVERSION="1.0">'
-     b"<MULTIREQ/></MESSAGE></CIM>", "multiple-requests-unsupported"),
+     b"<SIMPLEREQ><BOGUS/></SIMPLEREQ></MESSAGE></CIM>", "request-not-valid", 400),
+    # DSP0200: versions and MULTIREQ a server does not support are 501, not 400
+    (b'<CIM CIMVERSION="3.0" DTDVERSION="2.0"><MESSAGE ID="1" PROTOCOLVERSION="1.0">'
+     b"<SIMPLEREQ/></MESSAGE></CIM>", "unsupported-cim-version", 501),
+    (b'<CIM CIMVERSION="2.0" DTDVERSION="2.0"><MESSAGE ID="1" PROTOCOLVERSION="9.0">'
+     b"<SIMPLEREQ/></MESSAGE></CIM>", "unsupported-protocol-version", 501),
+    (b'<CIM CIMVERSION="2.0" DTDVERSION="2.0"><MESSAGE ID="1" PROTOCOLVERSION="1.0">'
+     b"<MULTIREQ/></MESSAGE></CIM>", "multiple-requests-unsupported", 501),
 ])
-def test_request_parser_rejects(body, header):
+def test_request_parser_rejects(body, header, status):
     with pytest.raises(cimxml.RequestNotValid) as exc:
         cimxml.parse_request(body)
-    assert exc.value.cimerror_header == header
+    assert (exc.value.cimerror_header, exc.value.status) == (header, status)

@@ -30,6 +30,10 @@ XXE = (b'<?xml version="1.0"?><!DOCTYPE CIM [<!ENTITY x SYSTEM "file:///etc/pass
        b'</LOCALNAMESPACEPATH></IMETHODCALL></SIMPLEREQ></MESSAGE></CIM>')
 
 
+# DSP0200 6.3.7: an extrinsic call's CIMObject names its target (here a class)
+SERVICE_CLASS = "root%2Fediv%3AEDIV_VirtualSystemManagementService"
+
+
 def _auth(role: str = "reader", password: str | None = None) -> str:
     name, real = USERS[role]
     token = base64.b64encode(f"{name}:{password or real}".encode()).decode()
@@ -84,7 +88,8 @@ def test_reader_calling_method_access_denied(wbem_server, ssl_context, still_ser
             b'<NAMESPACE NAME="ediv"/></LOCALNAMESPACEPATH>'
             b'<CLASSNAME NAME="EDIV_VirtualSystemManagementService"/></LOCALCLASSPATH>'
             b'</METHODCALL></SIMPLEREQ></MESSAGE></CIM>')
-    status, _, out = post(wbem_server, ssl_context, body, method="PlanScenario")
+    status, _, out = post(wbem_server, ssl_context, body, method="PlanScenario",
+                          headers={"CIMObject": SERVICE_CLASS})
     assert status == 200
     assert b'<ERROR CODE="2"' in out  # CIM_ERR_ACCESS_DENIED
 
@@ -201,7 +206,7 @@ def test_embedded_object_goes_through_the_hardened_parser(wbem_server, ssl_conte
 
     # method parameters are read by the method (XML or MOF): a bomb is an invalid parameter
     status, _, out = post(wbem_server, ssl_context, call(BOMB), auth="operator",
-                          method="PlanScenario")
+                          method="PlanScenario", headers={"CIMObject": SERVICE_CLASS})
     assert status == 200 and b'<ERROR CODE="16"' in out  # no method provider in this server
     from ediv.provider.embedded import EmbeddedParser
     from ediv.provider.schema import EDIV_NAMESPACE
@@ -222,3 +227,32 @@ def test_m_post_with_header_prefix(wbem_server, ssl_context, still_serving):
                  "73-CIMOperation": "MethodCall", "73-CIMMethod": "GetClass",
                  "CIMOperation": "ignored"})
     assert status == 200 and b'<CLASS NAME="EDIV_Scenario"' in body
+
+
+@pytest.mark.parametrize("old, new, status, cimerror", [
+    (b'CIMVERSION="2.0"', b'CIMVERSION="3.0"', 501, "unsupported-cim-version"),
+    (b'PROTOCOLVERSION="1.0"', b'PROTOCOLVERSION="9.0"', 501, "unsupported-protocol-version"),
+    (b"<SIMPLEREQ>", b"<MULTIREQ><SIMPLEREQ>", 501, "multiple-requests-unsupported"),
+])
+def test_unsupported_versions_and_multireq_501(wbem_server, ssl_context, still_serving, old,
+                                               new, status, cimerror):
+    body = (GET_CLASS % b"").replace(old, new)
+    if new.startswith(b"<MULTIREQ>"):
+        body = body.replace(b"</SIMPLEREQ>", b"</SIMPLEREQ></MULTIREQ>")
+    got, headers, _ = post(wbem_server, ssl_context, body)
+    assert (got, headers.get("CIMError")) == (status, cimerror)
+
+
+@pytest.mark.parametrize("headers, cimerror", [
+    ({"CIMObject": "root%2Fcimv2"}, "header-mismatch"),  # the body is for root/ediv
+    ({"CIMObject": "interop"}, "header-mismatch"),
+    ({"Content-Type": "text/plain"}, "request-not-valid"),
+])
+def test_mismatched_cimobject_and_content_type_400(wbem_server, ssl_context, still_serving,
+                                                   headers, cimerror):
+    status, got, _ = post(wbem_server, ssl_context, GET_CLASS % b"", headers=headers)
+    assert (status, got.get("CIMError")) == (400, cimerror)
+    # text/xml is XML too, and the namespace may be written with a plain '/'
+    status, _, _ = post(wbem_server, ssl_context, GET_CLASS % b"",
+                        headers={"Content-Type": "text/xml", "CIMObject": "root/ediv"})
+    assert status == 200
