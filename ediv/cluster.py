@@ -47,6 +47,9 @@ class Cluster:
     vxlan: Pool = field(default_factory=lambda: Pool(1000, 16000))
     ssh_key: str | None = None  # extension: private key for the hosts (default: ssh agent/~/.ssh)
     known_hosts: str | None = None  # extension: host keys to verify (default: ~/.ssh/known_hosts)
+    # extension: seconds the controller waits on a silent host (lost link, stopped sshd or
+    # agent) before failing its step; agents send a heartbeat well within it
+    host_timeout: int = 60
     source: str = "<embedded>"
     warnings: list[str] = field(default_factory=list)
 
@@ -156,6 +159,10 @@ def parse_cluster(text: str, source: str = "<cluster.conf>") -> Cluster:
                     explicit_interconnect = True
             elif key in ("ssh_key", "known_hosts"):
                 setattr(cluster, key, value)
+            elif key == "host_timeout":
+                n = as_int(value, line, "host_timeout", minimum=2)
+                if n is not None:
+                    cluster.host_timeout = n
             else:
                 cluster.warnings.append(
                     f"{source}:{line}: unknown key '{key}' in [cluster] ignored"
