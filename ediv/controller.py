@@ -218,7 +218,18 @@ class Controller:
             self.store.set_vm_states(name, host.name, "running")
             return result
 
-        outcomes = self._parallel([p.host for p in parts], work)
+        def guarded(host: Host) -> dict:
+            try:
+                return work(host)
+            except BaseException:
+                # the others stop too: their agents see the connection go and roll back
+                # at once, instead of finishing a deploy that is rolled back anyway
+                for other in parts:
+                    if other.host != host.name:
+                        self.conns.drop(self._host(other.host))
+                raise
+
+        outcomes = self._parallel([p.host for p in parts], guarded)
         failed = {h: o.error for h, o in outcomes.items() if not o.ok}
         if failed:
             for h, err in failed.items():

@@ -10,7 +10,7 @@ State mapping (CIM_EnabledLogicalElement.EnabledState / RequestedState, DSP1052/
 | scenario deployed | 2 Enabled | 2 Enabled | 2 OK |
 | scenario releasing | 4 Shutting Down | 3 Disabled | 2 OK |
 | scenario failed (half deployed/released) | 6 Enabled but Offline | 5 No Change | 6 Error |
-| scenario interrupted (its deploy/release process is gone) | 1 Other ("Interrupted") | 5 No Change | 6 Error |
+| scenario interrupted (deploying process gone) | 1 Other ("Interrupted") | 5 No Change | 6 Error |
 | VM of a defined scenario | 3 Disabled | 3 Disabled | 2 OK |
 | VM planned | 10 Starting | 2 Enabled | 2 OK |
 | VM running | 2 Enabled | 2 Enabled | 2 OK |

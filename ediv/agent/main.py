@@ -197,7 +197,7 @@ def _bound(args: argparse.Namespace, em: Emitter) -> None:
                 time.sleep(period)
                 em.emit("alive")
                 if em.broken:  # nobody reads us any more: the controller is gone
-                    if args.verb == "deploy":
+                    if args.verb in ("deploy", "exec"):  # a release carries on regardless
                         os.kill(os.getpid(), signal.SIGTERM)  # roll back in the main thread
                     return
 
