@@ -46,16 +46,21 @@ def bed(tmp_path_factory, request):
         yield _FaultBed(tb, d)
     finally:
         testbed.down(d / "bed", progress=lambda _m: None)
-        capture = request.config.pluginmanager.getplugin("capturemanager")
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        line = (f"faults: {len(TALLY['tried'])} tried, {len(TALLY['clean'])} clean"
-                + (f" (not clean: {', '.join(sorted(set(TALLY['tried']) - set(TALLY['clean'])))})"
-                   if set(TALLY["tried"]) - set(TALLY["clean"]) else ""))
-        if reporter is not None and capture is not None:
-            with capture.global_and_fixture_disabled():
-                reporter.write_line("\n" + line)
-        else:
-            print(line)
+        print_tally(request)
+
+
+def print_tally(request, label: str = "faults") -> None:
+    """The suite's figure: faults tried, and how many left nothing behind."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    dirty = sorted(set(TALLY["tried"]) - set(TALLY["clean"]))
+    line = (f"{label}: {len(TALLY['tried'])} tried, {len(TALLY['clean'])} clean"
+            + (f" (not clean: {', '.join(dirty)})" if dirty else ""))
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("\n" + line)
+    else:
+        print(line)
 
 
 class _FaultBed:
@@ -116,7 +121,7 @@ def scenario(path: Path, name: str, on_boot: float = 0) -> Path:
         f'<vm name="{vm}" type="container"><if id="1" net="N"><ipv4 mask="255.255.255.0">'
         f"198.18.7.{i}</ipv4></if>"
         '<exec seq="check" type="verbatim">ping -c 1 -W 2 198.18.7.2</exec>'
-        '<exec seq="hold" type="verbatim">sleep 40</exec>'
+        '<exec seq="hold" type="verbatim">sleep 6</exec>'
         f"{boot}</vm>" for i, vm in enumerate(("a", "b", "c"), start=1))
     path.write_text(
         f"<vnuml><global><version>1.8</version><simulation_name>{name}</simulation_name>"
@@ -301,7 +306,7 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
 
 @pytest.mark.parametrize("point", ["early", "mid"])
 def test_cli_killed_during_deploy(env, point):
-    sc = scenario(env.tmp / "k.xml", "kcli", on_boot=8)
+    sc = scenario(env.tmp / "k.xml", "kcli", on_boot=6)
     proc = env.start(*env.deploy_args(sc))
     wait_for(lambda: h2_received(env) if point == "early" else h2_built(env), 60, point)
     proc.kill()
@@ -326,7 +331,7 @@ def test_cli_killed_during_exec(env):
 
 @pytest.mark.parametrize("point", ["early", "mid"])
 def test_agent_killed_during_deploy_rolls_back(env, point):
-    sc = scenario(env.tmp / "a.xml", "kagent", on_boot=8)
+    sc = scenario(env.tmp / "a.xml", "kagent", on_boot=6)
     proc = env.start(*env.deploy_args(sc))
     h2 = env.bed.hosts[1]
     if point == "early":
@@ -355,7 +360,7 @@ def test_agent_killed_during_exec(env):
 
 @pytest.mark.parametrize("point", ["early", "mid"])
 def test_sshd_session_killed_during_deploy_rolls_back(env, point):
-    sc = scenario(env.tmp / "s.xml", "ksshd", on_boot=8)
+    sc = scenario(env.tmp / "s.xml", "ksshd", on_boot=6)
     proc = env.start(*env.deploy_args(sc))
     wait_for(lambda: h2_received(env) if point == "early" else h2_built(env), 60, point)
     kill9(session_sshds(env.bed, env.bed.hosts[1]))
@@ -366,7 +371,7 @@ def test_sshd_session_killed_during_deploy_rolls_back(env, point):
 def test_sshd_killed_outright_mid_deploy_then_release(env):
     """h2's sshd dies (listener and sessions): the deploy fails, rollback cannot reach h2 and
     says so; once sshd is back, release removes what h2 still has."""
-    sc = scenario(env.tmp / "so.xml", "ksshd2", on_boot=8)
+    sc = scenario(env.tmp / "so.xml", "ksshd2", on_boot=6)
     proc = env.start(*env.deploy_args(sc))
     h2 = env.bed.hosts[1]
     wait_for(lambda: h2_built(env), 60, "h2 built")
@@ -396,7 +401,7 @@ def test_link_down_mid_deploy_fails_within_bound_and_rolls_back(env):
     """h2's link to the switch goes down with its part built: the controller gives it up
     after host_timeout (not after the agent's 1,800 s deadline), rolls h1 back and says h2
     could not be reached; with the link back, release removes h2's part."""
-    sc = scenario(env.tmp / "l.xml", "klink", on_boot=20)
+    sc = scenario(env.tmp / "l.xml", "klink", on_boot=6)
     proc = env.start(*env.deploy_args(sc))
     h2 = env.bed.hosts[1]
     wait_for(lambda: h2_built(env), 60, "h2 built")
@@ -455,7 +460,7 @@ def test_release_during_deploy_is_refused_not_orphaned(env):
 
 
 def test_cleanup_after_cli_killed(env):
-    sc = scenario(env.tmp / "c.xml", "kclean", on_boot=8)
+    sc = scenario(env.tmp / "c.xml", "kclean", on_boot=6)
     proc = env.start(*env.deploy_args(sc))
     wait_for(lambda: h2_built(env), 60, "h2 built")
     proc.kill()
