@@ -441,8 +441,9 @@ def test_agent_stopped_before_its_lock_builds_nothing_late(env, controller):
         assert "released" in env.release("krace").stdout
     env.bed.stopped_pid.unlink()
     os.kill(pid, signal.SIGCONT)
-    # the resumed agent refuses and exits: nothing appears on h2
-    wait_for(lambda: not agent_pids(env.bed.hosts[1]), 30, "the late agent to exit")
+    # the resumed agent (the wrapper execs it, same pid) refuses and exits: nothing on h2
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() and not agent_pids(env.bed.hosts[1]),
+             30, "the late agent to exit")
     assert env.leftovers() == []
 
 

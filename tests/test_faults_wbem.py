@@ -99,6 +99,7 @@ class Server:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, request):
     d = tmp_path_factory.mktemp("wfaults")
+    saved = {k: os.environ.pop(k) for k in _CA_ENV if k in os.environ}  # they beat ca_certs
     tb = testbed.up(2, d / "bed", progress=lambda _m: None)
     server = None
     try:
@@ -110,6 +111,7 @@ def site(tmp_path_factory, request):
         if server is not None:
             server.stop()
         testbed.down(d / "bed", progress=lambda _m: None)
+        os.environ.update(saved)
         print_tally(request, "faults through the WBEM server")
 
 

@@ -76,7 +76,10 @@ def deploy(state_root: Path, source: IO[bytes] | str | Path, config: AgentConfig
            emitter: Emitter, *, keep_on_error: bool = False,
            expect_key: str | None = None) -> dict[str, Any]:
     t0 = time.monotonic()
-    staging = stage_bundle(source, state_root)
+    # under deploy --key the lock is held: extract inside the scenario dir, so that a release
+    # after a crash removes a half-extracted bundle with everything else
+    staging = stage_bundle(source, ScenarioDir(state_root, expect_key).root if expect_key
+                           else state_root)
     try:
         layout = layout_from_bundle(staging)
         if expect_key is not None and layout.key != expect_key:
