@@ -14,6 +14,7 @@ import click
 from ediv import state as st
 from ediv import testbed
 from ediv.agent import VM_ACTIONS
+from ediv.client.names import name_or_file
 from ediv.client.offline import parse_loads, planning_options
 from ediv.client.output import (
     print_exec_results,
@@ -87,30 +88,35 @@ def deploy(scenario, cluster_path, algorithm, restrictions_path, loads, state_pa
 
 @click.command(name="exec")
 @server_options("exec")
-@click.argument("name")
+@click.argument("name", callback=name_or_file)
 @click.argument("seq")
+@click.option("--vm", "vms", multiple=True, metavar="VM",
+              help="Only on this VM (repeatable; VNUML's -M). Host commands then do not run.")
 @click.option("-c", "--cluster", "cluster_path", type=click.Path(dir_okay=False))
 @state_option
 @trust_option
 @click.option("--json", "as_json", is_flag=True)
-def exec_cmd(name, seq, cluster_path, state_path, trust_new_hosts, as_json) -> None:
-    """Run command sequence SEQ on every VM of scenario NAME (EDIV's -x)."""
+def exec_cmd(name, seq, vms, cluster_path, state_path, trust_new_hosts, as_json) -> None:
+    """Run command sequence SEQ on every VM of scenario NAME (EDIV's -x).
+
+    NAME is the scenario's name or its file."""
     store = open_store(state_path)
     cluster = stored_cluster(store, name, cluster_path)
     with Controller(store, cluster, trust_new_hosts=trust_new_hosts) as ctl:
-        results = ctl.exec(name, seq)
+        results = ctl.exec(name, seq, vms=list(vms) or None)
     print_exec_results(results, as_json)
 
 
 @click.command()
 @server_options("release")
-@click.argument("name")
+@click.argument("name", callback=name_or_file)
 @click.option("--purge", is_flag=True, help="Also remove VM disks and state (EDIV's -P).")
 @click.option("-c", "--cluster", "cluster_path", type=click.Path(dir_okay=False))
 @state_option
 @trust_option
 def release(name, purge, cluster_path, state_path, trust_new_hosts) -> None:
-    """Release scenario NAME on every host (EDIV's -d; with --purge, -P)."""
+    """Release scenario NAME (or the scenario of a file) on every host (EDIV's -d; with
+    --purge, -P)."""
     store = open_store(state_path)
     cluster = stored_cluster(store, name, cluster_path)
     display = ProgressDisplay(f"releasing {name}")
@@ -126,7 +132,7 @@ def release(name, purge, cluster_path, state_path, trust_new_hosts) -> None:
 
 @click.command()
 @server_options("status")
-@click.argument("name", required=False)
+@click.argument("name", required=False, callback=name_or_file)
 @state_option
 @click.option("--json", "as_json", is_flag=True)
 def status(name, state_path, as_json) -> None:
@@ -212,7 +218,7 @@ def hosts(cluster_path, state_path, trust_new_hosts, as_json) -> None:
 @click.command(name="vm")
 @server_options("vm")
 @click.argument("action", type=click.Choice(VM_ACTIONS))
-@click.argument("name")
+@click.argument("name", callback=name_or_file)
 @click.argument("vm")
 @click.option("-c", "--cluster", "cluster_path", type=click.Path(dir_okay=False))
 @state_option
@@ -235,13 +241,16 @@ def vm_cmd(action, name, vm, cluster_path, state_path, trust_new_hosts, as_json)
 
 @click.command(context_settings={"ignore_unknown_options": True})
 @server_options("console")
-@click.argument("name")
+@click.argument("name", callback=name_or_file)
 @click.argument("vm")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @state_option
 @click.option("-c", "--cluster", "cluster_path", type=click.Path(dir_okay=False))
 def console(name, vm, command, state_path, cluster_path) -> None:
-    """A shell inside VM of scenario NAME, or one command: ediv console NAME VM -- CMD..."""
+    """A shell inside VM of scenario NAME, or one command: ediv console NAME VM -- CMD...
+
+    CMD's words reach the VM as they are (no shell in between; use -- sh -c '...' for a
+    shell line); the exit status is the command's."""
     store = open_store(state_path)
     cluster = stored_cluster(store, name, cluster_path)
     row = next((v for v in store.vms(name) if v["name"] == vm), None)

@@ -291,10 +291,12 @@ def _name_of(spec: str) -> str | None:
         return None
 
 
-def exec_cmd(conn, name, seq, cluster_path=None, as_json=False, **_: Any) -> None:
+def exec_cmd(conn, name, seq, vms=(), cluster_path=None, as_json=False, **_: Any) -> None:
     get_scenario(conn, name)
-    rv, out = conn.InvokeMethod("ExecuteSequence", service_path(conn), [
-        ("AffectedSystem", scenario_path(name)), ("Sequence", seq)])
+    params = [("AffectedSystem", scenario_path(name)), ("Sequence", seq)]
+    if vms:
+        params.append(("VirtualSystems", list(vms)))
+    rv, out = conn.InvokeMethod("ExecuteSequence", service_path(conn), params)
     if rv == 5:
         raise EdivError(f"scenario {name!r} is {state_of(get_scenario(conn, name))}, not deployed")
     _ok, results, error = finished(conn, rv, out, f"exec {seq}", True)

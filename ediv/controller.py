@@ -269,7 +269,9 @@ class Controller:
         return "rolled back: nothing is left on any host"
 
     # -- exec (EDIV -x) ------------------------------------------------------------------
-    def exec(self, name: str, seq: str) -> list[dict]:
+    def exec(self, name: str, seq: str, vms: list[str] | None = None) -> list[dict]:
+        """Run ``seq`` on every VM of scenario ``name``, or only on ``vms`` (VNUML's -M: then
+        the hosts of other VMs are not contacted and host commands do not run)."""
         row = self.store.scenario(name)
         if row is None:
             raise EdivError(f"no scenario named {name!r}")
@@ -277,6 +279,16 @@ class Controller:
             raise EdivError(f"scenario {name!r} is {row.state}, not deployed")
         parts = self.store.parts(name)
         keys = {p["host"]: p["key"] for p in parts}
+        only: dict[str, list[str]] = {}
+        if vms:
+            where = {v["name"]: v["host"] for v in self.store.vms(name)}
+            unknown = sorted(set(vms) - set(where))
+            if unknown:
+                raise EdivError(f"scenario {name!r} has no VM {', '.join(map(repr, unknown))} "
+                                f"(it has: {', '.join(sorted(where))})")
+            for vm in dict.fromkeys(vms):
+                only.setdefault(where[vm], []).append(vm)
+            keys = {h: k for h, k in keys.items() if h in only}
 
         def work(host: Host) -> dict:
             return run_agent(
@@ -284,6 +296,7 @@ class Controller:
                 host,
                 "exec",
                 seq,
+                *(a for vm in only.get(host.name, ()) for a in ("--vm", vm)),
                 "--key",
                 keys[host.name],
                 on_event=lambda e: self.progress({**e, "host": host.name}),

@@ -8,7 +8,11 @@ A restriction file, as EDIV wrote it::
       <antiaffinity><vm>R6</vm><vm>R1</vm></antiaffinity>
       <affinity><vm>R3</vm><vm>R2</vm></affinity>
       <net_deploy_together><net>A</net><net>B</net></net_deploy_together>
+      <net_deploy_together net="C" />
     </deployment_restrictions>
+
+(``net_deploy_together`` as EDIV 0.9.4 wrote it, with a ``net=`` attribute, or as vnx-ediv
+did, with ``<net>`` children.)
 
 ``resolve`` applies the rules in EDIV's order (net_deploy_at, vm_deploy_at, affinity,
 net_deploy_together, antiaffinity) and returns the VMs they place; the partition algorithm
@@ -172,6 +176,8 @@ def parse_restrictions(data: bytes, source: str = "<restrictions>") -> Restricti
         elif tag in ("affinity", "antiaffinity", "net_deploy_together"):
             child = "net" if tag == "net_deploy_together" else "vm"
             members = _members(el, child, err, result.warnings, source)
+            if members is not None and tag == "net_deploy_together":
+                members = _with_net_attribute(el, members, err, result.warnings, source)
             minimum = 1 if tag == "net_deploy_together" else 2
             if members is None:
                 continue
@@ -193,6 +199,25 @@ def parse_restrictions(data: bytes, source: str = "<restrictions>") -> Restricti
     if errors:
         raise InputError(errors)
     return result
+
+
+def _with_net_attribute(el, members, err, warnings, source) -> tuple[str, ...] | None:
+    """EDIV 0.9.4 (static.pm) wrote ``<net_deploy_together net="X"/>``; the later vnx-ediv
+    form lists ``<net>`` children. Both are read, and may be mixed."""
+    for extra in sorted(set(el.attrib) - {"net"}):
+        warnings.append(Diagnostic(source, el.sourceline or 0,
+                                   f"<net_deploy_together>: attribute {extra}= ignored", "warning"))
+    if "net" not in el.attrib:
+        return members
+    name = el.get("net", "").strip()
+    if not name:
+        err(el, "<net_deploy_together> needs a non-empty net= attribute")
+        return None
+    if name in members:
+        warnings.append(Diagnostic(source, el.sourceline or 0,
+                                   f"{name} listed twice in <net_deploy_together>", "warning"))
+        return members
+    return (name, *members)
 
 
 def _element_children(el: etree._Element) -> list[etree._Element]:

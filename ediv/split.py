@@ -2,7 +2,8 @@
 
 For every host with VMs the splitter produces:
 - a sub-scenario: the global settings, the nets its VMs use, its VMs in VM order, the <host>
-  section on the one host the plan gave it; ``simulation_name`` is ``<name>-<host>``;
+  section on the one host the plan gave it; ``simulation_name`` is ``<name>-<host>``; each VM
+  carries its ``<vm_defaults>`` (ediv.scenario.defaults), so the sub-scenario has none;
 - explicit MAC addresses on every interface that had none, unique across the scenario
   (``02:BB:BB:VV:VV:II``: locally administered, BB = the scenario's MAC base, VV = the VM's
   index in VM order, II = the interface id), so VMs on a spanning net never clash;
@@ -25,6 +26,7 @@ from pathlib import Path
 from ediv.cluster import Cluster
 from ediv.errors import PlanError
 from ediv.plan import Plan
+from ediv.scenario.defaults import effective_vm, has_mgmt_if
 from ediv.scenario.model import VM, Scenario, VmMgmt
 
 
@@ -94,6 +96,7 @@ def split(
     hosts = {h.name: h for h in cluster.hosts}
     segments_by_net = {s.net: s for s in plan.segments}
     base = Path(scenario.basedir).resolve()
+    defaults = scenario.global_.vm_defaults
 
     parts: list[HostPart] = []
     for host_name, vm_names in plan.hosts.items():
@@ -101,7 +104,7 @@ def split(
         if not vm_names and not runs_host_section:
             continue
         host = hosts[host_name]
-        vms = [_own_copy(by_name[n]) for n in vm_names]
+        vms = [_own_copy(effective_vm(by_name[n], defaults)) for n in vm_names]
         for vm in vms:
             for iface in vm.interfaces:
                 if not iface.mac:
@@ -114,6 +117,7 @@ def split(
             used |= {hi.net for hi in section.hostifs}
         g = copy.deepcopy(scenario.global_)
         g.simulation_name = sub_name(scenario.name, host_name)
+        g.vm_defaults = None  # applied to each VM above
         # EDIV forces private management: the VMs of every host are reachable from it.
         g.vm_mgmt = VmMgmt(
             type="private",
@@ -121,7 +125,9 @@ def split(
             mask=cluster.mgmt_network_mask,
             offset=mgmt_offset + next_block,
         )
-        mgmt = {n: blocks[next_block + i] for i, n in enumerate(vm_names)}
+        mgmt_type = scenario.global_.vm_mgmt.type if scenario.global_.vm_mgmt else "none"
+        mgmt = {vm.name: blocks[next_block + i] for i, vm in enumerate(vms)
+                if has_mgmt_if(vm, mgmt_type)}
         next_block += len(vm_names)
         sub = Scenario(
             global_=g,

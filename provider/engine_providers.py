@@ -34,6 +34,7 @@ from ediv.provider.engine import Engine
 from ediv.provider.hosts import host_instance
 from ediv.provider.providers import InstanceProvider, ProviderRegistry, same_path
 from ediv.provider.schema import EDIV_NAMESPACE
+from ediv.scenario.defaults import effective_vm
 from ediv.scenario.model import VM, Scenario
 
 SCENARIO_STATES: dict[str, tuple[int, int, int]] = {
@@ -209,8 +210,8 @@ def vssd_instance(scenario: str, vm: VM, vm_type: str | None = None) -> CIMInsta
 def rasd_instances(scenario: Scenario, vm: VM) -> list[CIMInstance]:
     """Processor, memory, one Ethernet port per <if>, storage: what OVF would carry."""
     name = scenario.name
-    defaults = scenario.global_.vm_defaults
-    mem = vm.mem or (defaults.mem if defaults else None)
+    vm = effective_vm(vm, scenario.global_.vm_defaults)
+    mem = vm.mem
     out = [
         instance("EDIV_ProcessorRASD", P.rasd_path("EDIV_ProcessorRASD", name, vm.name, "cpu"), {
             "ElementName": "processor", "ResourceType": Uint16(3),
@@ -230,7 +231,7 @@ def rasd_instances(scenario: Scenario, vm: VM) -> list[CIMInstance]:
             "Address": itf.mac,
             "IPAddresses": [address_text(a) for a in itf.addresses],
         }))
-    fs = vm.filesystem or (defaults.filesystem if defaults else None)
+    fs = vm.filesystem
     if fs is not None:
         cls = "EDIV_StorageAllocationSettingData"
         out.append(instance(cls, P.rasd_path(cls, name, vm.name, "disk"), {

@@ -430,7 +430,7 @@ class EngineMethods:
 
     # ------------------------------------------------------------ extensions
     def execute_sequence(self, params: pywbem.NocaseDict) -> tuple[Any, list]:
-        _allow("ExecuteSequence", params, "AffectedSystem", "Sequence")
+        _allow("ExecuteSequence", params, "AffectedSystem", "Sequence", "VirtualSystems")
         name = self.scenario_name(_ref(params, "AffectedSystem", "EDIV_Scenario"))
         seq = params.get("Sequence")
         if not isinstance(seq, str) or not _SEQ.match(seq):
@@ -446,11 +446,18 @@ class EngineMethods:
             if seq not in known:
                 raise _bad(f"scenario {name!r} has no command sequence {seq!r} "
                            f"(it has: {', '.join(sorted(known)) or 'none'})")
+        vms = params.get("VirtualSystems") or None
+        if vms is not None:
+            if not all(isinstance(v, str) for v in vms):
+                raise _bad("VirtualSystems must be an array of VM names")
+            unknown = sorted(set(vms) - {v["name"] for v in store.vms(name)})
+            if unknown:
+                raise _bad(f"scenario {name!r} has no VM {', '.join(unknown)}")
 
         def work(job: int, jstore: st.StateStore) -> Any:
             cluster = self.engine.cluster(name, jstore)
             with Controller(jstore, cluster, progress=self._progress(jstore, job)) as ctl:
-                results = ctl.exec(name, seq)
+                results = ctl.exec(name, seq, vms=vms)
             failed = [r for r in results if r["exit_code"] != 0]
             if failed:
                 jstore.finish_job(job, False, results, error=f"{len(failed)} of {len(results)} "

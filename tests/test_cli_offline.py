@@ -188,3 +188,20 @@ def test_cluster_too_small(tmp_path):
 def test_bad_load_option():
     r = ediv("plan", str(EXAMPLES / "simple6.xml"), "--load", "host1=7")
     assert r.returncode == 2 and "HOST=FRACTION" in r.stderr
+
+
+def test_ediv_ctl_translates_edivs_flags():
+    from ediv.client.ctl import translate
+
+    assert translate(["-t", "-s", "s.xml", "-c", "c.conf", "-a", "RoundRobin", "-r", "r.xml"]) \
+        == ["deploy", "s.xml", "-c", "c.conf", "-a", "RoundRobin", "-r", "r.xml"]
+    assert translate(["-x", "start", "-s", "s.xml", "-M", "r1", "-M", "r2"]) == [
+        "exec", "s.xml", "start", "--vm", "r1", "--vm", "r2"]
+    assert translate(["-d", "-s", "s.xml"]) == ["release", "s.xml"]
+    assert translate(["-P", "-s", "s.xml", "--state", "x.db"]) == [
+        "release", "s.xml", "--purge", "--state", "x.db"]
+    for bad in (["-t", "-d", "-s", "s.xml"], ["-d"], ["-d", "-s", "s.xml", "-a", "MinCut"],
+                ["-t", "-s", "s.xml", "-M", "r1"]):
+        with pytest.raises(SystemExit) as exc:
+            translate(bad)
+        assert exc.value.code == 2

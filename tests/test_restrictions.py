@@ -424,3 +424,18 @@ def test_resolution_is_deterministic():
     first = resolve(r, BGP, cluster)
     assert all(resolve(r, BGP, cluster) == first for _ in range(5))
     assert len({first[v] for v in ("R1", "R2", "R5", "R6")}) == 4
+
+
+def test_net_deploy_together_in_ediv_attribute_form_gives_the_same_plan():
+    """EDIV 0.9.4's static.pm read ``net=``; vnx-ediv later used <net> children."""
+    body = '<vm_deploy_at vm="R5" host="B"/>\n'
+    attr = parse_restrictions(rules(body + '<net_deploy_together net="AS2-AS3"/>'), "r.xml")
+    child = parse_restrictions(
+        rules(body + "<net_deploy_together><net>AS2-AS3</net></net_deploy_together>"), "r.xml")
+    assert attr.net_deploy_together == child.net_deploy_together
+    assert resolve(attr, BGP, hosts("A", "B")) == resolve(child, BGP, hosts("A", "B"))
+    mixed = parse_restrictions(
+        rules('<net_deploy_together net="AS1-AS4"><net>AS2-AS3</net></net_deploy_together>'))
+    assert mixed.net_deploy_together[0].nets == ("AS1-AS4", "AS2-AS3")
+    with pytest.raises(InputError, match="non-empty net= attribute"):
+        parse_restrictions(rules('<net_deploy_together net=" "/>'))

@@ -269,3 +269,23 @@ def test_checks_run_on_models_built_in_code():
 )
 def test_prefix_length(text, family, prefix):
     assert prefix_length(text, family) == prefix
+
+
+@pytest.mark.parametrize(("body", "global_extra", "message"), [
+    ('<net name="p" mode="virtual_bridge" type="ppp"><bw>fast</bw></net>', "",
+     "c.xml:4: net 'p': <bw>fast</bw> is not a bandwidth"),
+    ('<net name="l" mode="virtual_bridge"><bw>1000000</bw></net>', "",
+     "c.xml:4: warning: net 'l': <bw> shapes ppp nets only; ignored here"),
+    ('<net name="l" mode="virtual_bridge" vlan="10"/>', "",
+     "c.xml:4: warning: net 'l': vlan= applies to external nets only; ignored"),
+    ('<net name="l" mode="virtual_bridge" capture_expression="icmp"/>', "",
+     "c.xml:4: warning: net 'l': capture_expression/capture_dev without capture_file"),
+    ('<net name="l" mode="virtual_bridge"/>\n<vm name="v"><if id="1" net="l"/>'
+     '<user username="u"><ssh_key>k.pub</ssh_key></user></vm>', "",
+     "c.xml:5: warning: vm 'v': <user> u: its <ssh_key> is not installed"),
+    ('<net name="l" mode="virtual_bridge"/>', "<ssh_key>/root/.ssh/id.pub</ssh_key>",
+     "c.xml:3: warning: <ssh_key> in <global>: keys are not installed"),
+])
+def test_read_but_not_acted_upon_is_said_aloud(body, global_extra, message):
+    found = problems(body, global_extra)
+    assert sum(p.startswith(message) for p in found) == 1, found  # once, with its line

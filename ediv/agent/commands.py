@@ -57,11 +57,23 @@ def link_del(name: str) -> Tokens:
     return ["link", "del", "dev", name]
 
 
-def bridge_add(name: str, mtu: int | None = None) -> Tokens:
+def bridge_add(name: str, mtu: int | None = None, *, stp: bool = False,
+               hub: bool = False) -> Tokens:
+    """A bridge that forwards at once; ``stp`` turns spanning tree on (the kernel then holds
+    ports 2 x 2 s before forwarding), ``hub`` makes it forget MACs at once (floods all)."""
     t = ["link", "add", "name", name]
     if mtu:
         t += ["mtu", str(mtu)]
-    return [*t, "type", "bridge", "forward_delay", "0", "stp_state", "0", "mcast_snooping", "0"]
+    t += ["type", "bridge", "forward_delay", "0", "stp_state", "1" if stp else "0",
+          "mcast_snooping", "0"]
+    return [*t, "ageing_time", "0"] if hub else t
+
+
+def tbf_add(dev: str, bits_per_second: int) -> list[str]:
+    """``tc`` argv shaping ``dev``'s egress to ``bits_per_second`` (token bucket, ~10 ms burst)."""
+    burst = max(1600, bits_per_second // 8 // 100)
+    return ["tc", "qdisc", "replace", "dev", _safe([dev])[0], "root", "tbf",
+            "rate", f"{int(bits_per_second)}bit", "burst", str(burst), "latency", "50ms"]
 
 
 def link_set(name: str, *, master: str | None = None, up: bool = False, down: bool = False,

@@ -31,6 +31,9 @@ class AgentConfig:
     exec_timeout: float = 600.0  # seconds one command may run
     stop_timeout: float = 30.0  # seconds a VM may take to halt before it is killed
     workers: int = 16  # threads for per-VM work
+    # net@capture_file: tcpdump writes <capture_dir>/<scenario>/<bare file name>; kept after
+    # release (the capture is the result), never anywhere else on the host
+    capture_dir: str = "/var/lib/ediv-host-captures"
 
 
 def _coerce(name: str, raw: object, kind: type) -> object:

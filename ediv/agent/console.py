@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -30,13 +31,13 @@ def console(state_root: Path, key: str, vm_name: str, command: list[str],
         from ediv.agent.proc import base_env
 
         pid = driver._pid(ctx, vm)
-        argv = ["nsenter", "-t", str(pid), *NSENTER_ALL, "--", "/bin/sh"]
-        if command:
-            argv += ["-c", " ".join(command)]
+        # the argument vector goes to the VM as it came: no joining, no shell in between
+        argv = ["nsenter", "-t", str(pid), *NSENTER_ALL, "--", *(command or ["/bin/sh"])]
         env = base_env(TERM=os.environ.get("TERM", "dumb"), PS1=f"{vm_name}# ")
         os.execvpe("nsenter", argv, env)
     if command:
-        result = driver.exec(ctx, vm, [" ".join(command)])[0]
+        # the guest runs one shell line: quote each word so it parses back to ``command``
+        result = driver.exec(ctx, vm, [shlex.join(command)])[0]
         sys.stdout.write(result.output)
         return result.exit_code
     pty = ctx.runtime.get(vm_name, {}).get("console")

@@ -19,6 +19,7 @@ from ediv.agent.execute import run_sequence
 from ediv.agent.journal import ScenarioDir
 from ediv.agent.layout import VmLayout
 from ediv.agent.release import release
+from ediv.agent.users import users_script
 from ediv.errors import Diagnostic, EdivError, InputError
 
 ON_BOOT = "on_boot"
@@ -115,6 +116,8 @@ def deploy(state_root: Path, source: IO[bytes] | str | Path, config: AgentConfig
                 drv.start(ctx, groups[name])
             for name, drv in drivers.items():
                 drv.wait_ready(ctx, groups[name], config.boot_timeout)
+            network.shape_and_capture(ctx)
+            set_up_users(ctx, drivers)
             state = _state(ctx, drivers)
             sdir.write_json(sdir.state_path, state)
         boot = run_sequence(ctx, drivers, ON_BOOT, quiet_if_empty=True)
@@ -138,6 +141,21 @@ def deploy(state_root: Path, source: IO[bytes] | str | Path, config: AgentConfig
                       **({"segment": n.segment.kind, "id": n.segment.id} if n.segment else {})}
                      for n in layout.nets.values()],
             **({"on_boot": boot["results"]} if boot["results"] else {})}
+
+
+def set_up_users(ctx: AgentContext, drivers: dict[str, Any]) -> None:
+    """Every VM's <user> accounts (ediv.agent.users), in parallel, before on_boot runs."""
+    todo = [(v, users_script(v.vm.users)) for v in ctx.layout.vms if v.vm.users]
+
+    def one(item: tuple[VmLayout, str]) -> None:
+        v, script = item
+        res = drivers[v.driver].exec(ctx, v, [script])[0]
+        if res.exit_code != 0:
+            raise EdivError(f"vm {v.name}: setting up users failed ({res.exit_code}): "
+                            f"{res.output.strip()[-300:]}")
+        ctx.emitter.emit("users", vm=v.name, users=[u.username for u in v.vm.users])
+
+    list(ctx.map(one, todo))
 
 
 def _meta(layout) -> dict[str, Any]:

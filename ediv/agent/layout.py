@@ -9,11 +9,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ediv.agent import naming
 from ediv.agent.bundle import DeployInfo, Segment
 from ediv.agent.commands import VXLAN_OVERHEAD
 from ediv.errors import Diagnostic, InputError
+from ediv.scenario.checks import bandwidth_bps
+from ediv.scenario.defaults import effective_vm
 from ediv.scenario.model import VM, Address, Exec, Filetree, Net, Route, Scenario
 
 MGMT_IFNAME = "eth0"
@@ -75,6 +78,27 @@ class NetLayout:
     external: str | None
     segment: Segment | None
     segment_link: str | None
+    stp: bool = False  # <netconfig stp="on">: spanning tree on the bridge
+    hub: bool = False  # net@hub="yes": the bridge forgets MACs at once (floods like a hub)
+    bw: int | None = None  # <bw> of a ppp net, bits/s: host-side ports shaped to it
+    external_vlan: int | None = None  # net@vlan with net@external: an 802.1q subinterface
+    capture: Capture | None = None  # net@capture_file: tcpdump on the bridge
+
+    @property
+    def external_link(self) -> str | None:
+        """The host link put on the bridge: the external interface, or its VLAN subinterface."""
+        if self.external and self.external_vlan is not None:
+            return f"{self.external}.{self.external_vlan}"
+        return self.external
+
+
+@dataclass
+class Capture:
+    """tcpdump of one net: ``file`` is a bare name, written under the agent's capture_dir."""
+
+    file: str
+    expression: str | None = None
+    dev: str | None = None  # capture_dev: another host interface (needs allow_external)
 
 
 @dataclass
@@ -96,6 +120,7 @@ class HostLayout:
         """Every host interface name this layout creates."""
         out = [n.bridge for n in self.nets.values()]
         out += [n.segment_link for n in self.nets.values() if n.segment_link]
+        out += [n.external_link for n in self.nets.values() if n.external_vlan is not None]
         out += [i.host for v in self.vms for i in v.all_interfaces]
         return out
 
@@ -176,6 +201,7 @@ def build_layout(scenario: Scenario, info: DeployInfo, *,
             diags.append(Diagnostic("deploy.json", 0, f"segment for unknown net {s.net!r}"))
     for idx, net in enumerate(scenario.nets):
         _add_net(layout, net, idx, seg_by_net.get(net.name), underlay_mtu, bad)
+        _net_options(layout.nets.get(net.name), net, scenario.global_.netconfig, bad)
     ends = {name: 0 for name in layout.nets}
     defaults = scenario.global_.vm_defaults
     automac = scenario.global_.automac
@@ -184,10 +210,7 @@ def build_layout(scenario: Scenario, info: DeployInfo, *,
         if driver not in known_drivers:
             bad(vm.line, f"vm {vm.name}: unknown type {driver!r} (drivers: "
                          f"{', '.join(known_drivers)})")
-        if defaults is not None:
-            for attr in ("filesystem", "mem", "kernel", "forwarding"):
-                if getattr(vm, attr) is None and getattr(defaults, attr) is not None:
-                    setattr(vm, attr, getattr(defaults, attr))
+        vm = effective_vm(vm, defaults)
         try:
             netns = naming.netns_name(key, idx)
             mgmt = None
@@ -271,6 +294,37 @@ def _add_net(layout: HostLayout, net: Net, idx: int, seg: Segment | None,
         layout.warnings.append(f"net {net.name}: uml_switch mode is emulated with a Linux bridge")
     layout.nets[net.name] = NetLayout(net.name, idx, bridge, net.type, net.mode, mtu,
                                       net.external, seg, seg_link)
+
+
+def _net_options(n: NetLayout | None, net: Net, netconfig: dict[str, str],
+                 bad: Callable[[int, str], None]) -> None:
+    """The VNUML net settings a bridge carries: stp, hub, ppp bandwidth, external VLAN,
+    capture (each checked here, so a bad value refuses the deploy before anything runs)."""
+    if n is None:
+        return
+    n.stp = (netconfig.get("stp") or "").lower() in ("on", "yes", "true", "1")
+    n.hub = (net.hub or "").lower() in ("yes", "on", "true", "1")
+    if net.bw is not None:
+        try:
+            n.bw = bandwidth_bps(net.bw)
+        except ValueError as e:
+            bad(net.line, f"net {net.name}: {e}")
+    if net.vlan is not None and net.external:
+        if not net.vlan.isdigit() or not 1 <= int(net.vlan) <= 4094:
+            bad(net.line, f"net {net.name}: vlan={net.vlan!r} is not a VLAN id (1-4094)")
+        else:
+            n.external_vlan = int(net.vlan)
+            if len(n.external_link) > 15:
+                bad(net.line, f"net {net.name}: VLAN interface name {n.external_link} is longer "
+                              "than 15 characters")
+    file = net.extra.get("capture_file")
+    if file is not None:
+        name = Path(file).name
+        if not name or name in (".", ".."):
+            bad(net.line, f"net {net.name}: capture_file={file!r} names no file")
+        else:
+            n.capture = Capture(name, net.extra.get("capture_expression"),
+                                net.extra.get("capture_dev"))
 
 
 def _add_host(layout: HostLayout, scenario: Scenario, bad: Callable[[int, str], None]) -> None:

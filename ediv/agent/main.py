@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave a failed deploy in place for inspection (release removes it)")
     e = sub.add_parser("exec", help="run a command sequence")
     e.add_argument("seq")
+    e.add_argument("--vm", action="append", dest="vms", metavar="VM",
+                   help="only this VM (repeatable; host commands then do not run)")
     for verb, text in (("release", "remove a scenario"), ("status", "state of scenarios"),
                        ("purge", "remove one scenario, or every scenario of the state dir")):
         sp = sub.add_parser(verb, help=text)
@@ -152,7 +154,12 @@ def run_verb(args: argparse.Namespace, config: AgentConfig, em: Emitter) -> dict
 
         ctx, drivers = open_deployed(state_root, key, config, em)
         with ctx.sdir.lock():
-            res = run_sequence(ctx, drivers, args.seq)
+            if args.vms:
+                unknown = sorted(set(args.vms) - {v.name for v in ctx.layout.vms})
+                if unknown:
+                    raise InputError(f"no VM {', '.join(unknown)} in scenario {key} on this host")
+            res = run_sequence(ctx, drivers, args.seq,
+                               vms=set(args.vms) if args.vms else None)
         return {"key": key, **res}
     if args.verb in ("release", "purge"):
         from ediv.agent.release import purge, release

@@ -5,15 +5,17 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
 from ediv.agent import commands as C
+from ediv.agent import naming
 from ediv.agent.drivers.base import AgentContext
 from ediv.agent.journal import ScenarioDir, list_keys
 from ediv.agent.layout import HostLayout
-from ediv.agent.proc import run
+from ediv.agent.proc import BASE_PATH, MARKER_VAR, base_env, register_child, run, start_time
 from ediv.errors import EdivError
 
 SYS_NET = Path("/sys/class/net")
@@ -102,24 +104,35 @@ def preflight(layout: HostLayout, state_root: Path, *, allow_external: bool,
     used = {**other_scenarios_vnis(state_root, layout.key), **kernel_vnis()}
     for n in layout.nets.values():
         seg = n.segment
-        if seg is None:
-            continue
-        if seg.kind == "vxlan" and seg.id in used:
-            problems.append(f"net {n.name}: VNI {seg.id} is already used by {used[seg.id]}")
-        if seg.kind == "vlan":
-            if not vlan_supported():
-                problems.append(f"net {n.name}: 802.1q VLAN segment {seg.id} needs the kernel's "
-                                "8021q support, which this host lacks (use vxlan)")
-            elif not link_exists(seg.dev or ""):
-                problems.append(f"net {n.name}: VLAN device {seg.dev} not found")
-        if seg.dev and seg.kind == "vxlan" and not link_exists(seg.dev):
-            problems.append(f"net {n.name}: segment device {seg.dev} not found")
+        if seg is not None:  # external and capture below apply to every net
+            if seg.kind == "vxlan" and seg.id in used:
+                problems.append(f"net {n.name}: VNI {seg.id} is already used by {used[seg.id]}")
+            if seg.kind == "vlan":
+                if not vlan_supported():
+                    problems.append(f"net {n.name}: 802.1q VLAN segment {seg.id} needs the "
+                                    "kernel's 8021q support, which this host lacks (use vxlan)")
+                elif not link_exists(seg.dev or ""):
+                    problems.append(f"net {n.name}: VLAN device {seg.dev} not found")
+            if seg.dev and seg.kind == "vxlan" and not link_exists(seg.dev):
+                problems.append(f"net {n.name}: segment device {seg.dev} not found")
         if n.external:
             if not allow_external:
                 problems.append(f"net {n.name}: external={n.external} needs allow_external "
                                 "in the agent config")
             elif not link_exists(n.external):
                 problems.append(f"net {n.name}: external interface {n.external} not found")
+            elif n.external_vlan is not None and not vlan_supported():
+                problems.append(f"net {n.name}: vlan={n.external_vlan} on {n.external} needs "
+                                "the kernel's 8021q support, which this host lacks")
+        if n.capture is not None:
+            if shutil.which("tcpdump", path=BASE_PATH) is None:
+                problems.append(f"net {n.name}: capture_file needs tcpdump on this host "
+                                "(apt-get install tcpdump)")
+            if n.capture.dev and not allow_external:
+                problems.append(f"net {n.name}: capture_dev={n.capture.dev} captures a host "
+                                "interface; it needs allow_external in the agent config")
+            elif n.capture.dev and not link_exists(n.capture.dev):
+                problems.append(f"net {n.name}: capture_dev {n.capture.dev} not found")
     if layout.host_execs and not allow_host_exec:
         problems.append("the <host> section has <exec> commands, but this agent does not allow "
                         "host commands (allow_host_exec = false)")
@@ -139,12 +152,14 @@ def build_networks(ctx: AgentContext) -> None:
         em.warning(w)
     sdir.record(*({"op": "link", "name": n.bridge} for n in nets),
                 *({"op": "link", "name": n.segment_link} for n in nets if n.segment_link),
+                *({"op": "link", "name": n.external_link} for n in nets
+                  if n.external_vlan is not None),
                 *({"op": "external", "dev": n.external, "bridge": n.bridge}
-                  for n in nets if n.external))
+                  for n in nets if n.external and n.external_vlan is None))
     lines: list[C.Tokens] = []
     fdb: list[list[str]] = []
     for n in nets:
-        lines.append(C.bridge_add(n.bridge, n.mtu))
+        lines.append(C.bridge_add(n.bridge, n.mtu, stp=n.stp, hub=n.hub))
         lines.append(C.link_set(n.bridge, quiet6=True))
         seg = n.segment
         if seg is not None and seg.kind == "vxlan":
@@ -154,8 +169,11 @@ def build_networks(ctx: AgentContext) -> None:
             lines.append(C.vlan_add(seg.dev, n.segment_link, seg.id))
         if n.segment_link:
             lines.append(C.link_set(n.segment_link, master=n.bridge, quiet6=True, up=True))
+        if n.external_vlan is not None:
+            lines.append(C.vlan_add(n.external, n.external_link, n.external_vlan))
+            lines.append(C.link_set(n.external, up=True))
         if n.external:
-            lines.append(C.link_set(n.external, master=n.bridge, up=True))
+            lines.append(C.link_set(n.external_link, master=n.bridge, up=True))
     for bridge, cidr in layout.host_addrs:
         lines.append(C.addr_add(bridge, cidr))
     lines += [C.link_set(n.bridge, up=True) for n in nets]
@@ -167,6 +185,41 @@ def build_networks(ctx: AgentContext) -> None:
         if n.segment:
             extra.update(segment=n.segment.kind, id=n.segment.id)
         em.net(n.name, "up", **extra)
+
+
+def shape_and_capture(ctx: AgentContext) -> None:
+    """Once every VM's host-side port exists: ``<bw>`` of ppp nets as a token bucket on each
+    port's egress (towards its VM, so each direction of the link is shaped at the receiving
+    end), then ``capture_file`` as tcpdump on the bridge (or capture_dev), killed at release
+    like the VMs' processes (it carries the scenario's marker)."""
+    layout = ctx.layout
+    for n in layout.nets.values():
+        if n.bw is None:
+            continue
+        for v in layout.vms:
+            for i in v.interfaces:
+                if i.net == n.name:
+                    run(C.tbf_add(i.host, n.bw))
+    captures = [n for n in layout.nets.values() if n.capture is not None]
+    if not captures:
+        return
+    folder = Path(ctx.config.capture_dir) / layout.scenario
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for n in captures:
+        out = folder / n.capture.file
+        argv = ["tcpdump", "-i", n.capture.dev or n.bridge, "-U", "-n", "-Z", "root",
+                "-w", str(out)]
+        if n.capture.expression:
+            argv.append(n.capture.expression)
+        with open(folder / f"{n.capture.file}.log", "ab") as log:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                 start_new_session=True, close_fds=True, umask=0o077,
+                                 env=base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key)}))
+        register_child(p)
+        # release kills it by the marker in its environment, as every VM process
+        ctx.sdir.record({"op": "capture", "net": n.name, "pid": p.pid,
+                         "start": start_time(p.pid)})
+        ctx.emitter.emit("capture", net=n.name, file=str(out))
 
 
 def configure_host(ctx: AgentContext) -> None:

@@ -27,7 +27,13 @@ Rules (errors unless noted):
   keeps them. With ``deployable=True`` (what ``ediv validate`` and deployment use) a type
   other than ``uml``, ``container`` or empty (the host's default driver) is an error;
   otherwise it is a warning;
-- warning: ``mode="uml_switch"`` nets are deployed as bridges (``sock`` is ignored).
+- warning: ``mode="uml_switch"`` nets are deployed as bridges (``sock`` is ignored);
+- ``<bw>``: bits per second (k/M/G suffixes accepted), at least 8000; a warning on a net that
+  is not ppp; ``vlan=`` without ``external=`` and capture options without ``capture_file``:
+  warnings;
+- warnings for what ediv reads but does not act upon yet (``<ssh_key>``, ``<host_mapping>``,
+  kernel ``modules``/``initrd``): see
+  docs/vnuml-elements.md.
 
 The checks assume the document already went through the XSD: a name or reference that is
 empty was reported there (a missing required attribute) and is not reported again here.
@@ -41,6 +47,7 @@ import re
 from collections import Counter
 
 from ediv.errors import Diagnostic
+from ediv.scenario.defaults import effective_vm, has_mgmt_if
 from ediv.scenario.model import VM_TYPES, Address, Route, Scenario
 
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
@@ -80,6 +87,7 @@ class _Checker:
     def run(self) -> None:
         self.names()
         self.nets()
+        self.not_supported()
         self.vms()
         self.host()
         self.ppp_ends()
@@ -117,9 +125,43 @@ class _Checker:
 
     def nets(self) -> None:
         for n in self.s.nets:
+            what = f"net {n.name!r}"
             if n.mode == "uml_switch":
-                self.warning(n.line, f"net {n.name!r}: mode uml_switch is deployed as a bridge"
+                self.warning(n.line, f"{what}: mode uml_switch is deployed as a bridge"
                              + (" (sock is ignored)" if n.sock else ""))
+            if n.bw is not None:
+                try:
+                    bandwidth_bps(n.bw)
+                except ValueError as e:
+                    self.error(n.line, f"{what}: {e}")
+                if n.type != "ppp":
+                    self.warning(n.line, f"{what}: <bw> shapes ppp nets only; ignored here")
+            if n.vlan is not None and not n.external:
+                self.warning(n.line, f"{what}: vlan= applies to external nets only; ignored")
+            if "capture_file" not in n.extra and any(k in n.extra for k in (
+                    "capture_expression", "capture_dev")):
+                self.warning(n.line, f"{what}: capture_expression/capture_dev without "
+                             "capture_file; nothing is captured")
+
+    def not_supported(self) -> None:
+        """Elements ediv reads but does not act upon yet: said once each, never silently."""
+        g = self.s.global_
+        if g.ssh_keys:
+            self.warning(g.line, "<ssh_key> in <global>: keys are not installed in the VMs "
+                         "(not supported yet)")
+        if g.vm_mgmt is not None and g.vm_mgmt.host_mapping:
+            self.warning(g.vm_mgmt.line, "<host_mapping>: VM names are not written to "
+                         "/etc/hosts (not supported yet)")
+        owners = [("<vm_defaults>", g.vm_defaults)] if g.vm_defaults else []
+        owners += [(f"vm {v.name!r}", v) for v in self.s.vms]
+        for what, owner in owners:
+            for u in owner.users:
+                if u.ssh_keys:
+                    self.warning(u.line, f"{what}: <user> {u.username}: its <ssh_key> is not "
+                                 "installed (not supported yet); the account is created")
+            k = owner.kernel
+            if k is not None and (k.modules or k.initrd):
+                self.warning(k.line, f"{what}: <kernel> modules=/initrd= are ignored")
 
     def ppp_ends(self) -> None:
         ends: Counter[str] = Counter()
@@ -139,8 +181,14 @@ class _Checker:
 
     def vms(self) -> None:
         nets = {n.name for n in self.s.nets}
+        mgmt = self.s.global_.vm_mgmt.type if self.s.global_.vm_mgmt else "none"
         for v in self.s.vms:
             what = f"vm {v.name!r}"
+            if mgmt != "none" and has_mgmt_if(effective_vm(v, self.s.global_.vm_defaults), mgmt):
+                zero = next((i for i in v.interfaces if i.id == 0), None)
+                if zero is not None:
+                    self.error(zero.line, f"{what} interface 0: eth0 is the management interface "
+                               f"(vm_mgmt type={mgmt}); use another id, or <mng_if>no</mng_if>")
             if v.type and v.type not in VM_TYPES:
                 msg = (f"{what}: type {v.type!r} cannot be deployed by ediv (supported: "
                        f"{', '.join(VM_TYPES)}, or no type for the host's default)")
@@ -274,6 +322,16 @@ class _Checker:
                                f"{net.num_addresses // 4} VMs (a /30 each) but offset "
                                f"{m.offset} + {len(self.s.vms)} VMs need "
                                f"{needed} addresses")
+
+
+def bandwidth_bps(text: str) -> int:
+    """VNUML's <bw>: bits per second, as a number (an optional k/M/G suffix is accepted)."""
+    t = text.strip().lower().removesuffix("bps").removesuffix("bit")
+    scale = {"k": 10**3, "m": 10**6, "g": 10**9}.get(t[-1:], 1)
+    digits = t[:-1] if scale != 1 else t
+    if not digits.isdigit() or int(digits) * scale < 8000:
+        raise ValueError(f"<bw>{text}</bw> is not a bandwidth of at least 8000 bits per second")
+    return int(digits) * scale
 
 
 def prefix_length(text: str, family: int = 4) -> int | None:

@@ -121,6 +121,16 @@ def check_four_vm_scenario(agent, snapshot, tmp_path: Path, key: str, router: st
     # hostname, management link and the MAC from the scenario
     names = agent_exec_command(agent, key, ["r1"], "hostname; cat /sys/class/net/eth1/address")
     assert names["r1"].split() == ["r1", "02:00:5e:12:00:01"]
+    # console: the argument vector reaches the VM intact, the exit status comes back
+    for vm in ("h1", "r1"):
+        con = subprocess.run(agent.argv("console", "--key", key, vm, "--", "sh", "-c",
+                                        'echo "a  b"; exit 3'),
+                             capture_output=True, text=True, timeout=120, check=False)
+        assert (con.returncode, con.stdout) == (3, "a  b\n"), (vm, con.stderr)
+    # exec --vm: one VM only (VNUML's -M)
+    one = agent("exec", "pingall", "--key", key, "--vm", "h1")
+    assert one.rc == 0 and {r["vm"] for r in one.result["results"]} == {"h1"}, one.events
+    assert agent("exec", "pingall", "--key", key, "--vm", "nope").rc == 1
     mg = subprocess.run(["ping", "-c1", "-W3", m_r1["vm"].split("/")[0]], capture_output=True,
                         check=False)
     assert mg.returncode == 0, mg.stdout

@@ -297,6 +297,11 @@ def test_state_changes_that_cannot_happen(op, service, store):
     err = error_of(lambda: op.InvokeMethod("ExecuteSequence", service, [
         ("AffectedSystem", scenario_path("lab3")), ("Sequence", "a;rm -rf /")]))
     assert err.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+    err = error_of(lambda: op.InvokeMethod("ExecuteSequence", service, [
+        ("AffectedSystem", scenario_path("lab3")), ("Sequence", "check"),
+        ("VirtualSystems", ["h1", "nope"])]))
+    assert err.status_code == pywbem.CIM_ERR_INVALID_PARAMETER and "nope" in \
+        err.status_description
 
     def vm_change(vm: str, state: int) -> int:
         path = pywbem.CIMInstanceName("EDIV_VirtualSystem", {

@@ -133,6 +133,26 @@ def kernel_allowed(path: str, config) -> bool:
     return False
 
 
+UML_MODULES_DIR = Path("/usr/lib/uml/modules")
+# IPv6 and what it needs, in load order (modules.dep of Debian's user-mode-linux 6.1)
+UML_IPV6_MODULES = ("kernel/lib/crc-ccitt.ko", "kernel/net/ipv6/ipv6.ko")
+
+
+def guest_modules(names: tuple[str, ...]) -> list[Path]:
+    """The host's copies of the UML kernel modules ``names`` (relative to the modules dir of
+    the installed UML kernel); none when user-mode-linux ships no modules."""
+    versions = sorted(UML_MODULES_DIR.iterdir()) if UML_MODULES_DIR.is_dir() else []
+    if not versions:
+        return []
+    found = [versions[-1] / n for n in names]
+    return found if all(f.is_file() for f in found) else []
+
+
+def vm_uses_ipv6(vm: VmLayout) -> bool:
+    return vm.forward6 or any(":" in a for i in vm.all_interfaces for a in i.addresses) or \
+        any(r.family == 6 for r in vm.routes)
+
+
 class UmlDriver(ProcessOwner):
     name = "uml"
 
@@ -204,16 +224,26 @@ class UmlDriver(ProcessOwner):
                 (root / d).mkdir(parents=True)
             shutil.copy2(find_busybox(), root / "bin" / "busybox")
             (root / "bin" / "sh").symlink_to("busybox")
+            (root / "modules").mkdir()
+            for mod in guest_modules(UML_IPV6_MODULES):
+                shutil.copy2(mod, root / "modules" / mod.name)
             (root / "init").write_text(BOOT_INIT)
             os.chmod(root / "init", 0o755)
-            run(["mkfs.ext2", "-q", "-F", "-d", str(root), "-L", "ediv-boot", str(path), "8M"])
+            run(["mkfs.ext2", "-q", "-F", "-d", str(root), "-L", "ediv-boot", str(path), "16M"])
 
     @staticmethod
     def config_script(vm: VmLayout) -> str:
         """Commands the boot disk's busybox runs before mounting the VM's root."""
         q = shlex.quote
-        lines = ["B=/bin/busybox", "set -e", f"$B hostname {q(vm.hostname)}",
+        # -x: the log names the command that failed (the agent shows its tail)
+        lines = ["B=/bin/busybox", "set -ex", f"$B hostname {q(vm.hostname)}",
                  "$B ip link set lo up"]
+        if vm_uses_ipv6(vm):
+            # Debian's UML kernel has IPv6 as a module (CONFIG_IPV6=m): load it from the boot
+            # disk before any address is set, unless the kernel has it built in
+            lines.append("[ -e /proc/net/if_inet6 ] || for m in "
+                         + " ".join(f"/modules/{Path(m).name}" for m in UML_IPV6_MODULES)
+                         + "; do $B insmod $m; done")
         for i in vm.all_interfaces:
             if i.mtu:
                 lines.append(f"$B ip link set {i.inside} mtu {i.mtu}")
@@ -229,11 +259,6 @@ class UmlDriver(ProcessOwner):
             lines.append(f"$B mount -t hostfs none /newroot -o {q(fs.path)}")
         else:
             lines.append("$B mount -o rw /dev/ubda /newroot")
-        for u in vm.vm.users:
-            name = q(u.username)
-            lines.append(f"$B grep -q '^'{name}: /newroot/etc/passwd 2>/dev/null || echo "
-                         f"{q(u.username + ':x:1000:1000::/home/' + u.username + ':/bin/sh')}"
-                         " >> /newroot/etc/passwd")
         return "\n".join(lines) + "\n"
 
     def argv(self, ctx: AgentContext, vm: VmLayout) -> list[str]:
