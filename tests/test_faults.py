@@ -32,7 +32,7 @@ pytestmark = [
 ]
 
 EDIV = [sys.executable, "-m", "ediv.client.cli"]
-HOST_TIMEOUT = 5  # seconds of silence after which the controller gives a host up
+HOST_TIMEOUT = 10  # seconds of silence after which the controller gives a host up
 TALLY = {"tried": [], "clean": []}
 
 
