@@ -1,12 +1,17 @@
 """WBEM server figures: schema load (compile vs cache), and request rates over HTTPS on loopback.
 
-Run: python bench/bench_wbem.py [--requests N] [--hosts H] [--vms 1000,10000] [--skip-basic]
+Run: python bench/bench_wbem.py [--requests N] [--hosts H] [--vms 1000,10000]
+                                [--assoc-vms 2000] [--skip-basic]
 Prints timings; asserts nothing. Traffic goes to 127.0.0.1 only and stops after N requests.
 
 The state-store part serves EDIV_VirtualSystem from a store populated directly (one
 deployed scenario per size), from a server in a child process so that its RSS is its own:
-EnumerateInstances of every VM, and GetInstance latency/throughput with 1, 8 and 32
-concurrent clients.
+EnumerateInstances of every VM (pywbem, and raw HTTPS without client parsing), the same
+through pull operations, and GetInstance latency/throughput with 1, 8 and 32 concurrent
+clients. The association part defines a generated scenario of --assoc-vms VMs (spec parsed,
+so VSSDs and RASDs exist too), places it on 16 hosts and times AssociatorNames /
+References on one VM and on the scenario, and ``pywbemcli profile centralinsts`` for each
+advertised profile (each call capped by --assoc-timeout seconds).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import argparse
 import multiprocessing
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -139,7 +146,80 @@ def concurrent_gets(url: str, ca: str, paths: list, clients: int, per_client: in
     return samples, time.perf_counter() - t0
 
 
-def bench_store(sizes: list[int], requests: int, threads: int) -> None:
+def _generated_spec(vms: int) -> str:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_scenario_load import generate
+
+    return generate(vms, max(1, vms // 5)).decode()
+
+
+def bench_assoc(conn: pywbem.WBEMConnection, url: str, ca: str, base: Path, n: int,
+                limit: float) -> None:
+    """Association traversal and profile central instances with one n-VM scenario."""
+    name = "big"
+    store = st.StateStore(base / "state.db")
+    store.create_scenario(name, _generated_spec(n), basedir="/nonexistent",
+                          algorithm="RoundRobin", state=st.DEPLOYING)
+    store.set_vms(name, [(f"vm{i}", f"host{i % 16}", "uml", "running") for i in range(n)])
+    store.set_scenario_state(name, st.DEPLOYED)
+    store.unlock(name)
+    store.close()
+    quick = pywbem.WBEMConnection(url, ("bench", "bench"), default_namespace=EDIV_NAMESPACE,
+                                  ca_certs=ca, timeout=limit)
+    vm = pywbem.CIMInstanceName("EDIV_VirtualSystem", {
+        "CreationClassName": "EDIV_VirtualSystem", "Name": f"{name}/vm7"},
+        namespace=EDIV_NAMESPACE)
+    scenario = pywbem.CIMInstanceName("EDIV_Scenario", {
+        "CreationClassName": "EDIV_Scenario", "Name": name}, namespace=EDIV_NAMESPACE)
+    print(f"associations, one deployed scenario of {n} VMs ({n // 5} nets), "
+          f"each call capped at {limit:.0f} s")
+    for label, call in (
+        ("first call: GetInstance of a VSSD (parses the spec once)", lambda: [
+            quick.GetInstance(pywbem.CIMInstanceName(
+                "EDIV_VirtualSystemSettingData", {"InstanceID": f"ediv:vm:{name}/vm0"},
+                namespace=EDIV_NAMESPACE))]),
+        ("AssociatorNames on one VM", lambda: quick.AssociatorNames(vm)),
+        ("ReferenceNames on one VM", lambda: quick.ReferenceNames(vm)),
+        ("Associators on one VM", lambda: quick.Associators(vm)),
+        ("AssociatorNames on the scenario", lambda: quick.AssociatorNames(scenario)),
+        ("References on the scenario", lambda: quick.References(scenario)),
+    ):
+        _timed_once(label, call)
+    exe = Path(sys.executable).with_name("pywbemcli")
+    if not exe.exists():
+        print("pywbemcli not installed: profile centralinsts skipped")
+        return
+    for profile in ("Profile Registration", "System Virtualization", "Virtual System",
+                    "Resource Allocation", "EDIV Distributed Scenario"):
+        cmd = [str(exe), "-s", url, "-u", "bench", "-p", "bench", "--ca-certs", ca,
+               "-d", "interop", "--timeout", str(int(limit)), "-o", "simple",
+               "profile", "centralinsts", "--profile", profile]
+        env = {k: v for k, v in os.environ.items() if k != "PYWBEMCLI_SERVER"}
+        env["HOME"] = str(base)
+        t = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit + 30,
+                                  env=env, cwd=base)
+            outcome = "ok" if proc.returncode == 0 else \
+                f"failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}"
+        except subprocess.TimeoutExpired:
+            outcome = "timed out"
+        print(f"{'pywbemcli profile centralinsts ' + repr(profile):60s} "
+              f"{time.perf_counter() - t:8.2f} s  {outcome}")
+
+
+def _timed_once(label: str, call) -> None:
+    t = time.perf_counter()
+    try:
+        found = len(call())
+        outcome = f"{found} results"
+    except (pywbem.Error, OSError) as exc:
+        outcome = f"failed: {type(exc).__name__}: {str(exc)[:80]}"
+    print(f"{label:60s} {time.perf_counter() - t:8.2f} s  {outcome}")
+
+
+def bench_store(sizes: list[int], requests: int, threads: int, assoc_vms: int = 0,
+                assoc_timeout: float = 60) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         populate(base / "state.db", [])
@@ -175,7 +255,11 @@ def bench_store(sizes: list[int], requests: int, threads: int) -> None:
                 raw = timed(lambda: raw_enumerate(url, ca), 3)
                 report(f"  same, raw HTTP ({n} VMs)", raw)
                 print(f"  -> {n / statistics.median(raw):10.0f} instances/s "
-                      f"(server and transfer only)")
+                      f"(server and transfer only), {raw_enumerate(url, ca) / n:.0f} bytes "
+                      f"per VM; server RSS {rss_mb(proc.pid):.1f} MB")
+                pulled = timed(lambda out=counts: out.append(len(list(
+                    conn.IterEnumerateInstances("EDIV_VirtualSystem", MaxObjectCount=1000)))), 1)
+                report(f"  same, pull 1000/page ({counts[-1]} VMs)", pulled)
             paths = conn.EnumerateInstanceNames("EDIV_VirtualSystem")
             for clients in (1, 8, 32):
                 per = max(1, requests // clients)
@@ -183,6 +267,13 @@ def bench_store(sizes: list[int], requests: int, threads: int) -> None:
                 report(f"GetInstance VM, {clients:2d} clients", samples)
                 print(f"  -> throughput {len(samples) / wall:8.1f} req/s;"
                       f" server RSS {rss_mb(proc.pid):.1f} MB")
+            if assoc_vms:
+                store = st.StateStore(base / "state.db")
+                for name in [r.name for r in store.scenarios()]:
+                    store.delete_scenario(name)
+                store.close()
+                bench_assoc(conn, url, ca, base, assoc_vms, assoc_timeout)
+                print(f"server RSS after the associations: {rss_mb(proc.pid):.1f} MB")
         finally:
             stop.set()
             proc.join(timeout=30)
@@ -194,6 +285,10 @@ def main() -> None:
     ap.add_argument("--hosts", type=int, default=100)
     ap.add_argument("--vms", default="1000,10000",
                     help="sizes of the state-store scenarios (comma-separated)")
+    ap.add_argument("--assoc-vms", type=int, default=2000,
+                    help="VMs of the association scenario (0: skip that part)")
+    ap.add_argument("--assoc-timeout", type=float, default=60,
+                    help="client timeout of each association call, seconds")
     ap.add_argument("--server-threads", type=int, default=8)
     ap.add_argument("--skip-basic", action="store_true",
                     help="only the state-store figures")
@@ -202,7 +297,8 @@ def main() -> None:
         os.environ.pop(key, None)
     if not args.skip_basic:
         bench_basic(args)
-    bench_store([int(n) for n in args.vms.split(",") if n], args.requests, args.server_threads)
+    bench_store([int(n) for n in args.vms.split(",") if n], args.requests, args.server_threads,
+                args.assoc_vms, args.assoc_timeout)
 
 
 def bench_basic(args: argparse.Namespace) -> None:

@@ -40,7 +40,7 @@ def _register() -> None:
     import importlib
 
     for name in ("client.offline", "client.cluster_cmd", "client.testbed_cmd", "client.ovf_cmd",
-                 "provider.cli"):
+                 "client.image_cmd", "provider.cli"):
         importlib.import_module(f"ediv.{name}").register(cli)
 
 

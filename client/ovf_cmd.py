@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -29,24 +30,57 @@ if TYPE_CHECKING:
 EXIT_VERIFY_FAILED = 2
 
 
+def package_policy(fn):
+    """``--require-signature`` and ``--limit KEY=VALUE``: the trust policy (ovf.policy) and
+    the sanity caps (ovf.limits) of this run, the same as scenarios read from the
+    environment."""
+    from ediv.ovf import limits, policy
+
+    @functools.wraps(fn)
+    def wrapper(*args, require_signature: bool, limit_settings: tuple[str, ...], **kwargs):
+        current = policy.TrustPolicy.from_env()
+        policy.use(policy.TrustPolicy(require_signature=require_signature or
+                                      current.require_signature,
+                                      trust=kwargs.get("trust") or current.trust))
+        limits.use(limits.active().with_settings(",".join(limit_settings)))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            policy.use(None)
+            limits.use(None)
+
+    wrapper = click.option(
+        "--limit", "limit_settings", multiple=True, metavar="KEY=VALUE",
+        help="Raise or lower a sanity cap (disk_bytes, expanded_bytes, ratio, memory_mb, "
+             "cpus, nics, items, systems, files, disks, members, descriptor_bytes; sizes "
+             "take K/M/G/T; see docs/ovf.md). Default from $EDIV_OVF_LIMITS.")(wrapper)
+    return click.option(
+        "--require-signature", is_flag=True, envvar="EDIV_OVF_REQUIRE_SIGNATURE",
+        help="Refuse packages that are not signed or whose signer is not trusted (default: "
+             "a warning, and the package is used).")(wrapper)
+
+
 @click.group("ovf")
 def ovf_group() -> None:
     """Read, verify and convert OVF descriptors and OVA packages."""
 
 
 @ovf_group.command("inspect")
+@package_policy
 @click.argument("package", type=click.Path(exists=True, dir_okay=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the inspection as JSON.")
-@click.option("--trust", type=click.Path(exists=True),
+@click.option("--trust", type=click.Path(exists=True), envvar="EDIV_OVF_TRUST",
               help="CA certificates (PEM bundle or folder) trusted to sign packages; "
-                   "default: the system CA bundle.")
+                   "default: $EDIV_OVF_TRUST, else the system CA bundle.")
 @click.option("--schema-dir", type=click.Path(exists=True, file_okay=False),
               help="Folder with the DMTF DSP8023 schemas: validate the descriptor (advisory).")
 def inspect_cmd(package: str, as_json: bool, trust: str | None, schema_dir: str | None) -> None:
     """Summarise PACKAGE (OVA, .ovf or package folder) and verify its manifest and signature.
 
-    Exit status: 0 when everything present verifies, 2 when a manifest or signature check
-    fails, 1 when the package cannot be read.
+    Exit status: 0 when the trust policy accepts the package (an untrusted or absent
+    signature is a warning unless --require-signature), 2 when it refuses it (manifest
+    mismatch; signature invalid, expired or not yet valid; untrusted or absent under
+    --require-signature), 1 when the package cannot be read or is beyond a --limit.
     """
     result = inspect_package(package, trust=trust, schema_dir=schema_dir)
     if as_json:
@@ -89,6 +123,9 @@ def render_text(result: Inspection) -> str:
     lines.extend(f"  {d}" for d in result.manifest.details)
     lines.append(f"signature: {result.signature.status}")
     lines.extend(f"  {d}" for d in result.signature.details)
+    decision = result.decision
+    lines.append(f"policy: {decision.decision} (signature "
+                 f"{'required' if decision.require_signature else 'not required'})")
     if result.schema is not None:
         lines.append(f"schema: {result.schema.status}")
     if data["warnings"]:
@@ -121,9 +158,10 @@ type_option = click.option("--type", "--vm-type", "vm_type",
                            type=click.Choice(["uml", "container"]),
                            help="VM type (default: uml for systems with a disk, else "
                                 "container).")
-trust_option = click.option("--trust", type=click.Path(exists=True),
+trust_option = click.option("--trust", type=click.Path(exists=True), envvar="EDIV_OVF_TRUST",
                             help="CA certificates (PEM bundle or folder) trusted to sign "
-                                 "packages; default: the system CA bundle.")
+                                 "packages; default: $EDIV_OVF_TRUST, else the system CA "
+                                 "bundle.")
 
 
 def _warn(lines: list[str]) -> None:
@@ -132,6 +170,7 @@ def _warn(lines: list[str]) -> None:
 
 
 @ovf_group.command("convert")
+@package_policy
 @click.argument("package", type=click.Path(exists=True, dir_okay=True))
 @net_option
 @type_option
@@ -178,6 +217,7 @@ def convert_cmd(package: str, nets: tuple[str, ...], vm_type: str | None, trust:
 
 
 @ovf_group.command("import")
+@package_policy
 @server_options("ovf import")
 @click.argument("package", type=click.Path(exists=True, dir_okay=True))
 @click.option("--scenario", required=True, metavar="FILE|NAME",

@@ -524,6 +524,25 @@ class StateStore:
         ).fetchone()
         return dict(row) if row else None
 
+    def vm_page(self, scenario: str, after: int = 0, limit: int = 1000) -> list[dict]:
+        """A page of a scenario's VMs in insertion order: rows after rowid ``after`` (each
+        dict carries its ``rowid`` for the next page). Read-only."""
+        rows = self.db.execute(
+            "SELECT rowid, * FROM vms WHERE scenario=? AND rowid>? ORDER BY rowid LIMIT ?",
+            (scenario, after, limit)).fetchall()
+        return [dict(r) for r in rows]
+
+    def vm_counts_by_host(self) -> dict[str, int]:
+        """How many VMs each host has (hosts with none left out). Read-only."""
+        rows = self.db.execute("SELECT host, COUNT(*) FROM vms WHERE host IS NOT NULL"
+                               " AND host != '' GROUP BY host")
+        return {r[0]: r[1] for r in rows.fetchall()}
+
+    def vms_on_host(self, host: str) -> list[dict]:
+        """The VMs placed on ``host`` (any scenario). Read-only."""
+        rows = self.db.execute("SELECT * FROM vms WHERE host=? ORDER BY rowid", (host,))
+        return [dict(r) for r in rows.fetchall()]
+
     def vms(self, scenario: str | None = None) -> list[dict]:
         q = "SELECT * FROM vms" + (" WHERE scenario=?" if scenario else "") + " ORDER BY rowid"
         rows = self.db.execute(q, (scenario,) if scenario else ()).fetchall()

@@ -1,9 +1,9 @@
 """``<vm appliance="router.ova">`` in scenarios: fill the VM from a verified OVF package.
 
 Documented extension of the scenario language (docs/ovf.md). For each VM with ``appliance``
-(a path relative to the scenario's folder), the package is verified (manifest, signature;
-trust from ``$EDIV_OVF_TRUST`` or the system CA bundle) and the VM takes from it what its own
-element does not say:
+(a path relative to the scenario's folder), the package is verified (manifest, signature)
+under the trust policy of ``ovf.policy`` (``$EDIV_OVF_TRUST``, ``$EDIV_OVF_REQUIRE_SIGNATURE``)
+and the VM takes from it what its own element does not say:
 
 - ``<mem>`` from the memory item;
 - ``<filesystem type="cow">`` on the package's boot disk, converted to raw once and kept in
@@ -32,12 +32,13 @@ from ediv.errors import Diagnostic, EdivError, InputError
 from ediv.scenario.model import VM, Filesystem, Filetree, Interface, Scenario
 
 from . import envelope as m
+from . import policy
 from .environment import ENV_FILE, environment_xml, system_properties
 from .importer import ENV_SEQ, Appliance, convert_disk, open_appliance
 from .package import open_package
 from .translate import boot_disk
 
-TRUST_VAR = "EDIV_OVF_TRUST"
+TRUST_VAR = policy.TRUST_VAR
 CACHE_VAR = "EDIV_APPLIANCE_CACHE"
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -54,7 +55,7 @@ def resolve_appliances(scenario: Scenario, *, trust: str | Path | None = None,
     """Fill every VM of ``scenario`` that has ``appliance`` (in place); diagnostics for
     what went wrong (errors) or was left out (warnings)."""
     found: list[Diagnostic] = []
-    trust = trust if trust is not None else os.environ.get(TRUST_VAR) or None
+    trust = trust if trust is not None else policy.active().trust
     opened: dict[Path, Appliance | EdivError] = {}
     for vm in scenario.vms:
         if not vm.appliance:
@@ -150,7 +151,7 @@ def _cached_disk(appliance: Appliance, disk: m.Disk, entry: Path) -> Path:
     image = entry / f"{_SAFE.sub('_', disk.file_ref or disk.disk_id)}.img"
     if image.is_file():
         return image
-    entry.mkdir(parents=True, exist_ok=True)
+    entry.mkdir(mode=0o700, parents=True, exist_ok=True)  # derived from private images
     fd, tmp = tempfile.mkstemp(prefix=".convert-", dir=entry)
     os.close(fd)
     try:

@@ -5,17 +5,16 @@ chunked) to a temporary file in fixed-size blocks, never held in memory, and has
 so that what is converted is exactly what the manifest vouched for. Its format is taken from
 the file's magic bytes (the descriptor's format URI is only a cross-check), and anything that
 is not raw is converted with ``qemu-img convert -O raw`` (Debian qemu-utils): streamOptimized
-or sparse VMDK, qcow2, VHD/VHDX. Images that would make qemu-img open other host files (a
-qcow2 backing file, a VMDK with a separate descriptor or extents) are refused.
+or sparse VMDK, qcow2, VHD/VHDX. Every image is inspected first (``ovf.diskcheck``): one that
+would make qemu-img open other host files (a backing file, a qcow2 data file, a VMDK with a
+separate descriptor or extents) or whose virtual size is beyond the cap is refused. Images
+written are 0600.
 
 Export: ``raw_to_vmdk`` writes a streamOptimized VMDK with qemu-img.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -26,24 +25,15 @@ from typing import BinaryIO
 from ediv.errors import EdivError, InputError
 
 from . import envelope as m
+from .diskcheck import check_image, format_of, source_args
 from .package import Package
+from .stream import open_file
 
 BLOCK = 1 << 20
 QEMU_IMG_TIMEOUT = 3600
 VMDK_STREAM_URI = "http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"
 RAW_URI = "http://en.wikipedia.org/wiki/Byte"  # raw images, as oVirt/RHV write it
 QCOW2_URI = "http://www.gnome.org/~markmc/qcow-image-format.html"
-
-# magic bytes -> qemu-img format name
-_MAGIC: tuple[tuple[int, bytes, str], ...] = (
-    (0, b"KDMV", "vmdk"),
-    (0, b"QFI\xfb", "qcow2"),
-    (0, b"conectix", "vpc"),
-    (0, b"vhdxfile", "vhdx"),
-    (0, b"<<< Oracle VM VirtualBox Disk Image >>>", "vdi"),
-    (0, b"# Disk DescriptorFile", "vmdk-descriptor"),
-)
-
 
 @dataclass
 class ExtractedFile:
@@ -81,47 +71,28 @@ def format_from_uri(uri: str | None) -> str | None:
 def detect_format(path: Path) -> str:
     """qemu-img format from the file's first bytes; "raw" when no known header is there."""
     with path.open("rb") as f:
-        head = f.read(512)
-    for offset, magic, fmt in _MAGIC:
-        if head[offset:offset + len(magic)] == magic:
-            return fmt
-    return "raw"
+        return format_of(f.read(512))
 
 
 def extract_file(pkg: Package, ref: m.FileRef, dest: Path,
                  algorithms: tuple[str, ...] = ("SHA256",)) -> ExtractedFile:
-    """Copy the package file ``ref`` to ``dest`` (decompressed, chunks joined), streaming.
+    """Copy the package file ``ref`` to ``dest`` (chunks joined, then decompressed, as
+    ``ovf.stream`` reads it), streaming; ``dest`` is created private (0600).
 
-    ``digests`` are of the stored bytes (what a manifest lists), per stored member; for a
-    chunked file they are keyed ``"ALG:member"``.
+    ``digests`` are of the stored bytes (what a manifest lists), keyed ``"ALG:member"`` for
+    every stored member (the file itself, or each of its chunks).
     """
-    target = pkg.resolve(ref.href)
-    if target is None:
-        raise InputError(f"file {ref.id!r}: href {ref.href!r} is external or leaves the "
-                         "package; refused", pkg.source)
-    members = pkg.chunks(target) if ref.chunk_size else []
-    if not members:
-        found = pkg.find(target)
-        if found is None:
-            raise InputError(f"file {ref.id!r} ({ref.href}) is not in the package", pkg.source)
-        members = [found]
-    digests: dict[str, str] = {}
-    size = 0
-    with dest.open("wb") as out:
-        for member in members:
-            hashers = {alg: hashlib.new(alg.lower()) for alg in algorithms}
-            with pkg.open(member) as stored:
-                tee = _HashingReader(stored, hashers)
-                if ref.compression == "gzip":
-                    with gzip.GzipFile(fileobj=tee, mode="rb") as plain:
-                        size += _copy(plain, out)
-                else:
-                    size += _copy(tee, out)
-                tee.drain()
-            for alg, h in hashers.items():
-                key = alg if len(members) == 1 else f"{alg}:{member}"
-                digests[key] = h.hexdigest()
+    with open_file(pkg, ref, algorithms) as plain, _private_file(dest) as out:
+        size = _copy(plain, out)
+    digests = {f"{alg}:{member}": hexdigest for member, per in plain.digests.items()
+               for alg, hexdigest in per.items()}
     return ExtractedFile(dest, size, digests)
+
+
+def _private_file(path: Path) -> BinaryIO:
+    """A new file only its owner can read (disk images are private data)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    return os.fdopen(fd, "wb")
 
 
 def to_raw(src: Path, dest: Path, declared: str | None = None,
@@ -133,21 +104,20 @@ def to_raw(src: Path, dest: Path, declared: str | None = None,
     """
     fmt = detect_format(src)
     if fmt == "vmdk-descriptor":
-        raise InputError("disk is a VMDK text descriptor that refers to other files "
-                         "(monolithicFlat/split); only single-file VMDKs are accepted",
-                         str(src))
+        check_image(src, "vmdk")  # refuses it, with the reason
     hinted = format_from_uri(declared)
     if hinted is not None and hinted != fmt and warnings is not None:
         warnings.append(f"disk format URI {declared!r} says {hinted}, the file is {fmt}; "
                         f"converted as {fmt}")
     partial = dest.with_name(dest.name + ".partial")
+    check_image(src, fmt)
     try:
         if fmt == "raw":
             shutil.copyfile(src, partial)
         else:
-            _refuse_external_files(src, fmt)
-            _run([qemu_img(), "convert", "-q", "-f", fmt, "-O", "raw", str(src), str(partial)],
-                 f"converting the {fmt} disk to raw")
+            _run([qemu_img(), "convert", "-q", *source_args(src, fmt), "-O", "raw",
+                  str(partial)], f"converting the {fmt} disk to raw")
+        os.chmod(partial, 0o600)
         os.replace(partial, dest)
     finally:
         partial.unlink(missing_ok=True)
@@ -164,29 +134,6 @@ def raw_to_vmdk(src: Path, dest: Path) -> None:
         os.replace(partial, dest)
     finally:
         partial.unlink(missing_ok=True)
-
-
-def image_info(path: Path, fmt: str) -> dict:
-    out = _run([qemu_img(), "info", "--output=json", "-f", fmt, str(path)],
-               f"reading the {fmt} header")
-    try:
-        return json.loads(out)
-    except ValueError:
-        raise InputError(f"qemu-img info gave unreadable output for {path}", str(path)) from None
-
-
-def _refuse_external_files(path: Path, fmt: str) -> None:
-    info = image_info(path, fmt)
-    backing = info.get("backing-filename") or info.get("full-backing-filename")
-    if backing:
-        raise InputError(f"the {fmt} disk names a backing file {backing!r}: refused (it would "
-                         "read a file of this machine)", str(path))
-    data = (info.get("format-specific") or {}).get("data") or {}
-    for extent in data.get("extents", []):
-        name = extent.get("filename")
-        if name and os.path.realpath(name) != os.path.realpath(path):
-            raise InputError(f"the {fmt} disk has an extent in another file {name!r}: refused",
-                             str(path))
 
 
 def _run(argv: list[str], what: str) -> str:
@@ -211,25 +158,3 @@ def _copy(src: BinaryIO, out: BinaryIO) -> int:
             return total
         out.write(block)
         total += len(block)
-
-
-class _HashingReader:
-    """A read-only stream that hashes what passes through it (for gzip's reads too)."""
-
-    def __init__(self, stream: BinaryIO, hashers: dict[str, hashlib._Hash]):
-        self._stream = stream
-        self._hashers = hashers
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._stream.read(n)
-        for h in self._hashers.values():
-            h.update(data)
-        return data
-
-    def drain(self) -> None:
-        """Hash what the reader left unread (gzip trailers, padding)."""
-        while self.read(BLOCK):
-            pass
-
-    def readable(self) -> bool:
-        return True

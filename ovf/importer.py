@@ -39,6 +39,7 @@ from .environment import ENV_FILE, environment_xml, system_properties
 from .inspect import Inspection, _inspect
 from .manifest import entry_target, parse_manifest
 from .package import Package, open_package
+from .stream import stored_members
 from .translate import boot_disk, translate_systems
 from .verify import MAX_MANIFEST_BYTES
 
@@ -249,14 +250,11 @@ def _recheck(pkg: Package, ref: m.FileRef, got: dict[str, str],
     """The bytes copied out must be the ones the manifest (already verified) lists."""
     if not verified:
         return
-    target = pkg.resolve(ref.href) or ref.href
-    members = pkg.chunks(target) if ref.chunk_size else []
-    for member in members or [pkg.find(target) or target]:
+    for member in stored_members(pkg, ref):
         if member not in verified:
             continue
         alg, digest = verified[member]
-        key = alg if not members else f"{alg}:{member}"
-        if got.get(key) != digest:
+        if got.get(f"{alg}:{member}") != digest:
             raise InputError(f"{member} changed while it was being imported (its {alg} digest "
                              "no longer matches the manifest): refused", pkg.source)
 

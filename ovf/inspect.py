@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import envelope as m
+from . import policy
+from .diskcheck import check_package_disks
+from .limits import check_envelope
 from .package import Package, open_package
+from .policy import Decision
 from .reader import read_envelope
 from .schema import SchemaReport, validate
 from .signature import SignatureReport, verify_signature
@@ -19,8 +23,6 @@ from .units import byte_multiplier
 from .verify import ManifestReport, check_sizes, verify_manifest
 from .xmlload import load_descriptor
 
-MANIFEST_FAILURES = frozenset({"mismatch", "invalid"})
-SIGNATURE_FAILURES = frozenset({"invalid", "untrusted", "expired"})
 MIB = 2**20
 
 
@@ -34,26 +36,22 @@ class Inspection:
     signature: SignatureReport
     schema: SchemaReport | None = None
     warnings: list[str] = field(default_factory=list)
+    trust_decision: Decision | None = None  # what the trust policy (ovf.policy) decided
 
     @property
     def failed(self) -> bool:
-        """A manifest or signature check failed (exit status 2)."""
-        return (self.manifest.status in MANIFEST_FAILURES
-                or self.signature.status in SIGNATURE_FAILURES)
+        """The trust policy refuses the package (exit status 2)."""
+        return self.decision.refused
 
     def failures(self) -> list[str]:
         """One line per failed check (manifest, signature), with the detail that says why."""
-        out = []
-        if self.manifest.status in MANIFEST_FAILURES:
-            details = self.manifest.details
-            detail = next((d for d in details if "mismatch" in d or "not covered" in d
-                           or "not in the package" in d), details[0] if details else "")
-            out.append(f"manifest {self.manifest.status}: {detail}")
-        if self.signature.status in SIGNATURE_FAILURES:
-            detail = next((d for d in reversed(self.signature.details)
-                           if not d.startswith("weak:")), "")
-            out.append(f"signature {self.signature.status}: {detail}")
-        return out
+        return list(self.decision.reasons)
+
+    @property
+    def decision(self) -> Decision:
+        if self.trust_decision is None:
+            self.trust_decision = decide(policy.active(), self.manifest, self.signature)
+        return self.trust_decision
 
     @property
     def configuration(self) -> str | None:
@@ -75,6 +73,7 @@ class Inspection:
             "signature": self.signature.to_json(),
             "warnings": list(dict.fromkeys(self.warnings)),
             # extra keys (allowed by the contract)
+            "policy": self.decision.to_json(),
             "package": {"path": self.source, "kind": self.package_kind,
                         "descriptor": self.descriptor},
             "declared_version": env.declared_version,
@@ -107,19 +106,37 @@ def _inspect(pkg: Package, trust, schema_dir, now) -> Inspection:
     source = f"{pkg.source}:{pkg.descriptor_name}" if pkg.kind == "ova" else pkg.source
     root, xml_warnings = load_descriptor(pkg.descriptor_bytes(), source)
     env = read_envelope(root, source)
+    check_envelope(env, source)
     warnings = [*pkg.warnings, *xml_warnings, *env.warnings]
     manifest = verify_manifest(pkg, env)
     warnings.extend(manifest.warnings)
     check_sizes(pkg, env, warnings)
-    signature = verify_signature(pkg, manifest.names, trust, now)
+    check_package_disks(pkg, env, warnings)
+    trust_policy = policy.active()
+    signature = verify_signature(pkg, manifest.names,
+                                 trust if trust is not None else trust_policy.trust, now)
     warnings.extend(signature.warnings)
+    decision = decide(trust_policy, manifest, signature)
+    warnings.extend(decision.warnings)
     schema = None
     if schema_dir is not None:
         schema = validate(root, env.namespace, schema_dir)
         warnings.extend(f"schema: {e}" for e in schema.errors)
     return Inspection(source=pkg.source, package_kind=pkg.kind, descriptor=pkg.descriptor_name,
                       envelope=env, manifest=manifest, signature=signature, schema=schema,
-                      warnings=warnings)
+                      warnings=warnings, trust_decision=decision)
+
+
+def decide(trust_policy: policy.TrustPolicy, manifest: ManifestReport,
+           signature: SignatureReport) -> Decision:
+    """The policy's decision, with the detail of each report that says why."""
+    details = manifest.details
+    manifest_detail = next((d for d in details if "mismatch" in d or "not covered" in d
+                            or "not in the package" in d), details[0] if details else "")
+    signature_detail = next((d for d in reversed(signature.details)
+                             if not d.startswith("weak:")), "")
+    return trust_policy.decide(manifest.status, manifest_detail, signature.status,
+                               signature_detail)
 
 
 def system_summary(env: m.Envelope, vs: m.VirtualSystem, configuration: str | None,

@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 from ediv import xmlsafe
 from ediv.errors import InputError
 
-MAX_MEMBERS = 10_000
+from . import limits
+
 READ_CHUNK = 1 << 20
 MAX_MEMBER_BYTES = 16 * 2**40  # 16 TiB: more is a corrupt or hostile header
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
@@ -82,7 +83,12 @@ class Package(abc.ABC):
         return b"".join(parts)
 
     def descriptor_bytes(self) -> bytes:
-        return self.read(self.descriptor_name)
+        cap = limits.active().max_descriptor_bytes
+        size = self.size(self.descriptor_name) or 0
+        if size > cap:
+            raise limits.refuse(f"descriptor {self.descriptor_name}: size", size, cap,
+                                "descriptor_bytes", self.source)
+        return self.read(self.descriptor_name, cap)
 
     @property
     def base_dir(self) -> str:
@@ -118,6 +124,11 @@ class Package(abc.ABC):
     def storage_order(self, names: list[str]) -> list[str]:
         return list(names)
 
+    def location(self, name: str) -> tuple[Path, int, int] | None:
+        """(file, offset, length) where ``name``'s bytes lie as they are, or None when they
+        cannot be read in place (a member of a compressed or sparse archive)."""
+        return None
+
 
 class TarPackage(Package):
     """An OVA: a tar archive (gzip/bzip2/xz wrapping tolerated with a warning)."""
@@ -142,18 +153,21 @@ class TarPackage(Package):
     def _check_members(self) -> dict[str, tarfile.TarInfo]:
         with self.path.open("rb") as f:
             head = f.read(6)
-        compressed = head.startswith(_COMPRESSED_MAGIC)
+        compressed = self._compressed = head.startswith(_COMPRESSED_MAGIC)
         if compressed:
             self.warnings.append("OVA is a compressed tar (DSP0243 requires plain ustar); "
                                  "reading it anyway")
         archive_size = self.path.stat().st_size
+        max_members = limits.active().max_members
         members: dict[str, tarfile.TarInfo] = {}
         count = 0
         try:
             for info in self._tar:
                 count += 1
-                if count > MAX_MEMBERS:
-                    raise InputError(f"more than {MAX_MEMBERS} members: refused", self.source)
+                if count > max_members:
+                    raise InputError(f"more than {max_members} archive members: refused "
+                                     f"(raise the limit with --limit members=N or "
+                                     f"{limits.LIMITS_VAR})", self.source)
                 name = _member_name(info, self.source)
                 if info.isdir():
                     continue
@@ -211,6 +225,12 @@ class TarPackage(Package):
         finally:
             stream.close()
 
+    def location(self, name: str) -> tuple[Path, int, int] | None:
+        info = self._members.get(name)
+        if info is None or info.sparse or self._compressed:
+            return None
+        return self.path, info.offset_data, info.size
+
     def storage_order(self, names: list[str]) -> list[str]:
         """Archive order, so that a compressed OVA is never decompressed backwards."""
         return sorted(names, key=lambda n: self._members[n].offset if n in self._members
@@ -249,7 +269,7 @@ class DirPackage(Package):
             for dirpath, _dirs, files in os.walk(self.root):
                 rel = Path(dirpath).relative_to(self.root).as_posix()
                 listing.extend(f if rel == "." else f"{rel}/{f}" for f in files)
-                if len(listing) > MAX_MEMBERS:
+                if len(listing) > limits.active().max_members:
                     break
             self._listing = sorted(listing)
         return self._listing
@@ -284,6 +304,10 @@ class DirPackage(Package):
 
     def close(self) -> None:
         self._listing = None  # files are opened per read; nothing else is held
+
+    def location(self, name: str) -> tuple[Path, int, int] | None:
+        p = self._path(name)
+        return (p, 0, p.stat().st_size) if p is not None else None
 
     @contextmanager
     def open(self, name: str) -> Iterator[BinaryIO]:

@@ -4,10 +4,20 @@ Format: ``SHA256(package.mf)= <hex signature>`` followed by the signer's PEM cer
 optionally its chain. The signature is over the manifest *file* (RSA PKCS#1 v1.5 or ECDSA,
 as ``openssl dgst -sign`` writes it).
 
-Chains are checked here rather than with cryptography's WebPKI verifier: that policy is for
-TLS servers and refuses outright what a package inspector must *report* (512-bit keys, SHA-1,
-self-signed signers), and needs server EKUs code-signing certs do not carry. Each link is
-still verified by cryptography (``verify_directly_issued_by``).
+The signer's chain is validated by cryptography's X.509 path validation
+(``cryptography.x509.verification``, RFC 5280 with the WebPKI profile: CA basicConstraints
+and keyCertSign on every issuer, pathLenConstraint, validity of every certificate, allowed
+algorithms), with the extension policies of code signing instead of TLS: on the signer, a
+keyUsage must allow digitalSignature and an extendedKeyUsage must allow codeSigning; an
+issuer's extendedKeyUsage, when present, must allow codeSigning too; subjectAltName and key
+identifiers are not required (real signers rarely carry them). A signer that is itself in
+the trust store is trusted as it is.
+
+Status: ``ok`` the chain validates; ``not-yet-valid`` / ``expired`` a certificate of the
+chain is outside its dates; ``invalid`` the signature does not verify, or the chain reaches
+a trusted certificate but breaks a rule of path validation (a CA:FALSE issuer, pathLen...);
+``untrusted`` the chain leads to no certificate of the trust store; ``absent`` no .cert.
+What each status means for the package is decided by ``ovf.policy``.
 """
 
 from __future__ import annotations
@@ -24,6 +34,14 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 from cryptography.utils import CryptographyDeprecationWarning
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
 from ediv.errors import InputError
 
@@ -49,7 +67,7 @@ class CertFile:
 
 @dataclass
 class SignatureReport:
-    status: str  # ok | invalid | untrusted | expired | absent
+    status: str  # ok | invalid | untrusted | expired | not-yet-valid | absent
     name: str | None = None
     signer: str | None = None
     issuer: str | None = None
@@ -159,20 +177,74 @@ def verify_signature(pkg: Package, manifest_names: list[str],
     report.details.append(f"signature over {manifest} verifies ({cert_file.algorithm}, "
                           f"signer {report.signer})")
 
-    chain, trusted, reason = _build_chain(cert_file.certificates, load_trust_store(trust))
-    expired = [c for c in chain if not c.not_valid_before_utc <= now <= c.not_valid_after_utc]
-    if expired:
-        report.status = "expired"
-        for c in expired:
-            report.details.append(f"certificate {c.subject.rfc4514_string()} is valid from "
-                                  f"{c.not_valid_before_utc:%Y-%m-%d} to "
-                                  f"{c.not_valid_after_utc:%Y-%m-%d}; now is {now:%Y-%m-%d}")
-    elif not trusted:
-        report.status = "untrusted"
-        report.details.append(reason)
-    else:
-        report.status = "ok"
+    status, details = chain_status(cert_file.certificates, load_trust_store(trust), now)
+    report.status = status
+    report.details.extend(details)
     return report
+
+
+def chain_status(embedded: list[x509.Certificate], trust: list[x509.Certificate],
+                 now: dt.datetime) -> tuple[str, list[str]]:
+    """Status of the signer ``embedded[0]`` (with the other certificates of the .cert as
+    intermediates) against ``trust``, and the details that say why."""
+    walked, reached, reason = _build_chain(embedded, trust)
+    error = None
+    try:
+        verified = _verifier(trust, now).verify(embedded[0], embedded[1:])
+        walked = list(verified.chain)
+    except (VerificationError, ValueError, TypeError) as exc:
+        error = _short(exc)
+    not_yet = [c for c in walked if now < c.not_valid_before_utc]
+    expired = [c for c in walked if now > c.not_valid_after_utc]
+    if not_yet or expired:
+        return ("not-yet-valid" if not_yet else "expired",
+                [f"certificate {c.subject.rfc4514_string()} is valid from "
+                 f"{c.not_valid_before_utc:%Y-%m-%d} to {c.not_valid_after_utc:%Y-%m-%d}; "
+                 f"now is {now:%Y-%m-%d}" for c in not_yet or expired])
+    if error is None:
+        return "ok", ["chain: " + " <- ".join(c.subject.rfc4514_string() for c in walked)]
+    if reached:
+        return "invalid", [f"the chain to the trusted {walked[-1].subject.rfc4514_string()} "
+                           f"fails path validation: {error}"]
+    return "untrusted", [reason]
+
+
+def _verifier(trust: list[x509.Certificate], now: dt.datetime):
+    if not trust:
+        raise ValueError("the trust store is empty")
+    return (PolicyBuilder().store(Store(trust)).time(now).max_chain_depth(MAX_CHAIN)
+            .extension_policies(ca_policy=_CA_POLICY, ee_policy=_SIGNER_POLICY)
+            .build_client_verifier())
+
+
+def _signer_eku(_policy, _cert, ext: x509.ExtendedKeyUsage | None) -> None:
+    if ext is not None and not {ExtendedKeyUsageOID.CODE_SIGNING,
+                                ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(ext):
+        raise ValueError("extendedKeyUsage does not allow codeSigning")
+
+
+def _signer_key_usage(_policy, _cert, ext: x509.KeyUsage | None) -> None:
+    if ext is not None and not ext.digital_signature:
+        raise ValueError("keyUsage of the signer does not allow digitalSignature")
+
+
+_SIGNER_POLICY = (ExtensionPolicy.webpki_defaults_ee()
+                  .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _signer_eku)
+                  .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _signer_key_usage)
+                  .may_be_present(x509.SubjectAlternativeName, Criticality.AGNOSTIC, None)
+                  .may_be_present(x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None)
+                  # a self-signed signer made by `openssl req -x509` says CA:TRUE
+                  .may_be_present(x509.BasicConstraints, Criticality.AGNOSTIC, None))
+_CA_POLICY = (ExtensionPolicy.webpki_defaults_ca()
+              .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, _signer_eku)
+              .may_be_present(x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None)
+              .may_be_present(x509.SubjectKeyIdentifier, Criticality.AGNOSTIC, None))
+
+
+def _short(exc: Exception) -> str:
+    """cryptography's message without the certificate repr it appends."""
+    text = str(exc).removeprefix("validation failed: ")
+    return text.split(" (encountered processing <Certificate")[0]
 
 
 def _signed_manifest(pkg: Package, cert_file: CertFile, manifest_names: list[str],
@@ -225,7 +297,9 @@ def _invalid(report: SignatureReport, message: str) -> SignatureReport:
 
 def _build_chain(embedded: list[x509.Certificate], trust: list[x509.Certificate]
                  ) -> tuple[list[x509.Certificate], bool, str]:
-    """Walk issuer links from the signer; trusted when a certificate of ``trust`` is reached."""
+    """Walk issuer links from the signer (names and signatures only, for the report: path
+    validation is ``chain_status``'s verifier); True when a certificate of ``trust`` is
+    reached."""
     trusted_fps = {c.fingerprint(hashes.SHA256()) for c in trust}
     pool = embedded[1:] + trust
     chain = [embedded[0]]

@@ -1,13 +1,18 @@
 """CIM-XML (DSP0201) requests in, responses out.
 
-Requests are parsed by the adapter (hardened lxml + pywbem's element parser); responses are
-written from pywbem's public object model (``tocimxmlstr()``) inside a small envelope.
+Requests are parsed by the adapter (hardened lxml + pywbem's element parser). Responses:
+instances and instance paths are written straight from the providers' rows by
+``InstanceWriter`` (one per class and request shape, its fixed text prepared once) and the
+path writers below; classes, qualifiers and method values from pywbem's public object model
+(``tocimxmlstr()``); all inside a small envelope. tests/provider/test_fast_xml.py checks
+that pywbem parses both writers' output to equal objects.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -92,20 +97,38 @@ _EMPTY_CONTAINER = re.compile(
     r"|METHOD|INSTANCE|CLASS)(\s[^<>]*?)?/>")
 
 
+def fix_empty(xml: str) -> str:
+    """pywbem's ``<PROPERTY .../>`` (and the like) written as ``<PROPERTY ...></PROPERTY>``."""
+    return _EMPTY_CONTAINER.sub(lambda m: f"<{m[1]}{m[2] or ''}></{m[1]}>", xml)
+
+
 def _envelope(msg_id: str, body: str) -> bytes:
-    body = _EMPTY_CONTAINER.sub(lambda m: f"<{m[1]}{m[2] or ''}></{m[1]}>", body)
-    return (_HEAD.format(id=quoteattr(msg_id)) + body + _TAIL).encode("utf-8")
+    return (_HEAD.format(id=quoteattr(msg_id)) + fix_empty(body) + _TAIL).encode("utf-8")
+
+
+class Clean(str):
+    """XML text written by this module's writers: no empty containers to fix."""
 
 
 def imethod_response(msg_id: str, method: str, ireturn: str | None,
                      out_params: Iterable[tuple[str, str]] = ()) -> bytes:
-    """``ireturn``: the XML of the IRETURNVALUE's children, or None for no IRETURNVALUE."""
-    body = [f"<IMETHODRESPONSE NAME={quoteattr(method)}>"]
-    if ireturn is not None:
-        body.append(f"<IRETURNVALUE>{ireturn}</IRETURNVALUE>")
-    body.extend(f"<PARAMVALUE NAME={quoteattr(n)}>{x}</PARAMVALUE>" for n, x in out_params)
-    body.append("</IMETHODRESPONSE>")
-    return _envelope(msg_id, "".join(body))
+    """``ireturn``: the XML of the IRETURNVALUE's children, or None for no IRETURNVALUE
+    (a ``Clean`` string is not scanned for empty containers: the bulk of big answers)."""
+    tail = [f"<PARAMVALUE NAME={quoteattr(n)}>{x}</PARAMVALUE>" for n, x in out_params]
+    tail.append("</IMETHODRESPONSE>")
+    head = f"<IMETHODRESPONSE NAME={quoteattr(method)}>"
+    if ireturn is None:
+        return _envelope(msg_id, head + "".join(tail))
+    if isinstance(ireturn, Clean):
+        return _envelope_parts(msg_id, head + "<IRETURNVALUE>", ireturn,
+                               "</IRETURNVALUE>" + "".join(tail))
+    return _envelope(msg_id, f"{head}<IRETURNVALUE>{ireturn}</IRETURNVALUE>{''.join(tail)}")
+
+
+def _envelope_parts(msg_id: str, before: str, clean: str, after: str) -> bytes:
+    return b"".join((
+        (_HEAD.format(id=quoteattr(msg_id)) + fix_empty(before)).encode("utf-8"),
+        clean.encode("utf-8"), (fix_empty(after) + _TAIL).encode("utf-8")))
 
 
 def method_response(msg_id: str, method: str, return_value: Any,
@@ -237,3 +260,274 @@ def object_with_path(obj: pywbem.CIMInstance | pywbem.CIMClass,
 
 def object_path(path: pywbem.CIMInstanceName | pywbem.CIMClassName) -> str:
     return f"<OBJECTPATH>{path.tocimxmlstr()}</OBJECTPATH>"
+
+
+# ---------------------------------------------------------------- the fast writers
+
+_PARTS_LOCK = threading.Lock()
+_NS_XML: dict[str, str] = {}
+
+
+def local_namespace_xml(namespace: str) -> str:
+    """LOCALNAMESPACEPATH of a namespace (cached: a server has few)."""
+    found = _NS_XML.get(namespace)
+    if found is None:
+        found = "<LOCALNAMESPACEPATH>" + "".join(
+            f"<NAMESPACE NAME={quoteattr(part)}/>" for part in namespace.strip("/").split("/")
+            if part) + "</LOCALNAMESPACEPATH>"
+        with _PARTS_LOCK:
+            if len(_NS_XML) < 1024:
+                _NS_XML[namespace] = found
+    return found
+
+
+def text(value: str) -> str:
+    """XML character data (escape() is slow for the common text that needs nothing)."""
+    if "&" in value or "<" in value or ">" in value:
+        return escape(value)
+    return value
+
+
+_KB_STRING: dict[str, str] = {}
+_INAME: dict[str, str] = {}
+
+
+def _kb_string(name: str) -> str:
+    found = _KB_STRING.get(name)
+    if found is None:
+        found = f'<KEYBINDING NAME={quoteattr(name)}><KEYVALUE VALUETYPE="string" TYPE="string">'
+        with _PARTS_LOCK:
+            if len(_KB_STRING) < 4096:
+                _KB_STRING[name] = found
+    return found
+
+
+def _keybinding(name: str, value: Any) -> str | None:
+    if isinstance(value, str):
+        return f"{_kb_string(name)}{text(value)}</KEYVALUE></KEYBINDING>"
+    if isinstance(value, bool):
+        return (f'<KEYBINDING NAME={quoteattr(name)}><KEYVALUE VALUETYPE="boolean" '
+                f'TYPE="boolean">{"TRUE" if value else "FALSE"}</KEYVALUE></KEYBINDING>')
+    if isinstance(value, pywbem.CIMInt):
+        return (f'<KEYBINDING NAME={quoteattr(name)}><KEYVALUE VALUETYPE="numeric" '
+                f'TYPE="{value.cimtype}">{int(value)}</KEYVALUE></KEYBINDING>')
+    if isinstance(value, pywbem.CIMInstanceName):
+        return (f"<KEYBINDING NAME={quoteattr(name)}><VALUE.REFERENCE>{path_xml(value)}"
+                "</VALUE.REFERENCE></KEYBINDING>")
+    return None  # anything rarer: pywbem writes it
+
+
+def instance_name_xml(classname: str, keys: Mapping[str, Any]) -> str:
+    """INSTANCENAME of ``classname`` with ``keys`` (what CIMInstanceName.tocimxmlstr writes)."""
+    head = _INAME.get(classname)
+    if head is None:
+        head = f"<INSTANCENAME CLASSNAME={quoteattr(classname)}>"
+        with _PARTS_LOCK:
+            if len(_INAME) < 4096:
+                _INAME[classname] = head
+    parts = [head]
+    for name, value in keys.items():
+        kb = _keybinding(name, value)
+        if kb is None:
+            return pywbem.CIMInstanceName(classname, dict(keys)).tocimxmlstr()
+        parts.append(kb)
+    parts.append("</INSTANCENAME>")
+    return "".join(parts)
+
+
+def instance_path_xml(classname: str, keys: Mapping[str, Any], namespace: str | None,
+                      host: str | None) -> str:
+    """INSTANCEPATH (host and namespace), LOCALINSTANCEPATH (namespace) or INSTANCENAME."""
+    name = instance_name_xml(classname, keys)
+    if not namespace:
+        return name
+    if host:
+        return (f"<INSTANCEPATH><NAMESPACEPATH><HOST>{text(host)}</HOST>"
+                f"{local_namespace_xml(namespace)}</NAMESPACEPATH>{name}</INSTANCEPATH>")
+    return f"<LOCALINSTANCEPATH>{local_namespace_xml(namespace)}{name}</LOCALINSTANCEPATH>"
+
+
+def path_xml(path: pywbem.CIMInstanceName) -> str:
+    """A CIMInstanceName as pywbem writes it (the form follows its host and namespace)."""
+    return instance_path_xml(path.classname, path.keybindings, path.namespace,
+                             path.host if path.namespace else None)
+
+
+def object_path_xml(classname: str, keys: Mapping[str, Any], namespace: str, host: str) -> str:
+    return f"<OBJECTPATH>{instance_path_xml(classname, keys, namespace, host)}</OBJECTPATH>"
+
+
+def _slow(fmt_type: str) -> Callable[[Any], str]:
+    def fmt(value: Any) -> str:
+        return escape(pywbem_adapter.atomic_to_cim_xml(pywbem.cimvalue(value, fmt_type)))
+    return fmt
+
+
+def _fmt_string(value: Any) -> str:
+    return text(value if isinstance(value, str) else str(value))
+
+
+def _fmt_int(fallback: Callable[[Any], str]) -> Callable[[Any], str]:
+    def fmt(value: Any) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(int(value))
+        return fallback(value)
+    return fmt
+
+
+def _fmt_bool(fallback: Callable[[Any], str]) -> Callable[[Any], str]:
+    def fmt(value: Any) -> str:
+        if value is True or value is False:
+            return "TRUE" if value else "FALSE"
+        return fallback(value)
+    return fmt
+
+
+def _fmt_datetime(fallback: Callable[[Any], str]) -> Callable[[Any], str]:
+    def fmt(value: Any) -> str:
+        return str(value) if isinstance(value, pywbem.CIMDateTime) else fallback(value)
+    return fmt
+
+
+def _formatter(cim_type: str) -> Callable[[Any], str]:
+    """VALUE text of one scalar of ``cim_type``, as pywbem writes it after converting the
+    value to the class's type (CIMProperty(value, type=...))."""
+    slow = _slow(cim_type)
+    if cim_type == "string":
+        return _fmt_string
+    if cim_type.startswith(("uint", "sint")):
+        return _fmt_int(slow)
+    if cim_type == "boolean":
+        return _fmt_bool(slow)
+    if cim_type == "datetime":
+        return _fmt_datetime(slow)
+    return slow
+
+
+_SCALAR, _ARRAY, _REF, _PYWBEM = range(4)
+
+
+class InstanceWriter:
+    """INSTANCE elements of one class as one request wants them (DeepInheritance /
+    LocalOnly / PropertyList trim the class's properties; IncludeQualifiers and
+    IncludeClassOrigin add the class's qualifiers and origins), written from Rows.
+
+    Every property the selection keeps is written, NULL ones too (an empty PROPERTY), as
+    the object-model path did; reference values get the namespace of the request when they
+    have none, and no host.
+    """
+
+    def __init__(self, actual: pywbem.CIMClass, requested: pywbem.CIMClass, namespace: str, *,
+                 deep: bool = True, local_only: bool = False, qualifiers: bool = False,
+                 class_origin: bool = False, property_list: Iterable[str] | None = None):
+        self.classname = actual.classname
+        self.namespace = namespace
+        self.qualifiers = qualifiers
+        self.class_origin = class_origin
+        wanted = None if property_list is None else {p.lower() for p in property_list}
+        self.head = f"<INSTANCE CLASSNAME={quoteattr(actual.classname)}>"
+        self.entries: list[tuple] = []
+        for prop in actual.properties.values():
+            in_requested = prop.name in requested.properties
+            if not deep and not in_requested:
+                continue
+            if local_only and in_requested and requested.properties[prop.name].propagated:
+                continue
+            if wanted is not None and prop.name.lower() not in wanted:
+                continue
+            self.entries.append(self._entry(prop))
+        # the element as if every property were NULL; a row's values replace their slots
+        self.nulls = [self.head, *(e[4] for e in self.entries), "</INSTANCE>"]
+        self.index: dict[str, int] = {}
+        for i, entry in enumerate(self.entries, start=1):
+            self.index[entry[0]] = i
+            self.index[entry[6].name] = i
+
+    def _entry(self, prop: pywbem.CIMProperty) -> tuple:
+        attrs = f" NAME={quoteattr(prop.name)}"
+        if prop.type == "reference":
+            tag = "PROPERTY.REFERENCE"
+            if prop.reference_class:
+                attrs += f" REFERENCECLASS={quoteattr(prop.reference_class)}"
+        else:
+            tag = "PROPERTY.ARRAY" if prop.is_array else "PROPERTY"
+            attrs += f" TYPE={quoteattr(prop.type)}"
+        if self.class_origin:
+            if prop.class_origin:
+                attrs += f" CLASSORIGIN={quoteattr(prop.class_origin)}"
+            if prop.propagated is not None:
+                attrs += f' PROPAGATED="{"true" if prop.propagated else "false"}"'
+        if prop.is_array and prop.array_size is not None and prop.type != "reference":
+            attrs += f' ARRAYSIZE="{prop.array_size}"'
+        if prop.embedded_object:
+            attrs += f" EmbeddedObject={quoteattr(prop.embedded_object)}"
+        quals = "".join(q.tocimxmlstr() for q in prop.qualifiers.values()) \
+            if self.qualifiers else ""
+        open_tag = f"<{tag}{attrs}>{quals}"
+        null = f"{open_tag}</{tag}>"
+        if prop.embedded_object or (prop.type == "reference" and prop.is_array):
+            kind = _PYWBEM
+        elif prop.type == "reference":
+            kind = _REF
+        else:
+            kind = _ARRAY if prop.is_array else _SCALAR
+        return (prop.name.lower(), kind, open_tag, f"</{tag}>", null,
+                _formatter(prop.type) if kind in (_SCALAR, _ARRAY) else None, prop)
+
+    def _pywbem(self, prop: pywbem.CIMProperty, value: Any) -> str:
+        return fix_empty(pywbem.CIMProperty(
+            prop.name, value, type=prop.type, is_array=prop.is_array,
+            reference_class=prop.reference_class, embedded_object=prop.embedded_object,
+            class_origin=prop.class_origin if self.class_origin else None,
+            propagated=prop.propagated if self.class_origin else None,
+            qualifiers=prop.qualifiers if self.qualifiers else None).tocimxmlstr())
+
+    def _reference(self, value: Any) -> str:
+        if not isinstance(value, pywbem.CIMInstanceName):
+            value = pywbem.cimvalue(value, "reference")
+        path = instance_path_xml(value.classname, value.keybindings,
+                                 value.namespace or self.namespace, None)
+        return f"<VALUE.REFERENCE>{path}</VALUE.REFERENCE>"
+
+    def instance(self, values: Mapping[str, Any]) -> str:
+        """The INSTANCE element; ``values``: property values by name (any case; properties
+        the class does not have, or the request left out, are not written)."""
+        out = self.nulls.copy()
+        index, entries = self.index, self.entries
+        for name, value in values.items():
+            if value is None:
+                continue
+            i = index.get(name)
+            if i is None:
+                i = index.get(name.lower())
+                if i is None:
+                    continue
+            _l, kind, open_tag, close, _n, fmt, prop = entries[i - 1]
+            if kind == _SCALAR:
+                out[i] = f"{open_tag}<VALUE>{fmt(value)}</VALUE>{close}"
+            elif kind == _ARRAY:
+                items = "".join("<VALUE.NULL/>" if v is None else f"<VALUE>{fmt(v)}</VALUE>"
+                                for v in value)
+                out[i] = f"{open_tag}<VALUE.ARRAY>{items}</VALUE.ARRAY>{close}"
+            elif kind == _REF:
+                out[i] = f"{open_tag}{self._reference(value)}{close}"
+            else:
+                out[i] = self._pywbem(prop, value)
+        return "".join(out)
+
+    def named_instance(self, keys: Mapping[str, Any], values: Mapping[str, Any]) -> str:
+        """VALUE.NAMEDINSTANCE (EnumerateInstances): INSTANCENAME, then the INSTANCE."""
+        return (f"<VALUE.NAMEDINSTANCE>{instance_name_xml(self.classname, keys)}"
+                f"{self.instance(values)}</VALUE.NAMEDINSTANCE>")
+
+    def instance_with_path(self, keys: Mapping[str, Any], values: Mapping[str, Any],
+                           host: str) -> str:
+        """VALUE.INSTANCEWITHPATH (pull operations)."""
+        path = instance_path_xml(self.classname, keys, self.namespace, host)
+        return f"<VALUE.INSTANCEWITHPATH>{path}{self.instance(values)}</VALUE.INSTANCEWITHPATH>"
+
+    def object_with_path(self, keys: Mapping[str, Any], values: Mapping[str, Any],
+                         host: str) -> str:
+        """VALUE.OBJECTWITHPATH (Associators, References)."""
+        path = instance_path_xml(self.classname, keys, self.namespace, host)
+        return f"<VALUE.OBJECTWITHPATH>{path}{self.instance(values)}</VALUE.OBJECTWITHPATH>"

@@ -12,6 +12,8 @@
     data_dir = "data"            # scenarios defined over WBEM (their files) are kept here
     max_body_bytes = 16777216
     threads = 8
+    ovf_trust = ""               # CAs trusted to sign OVF packages; default the system bundle
+    ovf_require_signature = false  # true: unsigned/untrusted packages are refused (ovf.policy)
 
 A missing file means these defaults, with every file kept beside where the config would be.
 """
@@ -46,6 +48,15 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY
     threads: int = 8
     schema_cache_dir: Path | None = None
+    ovf_trust: Path | None = None
+    ovf_require_signature: bool = False
+
+    def trust_policy(self):
+        """The OVF trust policy of this server (``ediv.ovf.policy``)."""
+        from ediv.ovf.policy import TrustPolicy
+
+        return TrustPolicy(require_signature=self.ovf_require_signature,
+                           trust=str(self.ovf_trust) if self.ovf_trust else None)
 
     @property
     def listen(self) -> str:
@@ -88,6 +99,12 @@ def parse_listen(text: str, default_port: int) -> tuple[str, int]:
     return host or "0.0.0.0", number
 
 
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, not {value!r}")
+    return value
+
+
 def load_config(path: Path | str | None = None, *, listen: str | None = None,
                 state: Path | str | None = None) -> ServerConfig:
     path = Path(path) if path else default_config_path()
@@ -121,6 +138,8 @@ def load_config(path: Path | str | None = None, *, listen: str | None = None,
             max_body_bytes=int(data.get("max_body_bytes", DEFAULT_MAX_BODY)),
             threads=int(data.get("threads", 8)),
             schema_cache_dir=file("schema_cache", None),
+            ovf_trust=file("ovf_trust", None),
+            ovf_require_signature=_flag(data.get("ovf_require_signature", False)),
         )
     except (ValueError, TypeError) as exc:
         raise InputError(Diagnostic(str(path), 0, f"invalid config: {exc}")) from None

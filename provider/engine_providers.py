@@ -20,19 +20,29 @@ State mapping (CIM_EnabledLogicalElement.EnabledState / RequestedState, DSP1052/
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pywbem import CIMDateTime, CIMInstance, CIMInstanceName, CIMProperty, Uint16, Uint32, Uint64
+from pywbem import CIMDateTime, CIMInstance, CIMInstanceName, Uint16, Uint32, Uint64
 
 from ediv import state as st
 from ediv.cluster import Host
 from ediv.partition.common import parse_mem_mb
 from ediv.provider import cim_paths as P
+from ediv.provider import request
 from ediv.provider.engine import Engine
 from ediv.provider.hosts import host_instance
-from ediv.provider.providers import InstanceProvider, ProviderRegistry, same_path
+from ediv.provider.providers import (
+    InstanceProvider,
+    PathKey,
+    ProviderRegistry,
+    Row,
+    as_instance,
+    as_row,
+    key_of,
+    path_key,
+)
 from ediv.provider.schema import EDIV_NAMESPACE
 from ediv.scenario.defaults import effective_vm
 from ediv.scenario.model import VM, Scenario
@@ -55,15 +65,25 @@ SYNCHRONOUS_METHODS = (2, 3, 5, 6, 7, 10)  # CIM_VirtualSystemManagementCapabili
 JOB_KEEP = timedelta(minutes=5)  # TimeBeforeRemoval (jobs stay in the store; informative)
 
 
+def make_row(classname: str, path: CIMInstanceName | dict[str, Any], props: dict[str, Any]) -> Row:
+    """The instance at ``path`` (a path, or the keys of a root/ediv path) as a Row."""
+    if isinstance(path, CIMInstanceName):
+        return Row(classname, dict(path.keybindings.items()), props, path.namespace)
+    return Row(classname, path, props, EDIV_NAMESPACE)
+
+
 def instance(classname: str, path: CIMInstanceName, props: dict[str, Any]) -> CIMInstance:
     """An instance with ``path``; properties whose value is None are left out (NULL)."""
-    inst = CIMInstance(classname, path=path)
-    for name, value in {**path.keybindings, **props}.items():
-        if isinstance(value, list) and not value:  # typed from the class by the dispatcher
-            inst.properties[name] = CIMProperty(name, [], type="string", is_array=True)
-        elif value is not None:
-            inst[name] = value
-    return inst
+    return make_row(classname, path, props).instance()
+
+
+def system_keys(classname: str, name: str) -> dict[str, str]:
+    """The keys of a root/ediv system path (cim_paths builds the same as a CIMInstanceName)."""
+    return {"CreationClassName": classname, "Name": name}
+
+
+def setting_keys(instance_id: str) -> dict[str, str]:
+    return {"InstanceID": instance_id}
 
 
 def _time(ts: float | None) -> CIMDateTime | None:
@@ -77,10 +97,7 @@ def host_instances(engine: Engine) -> list[CIMInstance]:
     from probes (a scenario deployed with another cluster file) too."""
     store = engine.store()
     probed = {r["name"]: r for r in store.hosts()}
-    counts: dict[str, int] = {}
-    for v in store.vms():
-        if v["host"]:
-            counts[v["host"]] = counts.get(v["host"], 0) + 1
+    counts = store.vm_counts_by_host()
     hosts: dict[str, Host] = {h.name: h for h in engine.cluster_hosts()}
     for name, r in probed.items():
         if name not in hosts:
@@ -105,11 +122,11 @@ def host_instances(engine: Engine) -> list[CIMInstance]:
 
 # ---------------------------------------------------------------- scenarios, VMs, nets
 
-def scenario_instance(engine: Engine, row: st.ScenarioRow, vms: list[dict]) -> CIMInstance:
+def scenario_row(engine: Engine, row: st.ScenarioRow, vms: list[dict]) -> Row:
     model = engine.model(row)
     enabled, requested, op = SCENARIO_STATES.get(row.state, (0, 5, 0))
     nvms = len(vms) if vms else (len(model.vms) if model else 0)
-    return instance("EDIV_Scenario", P.scenario_path(row.name), {
+    return make_row("EDIV_Scenario", system_keys("EDIV_Scenario", row.name), {
         "ElementName": row.name,
         "Caption": f"scenario {row.name} ({row.state})",
         "Description": row.error,
@@ -140,35 +157,60 @@ def vm_rows(engine: Engine, row: st.ScenarioRow, stored: list[dict]) -> list[dic
              "state": "defined"} for v in model.vms]
 
 
-def vm_instance(v: dict) -> CIMInstance:
+def scenario_instance(engine: Engine, row: st.ScenarioRow, vms: list[dict]) -> CIMInstance:
+    return scenario_row(engine, row, vms).instance()
+
+
+_VM = "EDIV_VirtualSystem"
+
+
+_U16 = {n: Uint16(n) for n in range(16)}  # the small values of every VM row, made once
+
+
+def vm_row(v: dict) -> Row:
     enabled, requested = VM_STATES.get(v["state"], (0, 5))
-    return instance("EDIV_VirtualSystem", P.vm_path(v["scenario"], v["name"]), {
+    return Row(_VM, {"CreationClassName": _VM, "Name": f"{v['scenario']}/{v['name']}"}, {
         "ElementName": v["name"],
         "ScenarioName": v["scenario"],
         "HostName": v["host"] or "",
         "VirtualSystemType": v["type"],
-        "EnabledState": Uint16(enabled),
-        "RequestedState": Uint16(requested),
-        "EnabledDefault": Uint16(2),
-        "OperationalStatus": [Uint16(2)],
+        "EnabledState": _U16[enabled],
+        "RequestedState": _U16[requested],
+        "EnabledDefault": _U16[2],
+        "OperationalStatus": [_U16[2]],
         "StatusDescriptions": [v["state"]],
-        "Dedicated": [Uint16(0)],
-    })
+        "Dedicated": [_U16[0]],
+    }, EDIV_NAMESPACE)
+
+
+def vm_instance(v: dict) -> CIMInstance:
+    return vm_row(v).instance()
 
 
 def net_instances(engine: Engine, row: st.ScenarioRow, vms: list[dict],
                   segments: list[dict]) -> list[CIMInstance]:
+    return [r.instance() for r in net_rows(engine, row, vms, segments)]
+
+
+def net_rows(engine: Engine, row: st.ScenarioRow, vms: list[dict],
+             segments: list[dict]) -> list[Row]:
     model = engine.model(row)
     if model is None:
         return []
     seg = {s["net"]: s for s in segments}
     where = {v["name"]: v["host"] for v in vms if v["host"]}
+    placed: dict[str, set[str]] = {}  # net -> hosts of its VMs (one pass over the VMs)
+    for vm in model.vms:
+        host = where.get(vm.name)
+        if host:
+            for name in vm.nets:
+                placed.setdefault(name, set()).add(host)
     out = []
     for net in model.nets:
         s = seg.get(net.name)
-        hosts = s["hosts"] if s else sorted(
-            {where[vm.name] for vm in model.vms if net.name in vm.nets and vm.name in where})
-        out.append(instance("EDIV_VirtualNetwork", P.net_path(row.name, net.name), {
+        hosts = s["hosts"] if s else sorted(placed.get(net.name, ()))
+        out.append(make_row("EDIV_VirtualNetwork", system_keys(
+            "EDIV_VirtualNetwork", P.vm_key(row.name, net.name)), {
             "ElementName": net.name,
             "ScenarioName": row.name,
             "Mode": net.mode,
@@ -197,7 +239,12 @@ def ssd_instance(row: st.ScenarioRow, restrictions: str | None = None) -> CIMIns
 
 
 def vssd_instance(scenario: str, vm: VM, vm_type: str | None = None) -> CIMInstance:
-    return instance("EDIV_VirtualSystemSettingData", P.vssd_path(scenario, vm.name), {
+    return vssd_row(scenario, vm, vm_type).instance()
+
+
+def vssd_row(scenario: str, vm: VM, vm_type: str | None = None) -> Row:
+    return make_row("EDIV_VirtualSystemSettingData",
+                setting_keys(f"ediv:vm:{P.vm_key(scenario, vm.name)}"), {
         "ElementName": vm.name,
         "VirtualSystemIdentifier": vm.name,
         "VirtualSystemType": vm_type or vm.type,
@@ -209,20 +256,28 @@ def vssd_instance(scenario: str, vm: VM, vm_type: str | None = None) -> CIMInsta
 
 def rasd_instances(scenario: Scenario, vm: VM) -> list[CIMInstance]:
     """Processor, memory, one Ethernet port per <if>, storage: what OVF would carry."""
+    return [r.instance() for r in rasd_rows(scenario, vm)]
+
+
+def _rasd_keys(scenario: str, vm: str, part: str) -> dict[str, str]:
+    return setting_keys(f"ediv:rasd:{P.vm_key(scenario, vm)}:{part}")
+
+
+def rasd_rows(scenario: Scenario, vm: VM) -> list[Row]:
     name = scenario.name
     vm = effective_vm(vm, scenario.global_.vm_defaults)
     mem = vm.mem
     out = [
-        instance("EDIV_ProcessorRASD", P.rasd_path("EDIV_ProcessorRASD", name, vm.name, "cpu"), {
+        make_row("EDIV_ProcessorRASD", _rasd_keys(name, vm.name, "cpu"), {
             "ElementName": "processor", "ResourceType": Uint16(3),
             "VirtualQuantity": Uint64(1), "AllocationUnits": "count"}),
-        instance("EDIV_MemoryRASD", P.rasd_path("EDIV_MemoryRASD", name, vm.name, "mem"), {
+        make_row("EDIV_MemoryRASD", _rasd_keys(name, vm.name, "mem"), {
             "ElementName": "memory", "ResourceType": Uint16(4),
             "VirtualQuantity": Uint64(parse_mem_mb(mem)), "AllocationUnits": "byte*2^20"}),
     ]
     for itf in vm.interfaces:
         cls = "EDIV_EthernetPortAllocationSettingData"
-        out.append(instance(cls, P.rasd_path(cls, name, vm.name, f"if{itf.id}"), {
+        out.append(make_row(cls, _rasd_keys(name, vm.name, f"if{itf.id}"), {
             "ElementName": itf.name or f"eth{itf.id}",
             "ResourceType": Uint16(33),  # Ethernet Connection (DSP1050)
             "InterfaceIndex": Uint32(itf.id),
@@ -234,7 +289,7 @@ def rasd_instances(scenario: Scenario, vm: VM) -> list[CIMInstance]:
     fs = vm.filesystem
     if fs is not None:
         cls = "EDIV_StorageAllocationSettingData"
-        out.append(instance(cls, P.rasd_path(cls, name, vm.name, "disk"), {
+        out.append(make_row(cls, _rasd_keys(name, vm.name, "disk"), {
             "ElementName": "root filesystem", "ResourceType": Uint16(31),  # Logical Disk
             "HostResource": [fs.path], "ResourceSubType": fs.type}))
     return out
@@ -259,6 +314,10 @@ def address_text(addr) -> str:
 # ---------------------------------------------------------------- jobs
 
 def job_instance(job: dict) -> CIMInstance:
+    return job_row(job).instance()
+
+
+def job_row(job: dict) -> Row:
     state, status = JOB_STATES.get(job["state"], (2, [0]))
     started, finished = job["started"], job["finished"]
     elapsed = (finished or datetime.now(UTC).timestamp()) - started if started else None
@@ -266,7 +325,7 @@ def job_instance(job: dict) -> CIMInstance:
     last = log.rstrip("\n").rpartition("\n")[2]
     name = f"{job['kind']} {job['scenario']}" if job["scenario"] else job["kind"]
     result = job["result"]
-    return instance("EDIV_ConcreteJob", P.job_path(job["id"]), {
+    return make_row("EDIV_ConcreteJob", setting_keys(f"ediv:job:{job['id']}"), {
         "Name": name,
         "ElementName": name,
         "Operation": job["kind"],
@@ -326,26 +385,76 @@ def capabilities(vm_state_changes: list[int]) -> list[CIMInstance]:
 # ---------------------------------------------------------------- providers
 
 class StoreProvider(InstanceProvider):
-    """Instances computed on every call from the state store."""
+    """Instances computed on every call from the state store.
 
-    def __init__(self, classname: str, source: Callable[[], Iterable[CIMInstance]],
-                 getter: Callable[[CIMInstanceName], CIMInstance | None] | None = None):
+    ``source`` yields CIMInstances or Rows (rows are what the dispatcher writes fastest);
+    ``getter`` answers GetInstance by key; ``touching`` (association classes) gives the
+    association rows that may refer to an object path, straight from the store: the
+    dispatcher's References/Associators then cost the size of the answer.
+    """
+
+    def __init__(self, classname: str, source: Callable[[], Iterable[CIMInstance | Row]],
+                 getter: Callable[[CIMInstanceName], CIMInstance | Row | None] | None = None,
+                 touching: Callable[[CIMInstanceName], Iterable[Row]] | None = None):
         self.classname = classname
         self._source = source
         self._getter = getter
+        self._touching = touching
 
     def enumerate(self) -> Iterable[CIMInstance]:
-        return list(self._source())
+        return [as_instance(i) for i in self._source()]
+
+    def rows(self) -> Iterable[Row]:
+        return (as_row(i) for i in self._source())
+
+    def get_row(self, path: CIMInstanceName) -> Row | None:
+        if self._getter is None:
+            want = key_of(path, EDIV_NAMESPACE)
+            return next((r for r in self.rows()
+                         if path_key(r.classname, r.keys, EDIV_NAMESPACE) == want), None)
+        found = self._getter(path)
+        if found is None:
+            return None
+        row = as_row(found)
+        ours = path_key(row.classname, row.keys, EDIV_NAMESPACE)
+        return row if ours == key_of(path, EDIV_NAMESPACE) else None
 
     def get(self, path: CIMInstanceName) -> CIMInstance | None:
-        if self._getter is None:
-            return super().get(path)
-        inst = self._getter(path)
-        return inst if inst is not None and same_path(inst.path, path) else None
+        row = self.get_row(path)
+        return None if row is None else row.instance()
+
+    def reference_rows(self, target: CIMInstanceName, role: str | None = None
+                       ) -> Iterable[Row]:
+        if self._touching is None:
+            return super().reference_rows(target, role)
+        want = key_of(target, EDIV_NAMESPACE)
+        return [r for r in self._touching(target) if refers_to(r, want, role)]
+
+    def references(self, target: CIMInstanceName, role: str | None = None
+                   ) -> Iterator[CIMInstance]:
+        if self._touching is None:
+            yield from super().references(target, role)
+            return
+        for row in self.reference_rows(target, role):
+            yield row.instance()
+
+
+def refers_to(row: Row, target: PathKey, role: str | None) -> bool:
+    """A reference property of ``row`` (named ``role``, if given) is ``target``."""
+    for name, value in row.props.items():
+        if not isinstance(value, CIMInstanceName):
+            continue
+        if role and name.lower() != role.lower():
+            continue
+        if key_of(value, EDIV_NAMESPACE) == target:
+            return True
+    return False
 
 
 class EngineModel:
     """Builds every root/ediv instance class from the engine (see ``register``)."""
+
+    PAGE = 1000  # VM rows read from the store at a time while enumerating
 
     def __init__(self, engine: Engine, system_name: str, vm_state_changes: list[int]):
         self.engine = engine
@@ -356,55 +465,105 @@ class EngineModel:
     def scenario_rows(self) -> list[st.ScenarioRow]:
         return self.engine.store().scenarios()
 
+    def scenario_row(self, name: str) -> st.ScenarioRow | None:
+        """One scenario's row (read once per request: it carries the whole spec)."""
+        return request.memo(("scenario", name), lambda: self.engine.store().scenario(name))
+
+    def iter_vms(self) -> Iterator[dict]:
+        """Every VM (stored, or from the spec of a scenario not placed yet), read a page at
+        a time; the store connection is looked up per page, so a pull operation may resume
+        this on another thread."""
+        for name in [r.name for r in self.scenario_rows()]:
+            yield from self.scenario_vms(name)
+
+    def scenario_vms(self, name: str) -> Iterator[dict]:
+        after = 0
+        while True:
+            page = self.engine.store().vm_page(name, after, self.PAGE)
+            if not page:
+                break
+            after = page[-1]["rowid"]
+            yield from page
+            if len(page) < self.PAGE:
+                return
+        if after:
+            return
+        row = self.scenario_row(name)
+        if row is not None:
+            yield from vm_rows(self.engine, row, [])
+
     def all_vms(self) -> list[dict]:
-        store = self.engine.store()
-        stored: dict[str, list[dict]] = {}
-        for v in store.vms():
-            stored.setdefault(v["scenario"], []).append(v)
-        out = []
-        for row in store.scenarios():
-            out.extend(vm_rows(self.engine, row, stored.get(row.name, [])))
-        return out
+        return list(self.iter_vms())
 
-    def scenarios(self) -> list[CIMInstance]:
+    def vm(self, scenario: str, name: str) -> dict | None:
+        """One VM, stored or (scenario not placed yet) from the spec."""
         store = self.engine.store()
-        stored: dict[str, list[dict]] = {}
-        for v in store.vms():
-            stored.setdefault(v["scenario"], []).append(v)
-        return [scenario_instance(self.engine, r, stored.get(r.name, []))
-                for r in store.scenarios()]
+        found = store.vm(scenario, name)
+        if found is not None:
+            return found
+        return self._spec_vms(scenario).get(name)
 
-    def get_scenario(self, path: CIMInstanceName) -> CIMInstance | None:
+    def _spec_vms(self, scenario: str) -> dict[str, dict]:
+        """The VMs of a scenario not placed yet, by name ({} when it has stored VMs)."""
+        def compute() -> dict[str, dict]:
+            row = self.scenario_row(scenario)
+            if row is None or self.engine.store().has_vms(row.name):
+                return {}
+            return {v["name"]: v for v in vm_rows(self.engine, row, [])}
+        return request.memo(("spec-vms", scenario), compute)
+
+    def vm_of(self, path: CIMInstanceName) -> dict | None:
+        key = P.split_key(path.keybindings.get("Name", ""))
+        return self.vm(*key) if key is not None else None
+
+    def scenario_model(self, name: str) -> Scenario | None:
+        row = self.scenario_row(name)
+        return self.engine.model(row) if row is not None else None
+
+    def vm_model(self, scenario: str, name: str) -> tuple[Scenario, VM] | None:
+        model = self.scenario_model(scenario)
+        if model is None:
+            return None
+        by_name = request.memo(("model-vms", scenario), lambda: {v.name: v for v in model.vms})
+        vm = by_name.get(name)
+        return (model, vm) if vm is not None else None
+
+    def scenarios(self) -> Iterator[Row]:
+        for r in self.scenario_rows():
+            yield scenario_row(self.engine, r, self.engine.store().vms(r.name))
+
+    def get_scenario(self, path: CIMInstanceName) -> Row | None:
         store = self.engine.store()
         row = store.scenario(str(path.keybindings.get("Name", "")))
-        return scenario_instance(self.engine, row, store.vms(row.name)) if row else None
+        return scenario_row(self.engine, row, store.vms(row.name)) if row else None
 
-    def vms(self) -> list[CIMInstance]:
-        return [vm_instance(v) for v in self.all_vms()]
+    def vms(self) -> Iterator[Row]:
+        return (vm_row(v) for v in self.iter_vms())
 
-    def get_vm(self, path: CIMInstanceName) -> CIMInstance | None:
+    def get_vm(self, path: CIMInstanceName) -> Row | None:
+        found = self.vm_of(path)
+        return vm_row(found) if found is not None else None
+
+    def scenario_nets(self, name: str) -> list[Row]:
+        def compute() -> list[Row]:
+            store = self.engine.store()
+            row = self.scenario_row(name)
+            if row is None:
+                return []
+            return net_rows(self.engine, row, store.vms(name), store.segments(name))
+        return request.memo(("nets", name), compute)
+
+    def nets(self) -> Iterator[Row]:
+        for r in self.scenario_rows():
+            yield from self.scenario_nets(r.name)
+
+    def get_net(self, path: CIMInstanceName) -> Row | None:
         key = P.split_key(path.keybindings.get("Name", ""))
         if key is None:
             return None
-        store = self.engine.store()
-        found = store.vm(*key)
-        if found is not None:
-            return vm_instance(found)
-        row = store.scenario(key[0])
-        if row is None or store.has_vms(row.name):
-            return None
-        for v in vm_rows(self.engine, row, []):
-            if v["name"] == key[1]:
-                return vm_instance(v)
-        return None
-
-    def nets(self) -> list[CIMInstance]:
-        store = self.engine.store()
-        out = []
-        for row in store.scenarios():
-            out.extend(net_instances(self.engine, row, store.vms(row.name),
-                                     store.segments(row.name)))
-        return out
+        nets = request.memo(("nets-by-name", key[0]), lambda: {
+            r.keys["Name"]: r for r in self.scenario_nets(key[0])})
+        return nets.get(P.vm_key(*key))
 
     def ssds(self) -> list[CIMInstance]:
         return [ssd_instance(r, r.restrictions) for r in self.scenario_rows()]
@@ -418,50 +577,76 @@ class EngineModel:
         return ssd_instance(row, row.restrictions) if row else None
 
     def vm_models(self) -> Iterable[tuple[Scenario, VM, str | None]]:
-        store = self.engine.store()
-        types: dict[tuple[str, str], str] = {
-            (v["scenario"], v["name"]): v["type"] for v in store.vms()}
-        for row in store.scenarios():
+        for row in self.scenario_rows():
             model = self.engine.model(row)
             if model is None:
                 continue
+            types = {v["name"]: v["type"] for v in self.engine.store().vms(row.name)}
             for vm in model.vms:
-                yield model, vm, types.get((row.name, vm.name))
+                yield model, vm, types.get(vm.name)
 
-    def vssds(self) -> list[CIMInstance]:
-        return [vssd_instance(s.name, vm, t) for s, vm, t in self.vm_models()]
+    def vssds(self) -> Iterator[Row]:
+        return (vssd_row(s.name, vm, t) for s, vm, t in self.vm_models())
 
-    def rasds(self, classname: str) -> list[CIMInstance]:
-        return [r for s, vm, _t in self.vm_models() for r in rasd_instances(s, vm)
-                if r.classname == classname]
+    def get_vssd(self, path: CIMInstanceName) -> Row | None:
+        ids = P.vssd_ids(path)
+        found = self.vm_model(*ids) if ids else None
+        if found is None:
+            return None
+        stored = self.engine.store().vm(*ids)
+        return vssd_row(found[0].name, found[1], stored["type"] if stored else None)
 
-    def jobs(self) -> list[CIMInstance]:
-        return [job_instance(j) for j in self.engine.store().jobs()]
+    def rasds(self, classname: str) -> Iterator[Row]:
+        return (r for s, vm, _t in self.vm_models() for r in rasd_rows(s, vm)
+                if r.classname == classname)
 
-    def get_job(self, path: CIMInstanceName) -> CIMInstance | None:
+    def get_rasd(self, path: CIMInstanceName) -> Row | None:
+        ids = P.rasd_ids(path)
+        found = self.vm_model(*ids[:2]) if ids else None
+        if found is None:
+            return None
+        iid = str(path.keybindings.get("InstanceID", ""))
+        return next((r for r in rasd_rows(*found)
+                     if r.keys["InstanceID"] == iid
+                     and r.classname.lower() == path.classname.lower()), None)
+
+    def hosts(self) -> list[CIMInstance]:
+        return host_instances(self.engine)
+
+    def get_host(self, path: CIMInstanceName) -> CIMInstance | None:
+        name = str(path.keybindings.get("Name", ""))
+        hosts = request.memo("hosts", lambda: {h["Name"]: h for h in self.hosts()})
+        return hosts.get(name)
+
+    def jobs(self) -> Iterator[Row]:
+        return (job_row(j) for j in self.engine.store().jobs())
+
+    def get_job(self, path: CIMInstanceName) -> Row | None:
         number = P.job_id(path)
         job = self.engine.store().job(number) if number is not None else None
-        return job_instance(job) if job else None
+        return job_row(job) if job else None
 
     def register(self, registry: ProviderRegistry) -> None:
         ns = EDIV_NAMESPACE
         reg = registry.register
-        reg(ns, StoreProvider("EDIV_HostSystem", lambda: host_instances(self.engine)))
+        reg(ns, StoreProvider("EDIV_HostSystem", self.hosts, self.get_host))
         reg(ns, StoreProvider("EDIV_Scenario", self.scenarios, self.get_scenario))
         reg(ns, StoreProvider("EDIV_VirtualSystem", self.vms, self.get_vm))
-        reg(ns, StoreProvider("EDIV_VirtualNetwork", self.nets))
+        reg(ns, StoreProvider("EDIV_VirtualNetwork", self.nets, self.get_net))
         reg(ns, StoreProvider("EDIV_ScenarioSettingData", self.ssds, self.get_ssd))
-        reg(ns, StoreProvider("EDIV_VirtualSystemSettingData", self.vssds))
-        for cls in ("EDIV_ProcessorRASD", "EDIV_MemoryRASD",
-                    "EDIV_EthernetPortAllocationSettingData",
-                    "EDIV_StorageAllocationSettingData"):
-            reg(ns, StoreProvider(cls, lambda c=cls: self.rasds(c)))
+        reg(ns, StoreProvider("EDIV_VirtualSystemSettingData", self.vssds, self.get_vssd))
+        for cls in RASD_CLASSES:
+            reg(ns, StoreProvider(cls, lambda c=cls: self.rasds(c), self.get_rasd))
         reg(ns, StoreProvider("EDIV_ConcreteJob", self.jobs, self.get_job))
         reg(ns, StoreProvider("EDIV_VirtualSystemManagementService",
                               lambda: [service_instance(self.system_name)]))
         caps = capabilities(self.vm_state_changes)
         reg(ns, StoreProvider("EDIV_VirtualSystemManagementCapabilities", lambda: caps[:1]))
         reg(ns, StoreProvider("EDIV_EnabledLogicalElementCapabilities", lambda: caps[1:]))
+
+
+RASD_CLASSES = ("EDIV_ProcessorRASD", "EDIV_MemoryRASD", "EDIV_EthernetPortAllocationSettingData",
+                "EDIV_StorageAllocationSettingData")
 
 
 def json_or_none(text: str | None) -> Any:

@@ -8,7 +8,7 @@ for the virtualization profiles live in ``root/ediv`` (cross-namespace reference
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pywbem import CIMInstance, CIMInstanceName, Uint16
@@ -17,8 +17,11 @@ from ediv import __version__ as _ediv_version
 from ediv.provider.providers import (
     InstanceProvider,
     ProviderRegistry,
+    Row,
     StaticProvider,
+    key_of,
     make_instance,
+    normalized,
 )
 from ediv.provider.schema import EDIV_NAMESPACE, INTEROP_NAMESPACE
 
@@ -151,19 +154,42 @@ class InteropModel:
         provider: InstanceProvider | None = self.registry.get(namespace, classname)
         if provider is None:
             return
-        for inst in provider.enumerate():
-            path = inst.path.copy()
+        for row in provider.rows():
+            path = row.path()
             path.namespace = namespace
             path.host = None
             yield path
 
     def conformance(self, classname: str) -> list[CIMInstance]:
-        out = []
+        return [make_instance(classname, {"ConformantStandard": self.profile_path(p),
+                                          "ManagedElement": central}, {})
+                for p in PROFILES for central in self.central_instances(p)]
+
+    def conformance_touching(self, classname: str, target: CIMInstanceName,
+                             managed_namespace: str | None) -> Iterator[Row]:
+        """The conformance rows that may refer to ``target``: a profile's central instances,
+        or an element's profile when it is a central instance (looked up by its key)."""
+        want = normalized(target, INTEROP_NAMESPACE)
         for p in PROFILES:
-            for central in self.central_instances(p):
-                out.append(make_instance(classname, {
-                    "ConformantStandard": self.profile_path(p), "ManagedElement": central}, {}))
-        return out
+            if p.central is None:
+                continue
+            namespace, central_class = p.central
+            if managed_namespace is not None and namespace.lower() != managed_namespace:
+                continue
+            profile = self.profile_path(p)
+            if want == normalized(profile):
+                for central in self.central_instances(p):
+                    yield Row(classname, {"ConformantStandard": profile,
+                                          "ManagedElement": central})
+            elif (want.namespace or "").lower() == namespace.lower() and \
+                    want.classname.lower() == central_class.lower():
+                provider = self.registry.get(namespace, central_class)
+                found = provider.get_row(want) if provider is not None else None
+                if found is not None:
+                    central = found.path()
+                    central.namespace = namespace
+                    yield Row(classname, {"ConformantStandard": profile,
+                                          "ManagedElement": central})
 
     def register(self) -> None:
         r = self.registry
@@ -174,8 +200,35 @@ class InteropModel:
         r.register(INTEROP_NAMESPACE, StaticProvider("EDIV_RegisteredProfile", self.profiles))
         r.register(INTEROP_NAMESPACE,
                    StaticProvider("CIM_ReferencedProfile", self.referenced_profiles))
-        ectp = "EDIV_ElementConformsToProfile"
-        r.register(INTEROP_NAMESPACE, StaticProvider(ectp, lambda: self.conformance(ectp)))
-        r.register(EDIV_NAMESPACE, StaticProvider(
-            ectp, lambda: [i for i in self.conformance(ectp)
-                           if i["ManagedElement"].namespace == EDIV_NAMESPACE]))
+        r.register(INTEROP_NAMESPACE, _Conformance(self, None))
+        r.register(EDIV_NAMESPACE, _Conformance(self, EDIV_NAMESPACE))
+
+
+class _Conformance(InstanceProvider):
+    """EDIV_ElementConformsToProfile of one namespace (``managed``: only elements there)."""
+
+    classname = "EDIV_ElementConformsToProfile"
+
+    def __init__(self, model: InteropModel, managed: str | None):
+        self.model = model
+        self.managed = managed.lower() if managed else None
+
+    def enumerate(self) -> list[CIMInstance]:
+        return [i for i in self.model.conformance(self.classname)
+                if self.managed is None
+                or i["ManagedElement"].namespace.lower() == self.managed]
+
+    def reference_rows(self, target: CIMInstanceName, role: str | None = None
+                       ) -> Iterable[Row]:
+        want = key_of(target, INTEROP_NAMESPACE)
+        for row in self.model.conformance_touching(self.classname, target, self.managed):
+            for name, value in row.props.items():
+                if (role is None or name.lower() == role.lower()) and \
+                        key_of(value, INTEROP_NAMESPACE) == want:
+                    yield row
+                    break
+
+    def references(self, target: CIMInstanceName, role: str | None = None
+                   ) -> Iterator[CIMInstance]:
+        for row in self.reference_rows(target, role):
+            yield row.instance()

@@ -1,12 +1,20 @@
 """DSP0200 intrinsic operations on the schema and the providers: the server's read side.
 
 ``Dispatcher.call`` takes a parsed request and the caller's role and returns the CIM-XML
-response body; every failure becomes a CIM status code in an ERROR element.
+response body; every failure becomes a CIM status code in an ERROR element. Each call runs
+in a request context (``ediv.provider.request``): a time limit, and the transport's
+"client gone" test, checked in the loops that can run long.
+
+Instances travel from the providers as Rows and are written by ``cimxml.InstanceWriter``
+(one per class and request shape, cached); associations are answered from the providers'
+``reference_rows`` (indexed look-ups by object path) and de-duplicated with sets of
+normalized paths.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 import time
 import uuid
@@ -39,9 +47,17 @@ from pywbem import (
     CIMProperty,
 )
 
-from ediv.provider import cimxml
+from ediv.provider import cimxml, request
 from ediv.provider.auth import Role
-from ediv.provider.providers import ProviderRegistry, same_path
+from ediv.provider.cimxml import Clean, InstanceWriter
+from ediv.provider.providers import (
+    PathKey,
+    ProviderRegistry,
+    Row,
+    key_of,
+    normalized,
+    path_key,
+)
 from ediv.provider.schema import NamespaceSchema, Schema, is_association
 
 READ_OPERATIONS = frozenset(n.lower() for n in (
@@ -62,6 +78,8 @@ MAX_OPEN_CONTEXTS = 256
 DEFAULT_OPERATION_TIMEOUT = 60
 MAX_OPERATION_TIMEOUT = 600
 MAX_PULL_COUNT = 10000
+DEFAULT_TIME_LIMIT = 120.0  # seconds one request may compute (Dispatcher(time_limit=...))
+_WRITERS_MAX = 512  # cached InstanceWriters (request shapes: property lists vary)
 
 
 def required_role(method: str, intrinsic: bool) -> Role:
@@ -90,10 +108,20 @@ class _Context:
     kind: str  # "instances" | "paths"
     namespace: str
     owner: str
-    items: list[Any]
+    items: Iterator[str]  # the XML of each element still to deliver, produced on demand
     timeout: int
     expires: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    ahead: list[str] = field(default_factory=list)  # one item read ahead (end-of-sequence)
+
+    def take(self, count: int) -> tuple[list[str], bool]:
+        """Up to ``count`` items, and whether that was the last of them."""
+        batch = self.ahead + list(itertools.islice(self.items, max(0, count - len(self.ahead))))
+        self.ahead = batch[count:]
+        batch = batch[:count]
+        if not self.ahead:
+            self.ahead = list(itertools.islice(self.items, 1))
+        return batch, not self.ahead
 
     def touch(self) -> None:
         self.expires = time.monotonic() + self.timeout
@@ -113,22 +141,33 @@ def _err(code: int, text: str) -> CIMError:
 
 
 class Dispatcher:
-    def __init__(self, schema: Schema, registry: ProviderRegistry, *, host: str = "localhost"):
+    def __init__(self, schema: Schema, registry: ProviderRegistry, *, host: str = "localhost",
+                 time_limit: float | None = DEFAULT_TIME_LIMIT):
         self.schema = schema
         self.registry = registry
         self.host = host
+        self.time_limit = time_limit
         self.method_providers: dict[tuple[str, str], MethodProvider] = {}
         self._contexts: dict[str, _Context] = {}
         self._ctx_lock = threading.Lock()
+        self._writers: dict[tuple, InstanceWriter] = {}
+        self._assoc_names: dict[tuple[str, str | None], list[str]] = {}
 
     def register_methods(self, namespace: str, provider: MethodProvider) -> None:
         self.method_providers[(namespace.strip("/").lower(), provider.classname.lower())] = \
             provider
 
     # ------------------------------------------------------------ entry point
-    def call(self, req: cimxml.CIMRequest, role: Role, user: str = "", host: str | None = None
+    def call(self, req: cimxml.CIMRequest, role: Role, user: str = "", host: str | None = None,
+             *, time_limit: float | None = None, cancelled: Callable[[], bool] | None = None
              ) -> bytes:
-        host = host or self.host
+        """The response body. ``time_limit`` (default: the dispatcher's) bounds the CIM work;
+        ``cancelled`` is the transport's test for a client that went away (then the work
+        stops at its next check with CIM_ERR_SERVER_LIMITS_EXCEEDED)."""
+        with request.request(time_limit or self.time_limit, cancelled):
+            return self._call(req, role, user, host or self.host)
+
+    def _call(self, req: cimxml.CIMRequest, role: Role, user: str, host: str) -> bytes:
         try:
             needed = required_role(req.method, req.intrinsic)
             if role < needed:
@@ -170,18 +209,21 @@ class Dispatcher:
             raise _err(CIM_ERR_INVALID_NAMESPACE, f"namespace {name!r} does not exist")
         return nss
 
-    def instances(self, nss: NamespaceSchema, classname: str, deep: bool = True
-                  ) -> Iterator[CIMInstance]:
+    def rows(self, nss: NamespaceSchema, classname: str, deep: bool = True) -> Iterator[Row]:
+        """The instances of ``classname`` and its subclasses, as the providers give them."""
         names = [classname, *nss.subclass_names(classname, deep=True)] if deep else [classname]
         for name in names:
             provider = self.registry.get(nss.name, name)
             if provider is None:
                 continue
-            for inst in provider.enumerate():
-                if nss.is_subclass(inst.classname, classname):
-                    yield inst
+            for row in provider.rows():
+                request.check()
+                if row.classname.lower() == name.lower() or \
+                        nss.is_subclass(row.classname, classname):
+                    yield row
 
-    def get_instance(self, path: CIMInstanceName, default_ns: str) -> CIMInstance | None:
+    def get_row(self, path: CIMInstanceName, default_ns: str
+                ) -> tuple[NamespaceSchema, Row] | None:
         nss = self.schema.namespace(path.namespace or default_ns)
         if nss is None or nss.get_class(path.classname) is None:
             return None
@@ -189,16 +231,56 @@ class Dispatcher:
             provider = self.registry.get(nss.name, name)
             if provider is None:
                 continue
-            inst = provider.get(path)
-            if inst is not None:
-                return inst
+            row = provider.get_row(path)
+            if row is not None:
+                return nss, row
         return None
+
+    def instances(self, nss: NamespaceSchema, classname: str, deep: bool = True
+                  ) -> Iterator[CIMInstance]:
+        return (r.instance() for r in self.rows(nss, classname, deep))
+
+    def get_instance(self, path: CIMInstanceName, default_ns: str) -> CIMInstance | None:
+        found = self.get_row(path, default_ns)
+        return found[1].instance() if found is not None else None
+
+    def writer(self, nss: NamespaceSchema, classname: str, requested: CIMClass, flags: Flags
+               ) -> InstanceWriter:
+        """The INSTANCE writer of class ``classname`` for a request on ``requested``."""
+        plist = None if flags.property_list is None else \
+            tuple(sorted({p.lower() for p in flags.property_list}))
+        key = (nss.name.lower(), classname.lower(), requested.classname.lower(), flags.deep,
+               flags.local_only, flags.qualifiers, flags.class_origin, plist)
+        found = self._writers.get(key)
+        if found is None:
+            actual = nss.get_class(classname) or requested
+            found = InstanceWriter(actual, requested, nss.name, deep=flags.deep,
+                                   local_only=flags.local_only, qualifiers=flags.qualifiers,
+                                   class_origin=flags.class_origin, property_list=plist)
+            if len(self._writers) >= _WRITERS_MAX:
+                self._writers.clear()
+            self._writers[key] = found
+        return found
+
+    def association_names(self, nss: NamespaceSchema, assoc_class: str | None) -> list[str]:
+        """Association classes (``assoc_class`` and its subclasses, or all) of ``nss``."""
+        key = (nss.name.lower(), assoc_class.lower() if assoc_class else None)
+        found = self._assoc_names.get(key)
+        if found is None:
+            base = [assoc_class, *nss.subclass_names(assoc_class)] if assoc_class else \
+                [c.classname for c in nss.classes.values()]
+            found = [n for n in base if is_association(nss.get_class(n))]
+            self._assoc_names[key] = found
+        return found
 
     def shape_instance(self, nss: NamespaceSchema, inst: CIMInstance, requested: CIMClass,
                        flags: Flags, host: str | None) -> CIMInstance:
         """The instance as the client asked for it: all class properties (NULL when unset),
         trimmed by DeepInheritance/LocalOnly/PropertyList, qualifiers and class origin
-        only on request, path with host and namespace."""
+        only on request, path with host and namespace.
+
+        The object-model twin of ``writer``: responses are written by the writer; this one is
+        the reference that tests/provider/test_fast_xml.py compares it with."""
         actual = nss.get_class(inst.classname) or requested
         wanted = None if flags.property_list is None else {
             p.lower() for p in flags.property_list}
@@ -435,39 +517,48 @@ def _enumerate_qualifiers(op: _Op):
 
 # ---------------------------------------------------------------- instances
 
-def _enumerate(op: _Op, classname: str, flags: Flags) -> list[CIMInstance]:
+def _enumerate(op: _Op, classname: str) -> tuple[NamespaceSchema, CIMClass, Iterator[Row]]:
     nss = op.nss()
     requested = op.existing_class(nss, classname)
-    return [op.d.shape_instance(nss, inst, requested, flags, op.host)
-            for inst in op.d.instances(nss, requested.classname)]
+    return nss, requested, op.d.rows(nss, requested.classname)
+
+
+def _writer_of(op: _Op, nss: NamespaceSchema, requested: CIMClass, flags: Flags
+               ) -> Callable[[Row], InstanceWriter]:
+    """Row -> its class's writer (the last one kept: rows mostly come class by class)."""
+    last: list[Any] = [None, None]
+
+    def writer(row: Row) -> InstanceWriter:
+        if last[0] != row.classname:
+            last[0], last[1] = row.classname, op.d.writer(nss, row.classname, requested, flags)
+        return last[1]
+    return writer
 
 
 @intrinsic("EnumerateInstances")
 def _enumerate_instances(op: _Op):
     op.allow("ClassName", "LocalOnly", "DeepInheritance", "IncludeQualifiers",
              "IncludeClassOrigin", "PropertyList")
-    insts = _enumerate(op, op.classname(), op.instance_flags())
-    return "".join(cimxml.named_instance(i) for i in insts), []
+    flags = op.instance_flags()
+    nss, requested, rows = _enumerate(op, op.classname())
+    writer = _writer_of(op, nss, requested, flags)
+    return Clean("".join(writer(r).named_instance(r.keys, r.props) for r in rows)), []
 
 
 @intrinsic("EnumerateInstanceNames")
 def _enumerate_instance_names(op: _Op):
     op.allow("ClassName")
-    nss = op.nss()
-    requested = op.existing_class(nss, op.classname())
-    paths = [op.d.instance_path(nss, i, None) for i in op.d.instances(nss, requested.classname)]
-    for p in paths:
-        p.namespace = None
-    return "".join(p.tocimxmlstr() for p in paths), []
+    _nss, _cls, rows = _enumerate(op, op.classname())
+    return Clean("".join(cimxml.instance_name_xml(r.classname, r.keys) for r in rows)), []
 
 
-def _lookup(op: _Op, path: CIMInstanceName) -> tuple[NamespaceSchema, CIMClass, CIMInstance]:
+def _lookup(op: _Op, path: CIMInstanceName) -> tuple[NamespaceSchema, CIMClass, Row]:
     nss = op.nss()
     cls = op.existing_class(nss, path.classname)
-    inst = op.d.get_instance(_local(path, nss.name), nss.name)
-    if inst is None:
+    found = op.d.get_row(_local(path, nss.name), nss.name)
+    if found is None:
         raise _err(CIM_ERR_NOT_FOUND, f"no instance {path}")
-    return nss, cls, inst
+    return nss, cls, found[1]
 
 
 def _local(path: CIMInstanceName, namespace: str) -> CIMInstanceName:
@@ -481,10 +572,10 @@ def _local(path: CIMInstanceName, namespace: str) -> CIMInstanceName:
 def _get_instance(op: _Op):
     op.allow("InstanceName", "LocalOnly", "IncludeQualifiers", "IncludeClassOrigin",
              "PropertyList")
-    nss, _cls, inst = _lookup(op, op.instance_name("InstanceName"))
-    actual = nss.get_class(inst.classname)
-    out = op.d.shape_instance(nss, inst, actual, op.instance_flags(), None)
-    return cimxml.instance_xml(out), []
+    nss, cls, row = _lookup(op, op.instance_name("InstanceName"))
+    actual = nss.get_class(row.classname) or cls
+    writer = op.d.writer(nss, row.classname, actual, op.instance_flags())
+    return Clean(writer.instance(row.props)), []
 
 
 def _writable_provider(op: _Op, classname: str):
@@ -528,10 +619,11 @@ def _get_property(op: _Op):
     op.allow("InstanceName", "PropertyName")
     path = op.instance_name("InstanceName")
     name = op.string("PropertyName", required=True)
-    nss, cls, inst = _lookup(op, path)
-    actual = nss.get_class(inst.classname) or cls
+    nss, cls, row = _lookup(op, path)
+    actual = nss.get_class(row.classname) or cls
     if name not in actual.properties:
         raise _err(CIM_ERR_NO_SUCH_PROPERTY, f"class {actual.classname} has no property {name}")
+    inst = row.instance()
     value = inst.properties[name].value if name in inst.properties else None
     return (cimxml.value_xml(value) if value is not None else ""), []
 
@@ -546,14 +638,10 @@ class _AssocQuery:
     result_role: str | None = None
 
 
-def _assoc_classes(nss: NamespaceSchema, assoc_class: str | None) -> list[str]:
-    if assoc_class is not None:
-        if nss.get_class(assoc_class) is None:
-            raise _err(CIM_ERR_INVALID_PARAMETER, f"class {assoc_class} does not exist")
-        base = [assoc_class, *nss.subclass_names(assoc_class)]
-    else:
-        base = [c.classname for c in nss.classes.values()]
-    return [n for n in base if is_association(nss.get_class(n))]
+def _assoc_classes(op: _Op, nss: NamespaceSchema, assoc_class: str | None) -> list[str]:
+    if assoc_class is not None and nss.get_class(assoc_class) is None:
+        raise _err(CIM_ERR_INVALID_PARAMETER, f"class {assoc_class} does not exist")
+    return op.d.association_names(nss, assoc_class)
 
 
 def _check_result_class(nss: NamespaceSchema, name: str | None) -> None:
@@ -561,20 +649,21 @@ def _check_result_class(nss: NamespaceSchema, name: str | None) -> None:
         raise _err(CIM_ERR_INVALID_PARAMETER, f"class {name} does not exist")
 
 
-def _reference_instances(op: _Op, target: CIMInstanceName, q: _AssocQuery
-                         ) -> Iterator[tuple[CIMInstance, str]]:
-    """(association instance, its class's namespace) for every association pointing at target."""
+def _reference_rows(op: _Op, target: CIMInstanceName, q: _AssocQuery) -> Iterator[Row]:
+    """Every association row pointing at ``target``, once, from the providers' look-ups."""
     nss = op.nss()
-    seen: list[CIMInstanceName] = []
-    for name in _assoc_classes(nss, q.assoc_class):
+    seen: set[PathKey] = set()
+    for name in _assoc_classes(op, nss, q.assoc_class):
         provider = op.d.registry.get(nss.name, name)
         if provider is None:
             continue
-        for inst in provider.references(target, q.role):
-            if any(same_path(inst.path, s) for s in seen):
+        for row in provider.reference_rows(target, q.role):
+            request.check()
+            key = path_key(row.classname, row.keys, row.namespace or nss.name)
+            if key in seen:
                 continue
-            seen.append(inst.path)
-            yield inst
+            seen.add(key)
+            yield row
 
 
 def _target(op: _Op, value: CIMInstanceName) -> CIMInstanceName:
@@ -583,54 +672,48 @@ def _target(op: _Op, value: CIMInstanceName) -> CIMInstanceName:
     return _local(value, nss.name)
 
 
-def _references(op: _Op, target: CIMInstanceName, q: _AssocQuery) -> list[CIMInstance]:
+def _references(op: _Op, target: CIMInstanceName, q: _AssocQuery) -> list[Row]:
     nss = op.nss()
-    out = []
-    for inst in _reference_instances(op, target, q):
-        if q.result_class and not nss.is_subclass(inst.classname, q.result_class):
-            continue
-        out.append(inst)
-    return out
+    return [r for r in _reference_rows(op, target, q)
+            if not q.result_class or nss.is_subclass(r.classname, q.result_class)]
 
 
 def _associated_paths(op: _Op, target: CIMInstanceName, q: _AssocQuery
                       ) -> list[CIMInstanceName]:
     nss = op.nss()
+    want = key_of(target, nss.name)
+    role = q.role.lower() if q.role else None
+    result_role = q.result_role.lower() if q.result_role else None
     out: list[CIMInstanceName] = []
-    for inst in _reference_instances(op, target, q):
-        refs = [p for p in inst.properties.values() if p.type == "reference" and p.value]
-        here = [p for p in refs if same_path(_local(p.value, nss.name), target)
-                and (q.role is None or p.name.lower() == q.role.lower())]
-        for prop in refs:
-            if prop in here or (q.result_role and prop.name.lower() != q.result_role.lower()):
+    seen: set[PathKey] = set()
+    for row in _reference_rows(op, target, q):
+        refs = [(n, v) for n, v in row.props.items() if isinstance(v, CIMInstanceName)]
+        here = {n for n, v in refs if (role is None or n.lower() == role)
+                and key_of(v, nss.name) == want}
+        for name, value in refs:
+            if name in here or (result_role and name.lower() != result_role):
                 continue
-            path = _local(prop.value, nss.name)
+            key = key_of(value, nss.name)
+            if key in seen:
+                continue
             if q.result_class:
-                other = op.d.schema.namespace(path.namespace)
-                if other is None or not other.is_subclass(path.classname, q.result_class):
+                other = op.d.schema.namespace(value.namespace or nss.name)
+                if other is None or not other.is_subclass(value.classname, q.result_class):
                     continue
-            if not any(same_path(path, o) for o in out):
-                out.append(path)
+            seen.add(key)
+            out.append(value if value.namespace and value.host is None
+                       else normalized(value, nss.name))
     return out
 
 
-def _associated_instances(op: _Op, paths: Iterable[CIMInstanceName], flags: Flags
-                          ) -> list[CIMInstance]:
-    out = []
+def _associated_rows(op: _Op, paths: Iterable[CIMInstanceName]
+                     ) -> Iterator[tuple[NamespaceSchema, Row]]:
+    """The elements at ``paths`` (dangling references, whose element went away, left out)."""
     for path in paths:
-        inst = op.d.get_instance(path, op.req.namespace)
-        if inst is None:
-            continue  # dangling reference: the element went away
-        other = op.d.schema.namespace(path.namespace)
-        cls = other.get_class(inst.classname)
-        out.append(op.d.shape_instance(other, inst, cls, flags, op.host))
-    return out
-
-
-def _shape_refs(op: _Op, insts: Iterable[CIMInstance], flags: Flags) -> list[CIMInstance]:
-    nss = op.nss()
-    return [op.d.shape_instance(nss, i, nss.get_class(i.classname), flags, op.host)
-            for i in insts]
+        request.check()
+        found = op.d.get_row(path, op.req.namespace)
+        if found is not None:
+            yield found
 
 
 def _query(op: _Op, associators: bool) -> _AssocQuery:
@@ -655,7 +738,7 @@ def _class_level(op: _Op, target: CIMClassName, q: _AssocQuery, associators: boo
     op.existing_class(nss, target.classname)
     chain = {c.lower() for c in nss.superclass_chain(target.classname)}
     found: dict[str, CIMClass] = {}
-    for name in _assoc_classes(nss, q.assoc_class):
+    for name in _assoc_classes(op, nss, q.assoc_class):
         assoc = nss.get_class(name)
         refs = [p for p in assoc.properties.values() if p.type == "reference"]
         here = [p for p in refs if p.reference_class.lower() in chain
@@ -736,13 +819,28 @@ def _assoc_class_level(op: _Op, kind: _AssocKind, target: CIMClassName, q: _Asso
         for c, p in found)
 
 
-def _assoc_instances(op: _Op, kind: _AssocKind, target: CIMInstanceName, q: _AssocQuery,
-                     flags: Flags) -> list[CIMInstance]:
-    """The instances the operation answers with (their paths alone for the path variants;
-    dangling references are left out of both)."""
+def _assoc_results(op: _Op, kind: _AssocKind, target: CIMInstanceName, q: _AssocQuery,
+                   flags: Flags) -> Iterator[str]:
+    """The XML of each answer: OBJECTPATH / VALUE.OBJECTWITHPATH (pull: INSTANCEPATH /
+    VALUE.INSTANCEWITHPATH); dangling references are left out of both."""
     if kind.associators:
-        return _associated_instances(op, _associated_paths(op, target, q), flags)
-    return _shape_refs(op, _references(op, target, q), flags)
+        found: Iterable[tuple[NamespaceSchema, Row]] = list(
+            _associated_rows(op, _associated_paths(op, target, q)))
+    else:
+        nss = op.nss()
+        found = [(nss, r) for r in _references(op, target, q)]
+    host = op.host
+    for nss, row in found:
+        if kind.paths:
+            path = cimxml.instance_path_xml(row.classname, row.keys, nss.name, host)
+            yield path if kind.pull else f"<OBJECTPATH>{path}</OBJECTPATH>"
+            continue
+        cls = nss.get_class(row.classname)
+        writer = op.d.writer(nss, row.classname, cls, flags)
+        if kind.pull:
+            yield writer.instance_with_path(row.keys, row.props, host)
+        else:
+            yield writer.object_with_path(row.keys, row.props, host)
 
 
 def _association_operation(op: _Op, kind: _AssocKind):
@@ -757,14 +855,16 @@ def _association_operation(op: _Op, kind: _AssocKind):
         obj, flags = op.object_name(), _assoc_flags(op, kind)
     if isinstance(obj, CIMClassName):  # class-level traversal: never for pull operations
         return _assoc_class_level(op, kind, obj, q, flags), []
-    insts = _assoc_instances(op, kind, _target(op, obj), q, flags)
+    items = _assoc_results(op, kind, _target(op, obj), q, flags)
     if kind.pull:
-        if kind.paths:
-            return _open(op, "paths", [i.path for i in insts])
-        return _open(op, "instances", insts)
-    if kind.paths:
-        return "".join(cimxml.object_path(i.path) for i in insts), []
-    return "".join(cimxml.object_with_path(i, i.path) for i in insts), []
+        return _open(op, "paths" if kind.paths else "instances", items)
+    return Clean("".join(_checked(items))), []
+
+
+def _checked(items: Iterable[str]) -> Iterator[str]:
+    for item in items:
+        request.check()
+        yield item
 
 
 for _name, _kind in _ASSOC_OPERATIONS.items():
@@ -773,21 +873,28 @@ for _name, _kind in _ASSOC_OPERATIONS.items():
 
 # ---------------------------------------------------------------- pull operations
 
-def _open(op: _Op, kind: str, items: list[Any]):
+def _open(op: _Op, kind: str, items: Iterator[str]):
+    """Open an enumeration context over ``items`` (the XML of each element, made as the
+    pulls ask for them: a page of rows at a time from the store)."""
     op.no_filter()
     timeout = op.uint("OperationTimeout", DEFAULT_OPERATION_TIMEOUT)
     if timeout == 0 or timeout > MAX_OPERATION_TIMEOUT:
         raise _err(CIM_ERR_INVALID_OPERATION_TIMEOUT,
                    f"OperationTimeout must be 1..{MAX_OPERATION_TIMEOUT} seconds")
     count = min(op.uint("MaxObjectCount", 0), MAX_PULL_COUNT)
-    ctx = _Context(kind, op.nss().name, op.user, items, timeout)
+    ctx = _Context(kind, op.nss().name, op.user, iter(items), timeout)
     return _deliver(op, ctx, count, None)
 
 
 def _deliver(op: _Op, ctx: _Context, count: int, ctx_id: str | None):
-    batch, ctx.items = ctx.items[:count], ctx.items[count:]
     d = op.d
-    end = not ctx.items
+    try:
+        batch, end = ctx.take(count)
+    except BaseException:
+        if ctx_id is not None:  # the producer failed (time limit...): the context is spent
+            with d._ctx_lock:
+                d._contexts.pop(ctx_id, None)
+        raise
     with d._ctx_lock:
         _expire(d)
         if end:
@@ -801,12 +908,8 @@ def _deliver(op: _Op, ctx: _Context, count: int, ctx_id: str | None):
                 ctx_id = uuid.uuid4().hex
             ctx.touch()
             d._contexts[ctx_id] = ctx
-    if ctx.kind == "instances":
-        body = "".join(cimxml.instance_with_path(i) for i in batch)
-    else:
-        body = "".join(p.tocimxmlstr() for p in batch)
-    return body, [("EndOfSequence", cimxml.boolean_value(end)),
-                  ("EnumerationContext", cimxml.string_value(ctx_id))]
+    return Clean("".join(batch)), [("EndOfSequence", cimxml.boolean_value(end)),
+                                   ("EnumerationContext", cimxml.string_value(ctx_id))]
 
 
 def _expire(d: Dispatcher) -> None:
@@ -835,15 +938,20 @@ def _open_enumerate_instances(op: _Op):
     op.allow("ClassName", "DeepInheritance", "IncludeClassOrigin", "PropertyList", *_OPEN_COMMON)
     flags = op.instance_flags(local_only_param=False)
     op.no_filter()
-    return _open(op, "instances", _enumerate(op, op.classname(), flags))
+    nss, requested, rows = _enumerate(op, op.classname())
+    writer, host = _writer_of(op, nss, requested, flags), op.host
+    return _open(op, "instances", (writer(r).instance_with_path(r.keys, r.lower(), host)
+                                   for r in rows))
 
 
 @intrinsic("OpenEnumerateInstancePaths")
 def _open_enumerate_instance_paths(op: _Op):
     op.allow("ClassName", *_OPEN_COMMON)
     op.no_filter()
-    insts = _enumerate(op, op.classname(), Flags(property_list=[]))
-    return _open(op, "paths", [i.path for i in insts])
+    nss, _cls, rows = _enumerate(op, op.classname())
+    host = op.host
+    return _open(op, "paths", (cimxml.instance_path_xml(r.classname, r.keys, nss.name, host)
+                               for r in rows))
 
 
 def _pull(op: _Op, kind: str):

@@ -107,6 +107,10 @@ def serve(config: ServerConfig, *, schema: Schema | None = None,
           plugins: list[Plugin] = ()) -> ServerHandle:
     """Start serving in a background thread; returns once the socket listens."""
     dispatcher, registry = build_dispatcher(config, schema, plugins)
+    if config.ovf_require_signature or config.ovf_trust:
+        from ediv.ovf import policy
+
+        policy.use(config.trust_policy())  # for every OVF package this process reads
     app = WBEMApp(dispatcher, UserStore(config.users_file), config.max_body_bytes)
     server = wsgi.Server((config.listen_host, config.listen_port), app,
                          numthreads=config.threads, server_name="ediv",

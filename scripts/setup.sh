@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   python3-venv openssh-server user-mode-linux busybox-static e2fsprogs iproute2
   iputils-ping sblim-wbemcli graphviz qemu-utils procps util-linux kmod tcpdump
+  mmdebstrap
 )
 
 missing=()

@@ -167,10 +167,37 @@ def _cert(subject: str, key, issuer: str, issuer_key, *, expired: bool, ca: bool
     now = dt.datetime.now(dt.UTC)
     start, end = ((now - dt.timedelta(days=400), now - dt.timedelta(days=35)) if expired
                   else (now - dt.timedelta(days=1), now + dt.timedelta(days=365)))
+    usage = key_usage(sign=True, cert_sign=True) if subject == issuer else True
+    return issue(subject, key, issuer, issuer_key, ca=ca, not_before=start, not_after=end,
+                 algorithm=algorithm, usage=usage)
+
+
+def key_usage(*, sign: bool = False, cert_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=sign, content_commitment=False,
+                         key_encipherment=False, data_encipherment=False, key_agreement=False,
+                         key_cert_sign=cert_sign, crl_sign=cert_sign, encipher_only=False,
+                         decipher_only=False)
+
+
+def issue(subject: str, key, issuer: str, issuer_key, *, ca: bool,
+          path_length: int | None = None, usage: x509.KeyUsage | bool | None = True,
+          eku: list | None = None, not_before: dt.datetime | None = None,
+          not_after: dt.datetime | None = None, algorithm=None) -> x509.Certificate:
+    """A certificate for ``key`` signed by ``issuer_key``. ``usage`` True: the keyUsage a CA
+    (keyCertSign, cRLSign) or a signer (digitalSignature) has; None/False: none."""
+    now = dt.datetime.now(dt.UTC)
     builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(start).not_valid_after(end)
-               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+               .not_valid_before(not_before or now - dt.timedelta(days=1))
+               .not_valid_after(not_after or now + dt.timedelta(days=365))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length),
+                              critical=True))
+    if usage is True:
+        usage = key_usage(cert_sign=True) if ca else key_usage(sign=True)
+    if usage:
+        builder = builder.add_extension(usage, critical=True)
+    if eku is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
     return builder.sign(issuer_key, algorithm if algorithm is not None else hashes.SHA256())
 
 
@@ -350,3 +377,31 @@ def build_appliance(tmp: Path, raw: Path, *, stem: str = "router", fmt: str = "v
     members[disk_name] = stored
     path = write_ova(tmp / f"{stem}.ova", [*members.items(), *extra_members])
     return Built(path, trust, members)
+
+
+def build_stored(tmp: Path, stored: bytes, *, fmt: str = "raw", stem: str = "router",
+                 chunk_size: int | None = None, compression: str | None = None,
+                 capacity_bytes: int = 2**20, with_manifest: bool = True,
+                 drop_chunks: tuple[int, ...] = (), descriptor_text: str | None = None
+                 ) -> Built:
+    """An OVA whose disk file holds exactly ``stored`` (already compressed when
+    ``compression``), stored whole or, with ``chunk_size``, as DSP0243 chunks
+    ``href.000000000``... (``drop_chunks`` leaves some out after the manifest is made)."""
+    ext = {"vmdk": "vmdk", "qcow2": "qcow2", "raw": "img"}[fmt]
+    href = f"{stem}-disk1.{ext}"
+    ovf = descriptor_text or appliance_descriptor(disk_href=href, disk_size=len(stored),
+                                                  fmt=fmt, capacity_bytes=capacity_bytes)
+    attrs = "".join([f' ovf:chunkSize="{chunk_size}"' if chunk_size else "",
+                     f' ovf:compression="{compression}"' if compression else ""])
+    ovf_bytes = ovf.replace(f'ovf:href="{href}"', f'ovf:href="{href}"{attrs}').encode()
+    if chunk_size:
+        disk_members = [(f"{href}.{i:09d}", stored[off:off + chunk_size])
+                        for i, off in enumerate(range(0, max(len(stored), 1), chunk_size))]
+    else:
+        disk_members = [(href, stored)]
+    members = [(f"{stem}.ovf", ovf_bytes)]
+    if with_manifest:
+        members.append((f"{stem}.mf", manifest(dict([members[0], *disk_members]))))
+    members += [m for i, m in enumerate(disk_members) if i not in drop_chunks]
+    path = write_ova(tmp / f"{stem}.ova", members)
+    return Built(path, None, dict(members))

@@ -119,13 +119,47 @@ def test_expired_certificate_fails(cli, tmp_path):
     assert "signature expired" in result.stderr
 
 
-def test_untrusted_signer_without_trust_store(cli, signer, tmp_path):
+def test_untrusted_signer_is_a_warning_by_default(cli, signer, tmp_path, monkeypatch):
+    """A verified self-signed signer that is not in the trust store: reported, and the
+    package is used (exit 0), as vSphere and ovftool do; --require-signature refuses it."""
+    monkeypatch.delenv("EDIV_OVF_REQUIRE_SIGNATURE", raising=False)
     built = f.build_package(tmp_path, sign_with=signer)
     result = run(cli, built.path, "--json")
-    assert result.exit_code == 2
+    assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["signature"]["status"] == "untrusted"
-    assert "self-signed" in result.stderr
+    assert data["policy"] == {"require_signature": False, "decision": "accepted",
+                              "reason": None}
+    assert any("self-signed" in w and "used anyway" in w for w in data["warnings"])
+
+    strict = run(cli, built.path, "--json", "--require-signature")
+    assert strict.exit_code == 2
+    policy = json.loads(strict.stdout)["policy"]
+    assert policy["require_signature"] and policy["decision"] == "refused"
+    assert "self-signed" in policy["reason"] and "self-signed" in strict.stderr
+
+
+def test_unsigned_package_under_each_policy(cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("EDIV_OVF_REQUIRE_SIGNATURE", raising=False)
+    built = f.build_package(tmp_path)
+    assert run(cli, built.path, "--json").exit_code == 0
+    text = run(cli, built.path)
+    assert text.exit_code == 0 and "not signed" in text.stdout
+    assert "policy: accepted (signature not required)" in text.stdout
+    refused = run(cli, built.path, "--require-signature")
+    assert refused.exit_code == 2
+    assert "VERIFICATION FAILED: the package is not signed" in refused.stdout
+    assert "policy: refused (signature required)" in refused.stdout
+    monkeypatch.setenv("EDIV_OVF_REQUIRE_SIGNATURE", "1")  # what scenarios and servers use
+    assert run(cli, built.path, "--json").exit_code == 2
+
+
+def test_expired_refused_whatever_the_policy(cli, tmp_path):
+    expired = f.self_signed(expired=True)
+    built = f.build_package(tmp_path, sign_with=expired)
+    result = run(cli, built.path, "--json")  # not even in the trust store: still expired
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["policy"]["decision"] == "refused"
 
 
 def test_path_traversal_member_rejected(cli, tmp_path):

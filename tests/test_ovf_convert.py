@@ -55,7 +55,8 @@ def test_disk_converts_back_byte_identical(tmp_path, ext2, fmt):
     image = Path(vm.filesystem.path)
     assert image == tmp_path / "out" / "router1.img" and vm.filesystem.type == "cow"
     assert cmp(ext2, image), f"{fmt} disk did not convert back to the original ext2 image"
-    assert appliance.warnings == []
+    assert [w for w in appliance.warnings if "not signed" not in w] == []
+    assert image.stat().st_mode & 0o777 == 0o600  # disk images are private
 
 
 def test_cli_convert_writes_scenario_disk_and_environment(cli, tmp_path, ext2):
@@ -130,11 +131,24 @@ def test_bad_package_converts_nothing(cli, tmp_path, ext2, case):
     out = tmp_path / "out"
     out.mkdir()
     args = ["ovf", "convert", str(pkg), "-o", str(out / "s.xml")]
+    if case == "untrusted signer":  # refused only when the policy requires a signature
+        args.append("--require-signature")
     r = CliRunner().invoke(cli, args + (["--trust", str(trust)] if trust else []))
     assert r.exit_code == 1, r.output
     assert "package refused, nothing imported" in r.output
     assert BAD[case][1] in r.output
     assert listing(out) == []
+
+
+def test_untrusted_signer_converts_with_a_warning(cli, tmp_path, ext2):
+    pkg, trust = bad_package(tmp_path, ext2, "untrusted signer")
+    out = tmp_path / "out"
+    out.mkdir()
+    r = CliRunner().invoke(cli, ["ovf", "convert", str(pkg), "-o", str(out / "s.xml"),
+                                 "--trust", str(trust)])
+    assert r.exit_code == 0, r.output
+    assert "warning: signature untrusted" in r.output and "self-signed" in r.output
+    assert (out / "router1.img").is_file()
 
 
 def test_path_traversal_member_is_refused(cli, tmp_path, ext2):

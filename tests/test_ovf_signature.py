@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ediv.ovf.inspect import inspect_package
 from ediv.ovf.signature import parse_cert_file
@@ -82,7 +84,119 @@ def test_expired_and_not_yet_valid(tmp_path):
     fresh = f.self_signed()
     built = f.build_package(tmp_path, sign_with=fresh)
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
-    assert inspect_package(built.path, trust=built.trust, now=past).signature.status == "expired"
+    early = inspect_package(built.path, trust=built.trust, now=past)
+    assert early.signature.status == "not-yet-valid" and early.failed
+
+
+# -- RFC 5280 path validation (cryptography's verifier), chains built here -----------------
+DAY = dt.timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def root():
+    key = f.make_key("ec")
+    return key, f.issue("Test Root CA", key, "Test Root CA", key, ca=True)
+
+
+def _pem(*certs) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def _signed_by(tmp_path, root, leaf_key, leaf, *intermediates):
+    signer = f.Signer(leaf_key, leaf, chain=list(intermediates))
+    return f.build_package(tmp_path, sign_with=signer, trust_pem=_pem(root[1]))
+
+
+def test_signer_issued_by_ca_false_leaf_is_never_ok(tmp_path, root):
+    """A leaf certificate (CA:FALSE) of a trusted root mints a 'signer': path validation
+    refuses it although every signature of the chain is correct."""
+    root_key, _root = root
+    leaf_key, signer_key = f.make_key("ec"), f.make_key("ec")
+    leaf = f.issue("Some TLS Server", leaf_key, "Test Root CA", root_key, ca=False,
+                   usage=f.key_usage(sign=True, cert_sign=True))
+    forged = f.issue("Forged Vendor", signer_key, "Some TLS Server", leaf_key, ca=False)
+    result = inspect_package(_signed_by(tmp_path, root, signer_key, forged, leaf).path,
+                             trust=tmp_path / "trust.pem")
+    assert result.signature.status in ("invalid", "untrusted")
+    assert result.signature.status == "invalid", result.signature.details
+    assert result.failed
+    assert "path validation" in result.signature.details[-1]
+
+
+def test_path_length_violated(tmp_path, root):
+    root_key, _root = root
+    k1, k2, signer_key = f.make_key("ec"), f.make_key("ec"), f.make_key("ec")
+    ca1 = f.issue("CA One", k1, "Test Root CA", root_key, ca=True, path_length=0)
+    ca2 = f.issue("CA Two", k2, "CA One", k1, ca=True)
+    leaf = f.issue("Vendor", signer_key, "CA Two", k2, ca=False)
+    result = inspect_package(_signed_by(tmp_path, root, signer_key, leaf, ca2, ca1).path,
+                             trust=tmp_path / "trust.pem")
+    assert result.signature.status == "invalid", result.signature.details
+    # the same chain without the violation validates
+    ca1_ok = f.issue("CA One", k1, "Test Root CA", root_key, ca=True, path_length=1)
+    good = inspect_package(_signed_by(tmp_path, root, signer_key, leaf, ca2, ca1_ok).path,
+                           trust=tmp_path / "trust.pem")
+    assert good.signature.status == "ok", good.signature.details
+
+
+def test_expired_intermediate(tmp_path, root):
+    root_key, _root = root
+    now = dt.datetime.now(dt.UTC)
+    ca_key, signer_key = f.make_key("ec"), f.make_key("ec")
+    ca = f.issue("Old CA", ca_key, "Test Root CA", root_key, ca=True,
+                 not_before=now - 400 * DAY, not_after=now - 10 * DAY)
+    leaf = f.issue("Vendor", signer_key, "Old CA", ca_key, ca=False)
+    result = inspect_package(_signed_by(tmp_path, root, signer_key, leaf, ca).path,
+                             trust=tmp_path / "trust.pem")
+    assert result.signature.status == "expired" and result.failed
+    assert any("Old CA" in d for d in result.signature.details)
+
+
+def test_not_yet_valid_signer(tmp_path, root):
+    root_key, _root = root
+    now = dt.datetime.now(dt.UTC)
+    signer_key = f.make_key("ec")
+    leaf = f.issue("Future Vendor", signer_key, "Test Root CA", root_key, ca=False,
+                   not_before=now + 10 * DAY, not_after=now + 400 * DAY)
+    result = inspect_package(_signed_by(tmp_path, root, signer_key, leaf).path,
+                             trust=tmp_path / "trust.pem")
+    assert result.signature.status == "not-yet-valid" and result.failed
+    assert result.to_json()["signature"]["status"] == "not-yet-valid"
+
+
+@pytest.mark.parametrize("usage, eku, status", [
+    (True, [ExtendedKeyUsageOID.CODE_SIGNING], "ok"),
+    (True, [ExtendedKeyUsageOID.SERVER_AUTH], "invalid"),
+    (f.key_usage(cert_sign=True), None, "invalid"),  # no digitalSignature
+    (None, None, "ok"),  # neither extension: nothing restricts the key
+])
+def test_signer_key_usage_and_eku(tmp_path, root, usage, eku, status):
+    root_key, _root = root
+    signer_key = f.make_key("ec")
+    leaf = f.issue("Vendor", signer_key, "Test Root CA", root_key, ca=False, usage=usage,
+                   eku=eku)
+    result = inspect_package(_signed_by(tmp_path, root, signer_key, leaf).path,
+                             trust=tmp_path / "trust.pem")
+    assert result.signature.status == status, result.signature.details
+
+
+def test_issuer_without_key_cert_sign(tmp_path, root):
+    root_key, _root = root
+    ca_key, signer_key = f.make_key("ec"), f.make_key("ec")
+    ca = f.issue("Signing-only CA", ca_key, "Test Root CA", root_key, ca=True,
+                 usage=f.key_usage(sign=True))
+    leaf = f.issue("Vendor", signer_key, "Signing-only CA", ca_key, ca=False)
+    result = inspect_package(_signed_by(tmp_path, root, signer_key, leaf, ca).path,
+                             trust=tmp_path / "trust.pem")
+    assert result.signature.status == "invalid", result.signature.details
+
+
+def test_self_signed_signer_not_in_store_untrusted(tmp_path, rsa_signer):
+    built = f.build_package(tmp_path, sign_with=rsa_signer, trust_pem=_pem(f.self_signed(
+        "Someone Else").cert))
+    result = inspect_package(built.path, trust=built.trust)
+    assert result.signature.status == "untrusted"
+    assert any("self-signed" in d for d in result.signature.details)
 
 
 def test_weak_key_and_sha1_reported(tmp_path):
@@ -120,3 +234,17 @@ def test_parse_wrapped_signature(rsa_signer):
     parsed = parse_cert_file(text)
     assert parsed.signature == sig and parsed.signed_name == "x.mf"
     assert len(parsed.certificates) == 1
+
+
+@pytest.mark.parametrize("eku, status", [
+    ([ExtendedKeyUsageOID.CODE_SIGNING], "ok"),
+    ([ExtendedKeyUsageOID.SERVER_AUTH], "invalid"),  # a TLS-only CA cannot vouch for code
+])
+def test_issuer_extended_key_usage_chains(tmp_path, root, eku, status):
+    root_key, _root = root
+    ca_key, signer_key = f.make_key("ec"), f.make_key("ec")
+    ca = f.issue("Issuing CA", ca_key, "Test Root CA", root_key, ca=True, eku=eku)
+    leaf = f.issue("Vendor", signer_key, "Issuing CA", ca_key, ca=False)
+    result = inspect_package(_signed_by(tmp_path, root, signer_key, leaf, ca).path,
+                             trust=tmp_path / "trust.pem")
+    assert result.signature.status == status, result.signature.details

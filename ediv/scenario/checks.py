@@ -56,6 +56,9 @@ _UNSAFE_NAME = re.compile(r"[/\s\x00-\x1f\x7f]")
 _MEM_FACTOR = {"": 1 / (1024 * 1024), "k": 1 / 1024, "m": 1.0, "g": 1024.0}
 
 
+MAX_MEM_MB = 2**20 * 16  # 16 TiB: beyond any host; larger values are typos or overflows
+
+
 def mem_megabytes(value: str) -> float | None:
     """``<mem>`` in MiB: ``64M`` -> 64, ``65536K`` -> 64, ``1G`` -> 1024, ``67108864`` -> 64
     (a bare number is bytes, as UML reads ``mem=``); None when it is not a memory size."""
@@ -219,6 +222,9 @@ class _Checker:
             self.error(line, f"{what}: mem {mem!r} is not a memory size (e.g. 64M, 65536K, 1G)")
         elif value <= 0:
             self.error(line, f"{what}: mem {mem!r} must be more than zero")
+        elif value > MAX_MEM_MB:
+            self.error(line, f"{what}: mem {mem!r} is more than {MAX_MEM_MB // 2**20} TiB: "
+                       "not a memory size a VM can have")
         elif value < 1 and mem.strip().isdigit():
             self.warning(line, f"{what}: mem {mem!r} is {mem} bytes (a bare number is bytes, as "
                          f"UML reads it); write {mem}M for megabytes")
