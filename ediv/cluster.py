@@ -52,6 +52,9 @@ class Cluster:
     # extension: directories (besides the scenario's own) whose files scenarios may name by
     # absolute path in <filetree>/<exec type="file"> (see docs/threat-model.md)
     file_dirs: list[str] = field(default_factory=list)
+    # extension: seconds the controller waits on a silent host (lost link, stopped sshd or
+    # agent) before failing its step; agents send a heartbeat well within it
+    host_timeout: int = 60
     source: str = "<embedded>"
     warnings: list[str] = field(default_factory=list)
 
@@ -168,6 +171,10 @@ def parse_cluster(text: str, source: str = "<cluster.conf>") -> Cluster:
                 setattr(cluster, key, value)
             elif key == "file_dirs":
                 cluster.file_dirs += [d.strip() for d in value.split(",") if d.strip()]
+            elif key == "host_timeout":
+                n = as_int(value, line, "host_timeout", minimum=2)
+                if n is not None:
+                    cluster.host_timeout = n
             else:
                 cluster.warnings.append(
                     f"{source}:{line}: unknown key '{key}' in [cluster] ignored"

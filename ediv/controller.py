@@ -2,7 +2,14 @@
 
 Every step that touches hosts runs on all of them in parallel over SSH. The state store is
 written *before* each step acts, so that a controller killed at any point leaves a record
-from which ``release`` or ``cleanup`` removes everything.
+from which ``release`` or ``cleanup`` removes everything (such a scenario reads as
+``interrupted`` once its process is gone).
+
+Time is bounded: a host silent for the cluster's ``host_timeout`` fails its step (and a
+deploy rolls back); each agent verb has a deadline the agent enforces itself. A bundle is
+sent with the agent's ``receive`` verb into its private state directory, then ``deploy
+--key`` takes the scenario's lock before anything else and refuses when the bundle is gone:
+a release that ran first removed it, so a late agent (stopped, resumed) builds nothing.
 """
 
 from __future__ import annotations
@@ -27,8 +34,8 @@ from ediv.scenario.loader import load_string
 from ediv.split import split
 
 Progress = Callable[[dict], None]
-REMOTE_BUNDLE_DIR = "/tmp"
-AGENT_TIMEOUT = 1800.0
+AGENT_TIMEOUT = 1800.0  # deadline of a deploy, exec or release verb on a host
+SHORT_TIMEOUT = 60.0  # probe, status
 
 
 @dataclass
@@ -100,7 +107,7 @@ class Controller:
 
         def work(host: Host) -> dict:
             self._emit(event="host", host=host.name, state="probing")
-            result = run_agent(self.conns, host, "probe", timeout=60)
+            result = run_agent(self.conns, host, "probe", timeout=SHORT_TIMEOUT)
             self.store.record_probe(host, result, "up")
             self._emit(event="host", host=host.name, state="up", load=result.get("load"))
             return result
@@ -185,8 +192,7 @@ class Controller:
         except BaseException as exc:
             self.store.free_segments(name)
             if before == st.DEFINED:  # nothing was built: back to what it was
-                self.store.set_scenario_state(name, st.DEFINED, str(exc))
-                self.store.unlock(name)
+                self.store.reset_to_defined(name, str(exc))
             else:
                 self.store.delete_scenario(name)
             if job:
@@ -200,10 +206,10 @@ class Controller:
         def work(host: Host) -> dict:
             part = next(p for p in parts if p.host == host.name)
             key = part.deploy["key"]
-            remote = f"{REMOTE_BUNDLE_DIR}/ediv-bundle-{key}.tar.gz"
             self.store.set_part_state(name, host.name, "deploying")
             self._emit(event="host", host=host.name, state="uploading")
-            self.conns.put_bytes(host, bundles[host.name], remote)
+            run_agent(self.conns, host, "receive", "--key", key, stdin=bundles[host.name],
+                      timeout=AGENT_TIMEOUT)
 
             def on_event(event: dict) -> None:
                 event = {**event, "host": host.name}
@@ -213,30 +219,30 @@ class Controller:
                         self.store.job_progress(job, int(100 * ready[0] / total))
                 self.progress(event)
 
-            try:
-                result = run_agent(
-                    self.conns,
-                    host,
-                    "deploy",
-                    "--bundle",
-                    remote,
-                    on_event=on_event,
-                    timeout=AGENT_TIMEOUT,
-                )
-            finally:  # the agent keeps its own copy; the upload goes, failed deploy or not
-                with contextlib.suppress(Exception):
-                    self.conns.run(host, f"rm -f {remote}", timeout=30)
+            result = run_agent(self.conns, host, "deploy", "--key", key, on_event=on_event,
+                               timeout=AGENT_TIMEOUT)
             self.store.set_part_state(name, host.name, "deployed")
             self.store.set_vm_states(name, host.name, "running")
             return result
 
-        outcomes = self._parallel([p.host for p in parts], work)
+        def guarded(host: Host) -> dict:
+            try:
+                return work(host)
+            except BaseException:
+                # the others stop too: their agents see the connection go and roll back
+                # at once, instead of finishing a deploy that is rolled back anyway
+                for other in parts:
+                    if other.host != host.name:
+                        self.conns.drop(self._host(other.host))
+                raise
+
+        outcomes = self._parallel([p.host for p in parts], guarded)
         failed = {h: o.error for h, o in outcomes.items() if not o.ok}
         if failed:
             for h, err in failed.items():
                 self.store.set_part_state(name, h, "failed", err)
                 self._emit(event="host", host=h, state="failed", error=err)
-            report = self._rollback(name)
+            report = self._rollback(name, keep_definition=before == st.DEFINED)
             message = "deploy failed:\n  " + "\n  ".join(failed.values()) + "\n" + report
             if job:
                 self.store.finish_job(job, False, error=message)
@@ -247,7 +253,9 @@ class Controller:
             self.store.finish_job(job, True, plan.to_json())
         return plan
 
-    def _rollback(self, name: str) -> str:
+    def _rollback(self, name: str, keep_definition: bool = False) -> str:
+        """Release every part of a failed deploy; a scenario that was defined before (CIM)
+        stays defined, with its files, else it is forgotten."""
         self._emit(event="scenario", scenario=name, state="rolling back")
         left = self._release_parts(name, purge=True)
         if left:
@@ -260,6 +268,9 @@ class Controller:
             )
             self.store.unlock(name)
             return "rollback could not reach: " + ", ".join(left)
+        if keep_definition:
+            self.store.reset_to_defined(name, "deploy failed and was rolled back")
+            return "rolled back: nothing is left on any host; the scenario stays defined"
         self.store.free_segments(name)
         self.store.delete_scenario(name)
         return "rolled back: nothing is left on any host"
@@ -349,7 +360,7 @@ class Controller:
         return {**result, "host": host.name}
 
     def _refresh_vm_state(self, name: str, vm: str, host: Host, key: str) -> None:
-        status = run_agent(self.conns, host, "status", "--key", key, timeout=60)
+        status = run_agent(self.conns, host, "status", "--key", key, timeout=SHORT_TIMEOUT)
         for s in status.get("scenarios", []):
             for v in s.get("vms", []):
                 if v.get("name") == vm:
@@ -433,7 +444,7 @@ class Controller:
         known = self.store.used_keys()
 
         def work(host: Host) -> dict:
-            status = run_agent(self.conns, host, "status", timeout=60)
+            status = run_agent(self.conns, host, "status", timeout=SHORT_TIMEOUT)
             purged = []
             for sc in status.get("scenarios", []):
                 key = sc.get("key")
@@ -464,7 +475,7 @@ def scenario_status(store: st.StateStore, row: st.ScenarioRow) -> dict:
     return {
         "name": row.name,
         "state": row.state,
-        "error": row.error,
+        "error": row.interrupted_note or row.error,
         "vms": [
             {"name": v["name"], "host": v["host"], "state": v["state"], "type": v["type"]}
             for v in store.vms(row.name)

@@ -3,15 +3,24 @@
 Host keys are checked against a known_hosts file; an unknown host is refused with a clear
 error unless the caller opts in to trust on first use (``trust_new=True``), in which case the
 new key is saved to the known_hosts file, exactly once, and verified ever after.
+
+Time is bounded everywhere: connect, banner and authentication take at most
+``connect_timeout``; once connected, a host that sends nothing for ``host_timeout`` seconds
+(link down, sshd or agent stopped) is declared lost: the agent sends a heartbeat line well
+within that bound (``--heartbeat``), the SSH transport sends keepalives and the socket has a
+TCP user timeout, so neither a silent peer nor unacknowledged data blocks the controller.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import shlex
+import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +31,7 @@ from ediv.cluster import Cluster, Host
 from ediv.errors import EdivError
 
 CONNECT_TIMEOUT = 10.0
+HOST_TIMEOUT = 60.0  # the longest the controller waits on a silent host
 
 # paramiko logs transport failures with tracebacks; ediv reports them as one clear line
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
@@ -52,10 +62,18 @@ class SshOptions:
     known_hosts: str | None = None
     trust_new: bool = False  # trust on first use: save unknown host keys (opt-in)
     connect_timeout: float = CONNECT_TIMEOUT
+    host_timeout: float = HOST_TIMEOUT  # silence that means the host is lost
 
     @classmethod
     def from_cluster(cls, cluster: Cluster, trust_new: bool = False) -> SshOptions:
-        return cls(key_file=cluster.ssh_key, known_hosts=cluster.known_hosts, trust_new=trust_new)
+        bound = float(getattr(cluster, "host_timeout", HOST_TIMEOUT))
+        return cls(key_file=cluster.ssh_key, known_hosts=cluster.known_hosts, trust_new=trust_new,
+                   connect_timeout=min(CONNECT_TIMEOUT, bound), host_timeout=bound)
+
+    @property
+    def heartbeat(self) -> float:
+        """How often agents say they are alive: several times within the bound."""
+        return max(0.5, self.host_timeout / 4)
 
 
 class _SaveNewKey(paramiko.MissingHostKeyPolicy):
@@ -91,6 +109,13 @@ class Connections:
             for c in self._clients.values():
                 c.close()
             self._clients.clear()
+
+    def drop(self, host: Host) -> None:
+        """Forget (and close) the connection to ``host``: the next use reconnects."""
+        with self._lock:
+            c = self._clients.pop(host.name, None)
+        if c is not None:
+            c.close()
 
     def client(self, host: Host) -> paramiko.SSHClient:
         with self._lock:
@@ -141,19 +166,27 @@ class Connections:
                     "pass --trust-new-hosts to trust it on first use",
                 ) from None
             raise HostUnreachable(host.name, f"ssh to {address}: {exc}") from None
-        except OSError as exc:
+        except (OSError, EOFError) as exc:
+            client.close()
             raise HostUnreachable(
-                host.name, f"cannot connect to {address}:{host.ssh_port}: {exc.strerror or exc}"
+                host.name, f"cannot connect to {address}:{host.ssh_port}: "
+                f"{getattr(exc, 'strerror', None) or exc or 'connection closed'}"
             ) from None
+        _bound_transport(client.get_transport(), opts)
         return client
 
     def put_bytes(self, host: Host, data: bytes, remote: str) -> None:
         """Upload ``data`` as the file ``remote`` (SFTP, straight from memory)."""
-        sftp = self.client(host).open_sftp()
         try:
-            sftp.putfo(io.BytesIO(data), remote)
-        finally:
-            sftp.close()
+            sftp = self.client(host).open_sftp()
+            sftp.get_channel().settimeout(self.options.host_timeout)
+            try:
+                sftp.putfo(io.BytesIO(data), remote)
+            finally:
+                sftp.close()
+        except (TimeoutError, paramiko.SSHException, EOFError, OSError) as exc:
+            self.drop(host)
+            raise HostUnreachable(host.name, f"upload to {remote}: {exc or 'timed out'}") from None
 
     def run(
         self,
@@ -164,33 +197,112 @@ class Connections:
         on_line: Callable[[str], None] | None = None,
         timeout: float | None = None,
     ) -> tuple[int, str, str]:
-        """Run ``command``; stream stdout lines to ``on_line``; (exit status, stdout, stderr)."""
+        """Run ``command``; stream stdout lines to ``on_line``; (exit status, stdout, stderr).
+
+        HostUnreachable when the host stays silent for ``host_timeout`` seconds or the whole
+        command takes longer than ``timeout``; the connection is then dropped."""
+        bound = self.options.host_timeout
+        try:
+            return self._run(host, command, stdin, on_line, timeout, bound)
+        except HostUnreachable:
+            self.drop(host)
+            raise
+        except (TimeoutError, paramiko.SSHException, EOFError, OSError) as exc:
+            self.drop(host)
+            raise HostUnreachable(host.name, f"connection lost: {exc or type(exc).__name__}"
+                                  ) from None
+
+    def _run(self, host: Host, command: str, stdin: bytes | None,
+             on_line: Callable[[str], None] | None, timeout: float | None, bound: float
+             ) -> tuple[int, str, str]:
+        deadline = time.monotonic() + timeout if timeout else None
         transport = self.client(host).get_transport()
-        chan = transport.open_session(timeout=self.options.connect_timeout)
-        chan.settimeout(timeout)
-        chan.exec_command(command)
-        if stdin is not None:
-            chan.sendall(stdin)
-        chan.shutdown_write()
-        out_lines: list[str] = []
-        err = bytearray()
-        stdout = chan.makefile("rb")
-        stderr = chan.makefile_stderr("rb")
-        reader = threading.Thread(target=lambda: err.extend(stderr.read()), daemon=True)
-        reader.start()
-        for raw in stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            out_lines.append(line)
-            if on_line:
-                on_line(line)
-        status = chan.recv_exit_status()
-        reader.join(timeout=5)
-        chan.close()
-        return status, "\n".join(out_lines), err.decode("utf-8", "replace")
+        chan = transport.open_session(timeout=min(self.options.connect_timeout, bound))
+        try:
+            chan.settimeout(bound)  # every recv/send: at most ``bound`` seconds of silence
+            chan.exec_command(command)
+            if stdin is not None:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            out_lines: list[str] = []
+            err = bytearray()
+            pending = b""
+            while True:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise HostUnreachable(host.name, f"no answer within {timeout:g} s")
+                try:
+                    data = chan.recv(65536)
+                except TimeoutError:
+                    raise HostUnreachable(
+                        host.name, f"silent for {bound:g} s (host, link, sshd or agent lost)"
+                    ) from None
+                while chan.recv_stderr_ready():
+                    err.extend(chan.recv_stderr(65536))
+                if not data:
+                    break
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    line = raw.decode("utf-8", "replace")
+                    out_lines.append(line)
+                    if on_line:
+                        on_line(line)
+            if pending:
+                out_lines.append(pending.decode("utf-8", "replace"))
+                if on_line:
+                    on_line(out_lines[-1])
+            if not chan.status_event.wait(bound):
+                raise HostUnreachable(host.name, f"no exit status within {bound:g} s")
+            status = chan.recv_exit_status()
+            if status == -1:
+                raise HostUnreachable(host.name, "the session ended without an exit status "
+                                      "(sshd, the agent or the connection was killed)")
+            with_stderr_deadline = time.monotonic() + min(5.0, bound)
+            while not chan.eof_received and time.monotonic() < with_stderr_deadline:
+                if not chan.recv_stderr_ready():
+                    time.sleep(0.01)
+                    continue
+                err.extend(chan.recv_stderr(65536))
+            while chan.recv_stderr_ready():
+                err.extend(chan.recv_stderr(65536))
+            return status, "\n".join(out_lines), err.decode("utf-8", "replace")
+        finally:
+            chan.close()
 
 
-def agent_command(host: Host, verb: str, *args: str) -> str:
-    return " ".join([host.agent, shlex.quote(verb), *(shlex.quote(a) for a in args)])
+def _bound_transport(transport: paramiko.Transport | None, opts: SshOptions) -> None:
+    """Keepalives and TCP timeouts on a fresh connection: a peer that stops acknowledging
+    (link down) errors out within ``host_timeout`` instead of TCP's ~15 minutes."""
+    if transport is None:
+        return
+    transport.set_keepalive(max(1, int(opts.heartbeat)))
+    sock = transport.sock
+    if not isinstance(sock, socket.socket):
+        return
+    bound = max(2, int(opts.host_timeout))
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_USER_TIMEOUT", bound * 1000), ("TCP_KEEPIDLE", max(1, bound // 3)),
+                        ("TCP_KEEPINTVL", max(1, bound // 6)), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    for level, opt, value in options:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(level, opt, value)
+
+
+HEARTBEAT = "alive"  # the agent's keep-alive event (not passed on to on_event)
+
+
+def agent_command(host: Host, verb: str, *args: str, deadline: float | None = None,
+                  heartbeat: float | None = None) -> str:
+    """The agent's command line: its own options (deadline of the verb, heartbeat), the verb,
+    the verb's arguments."""
+    opts = []
+    if heartbeat:
+        opts += ["--heartbeat", f"{heartbeat:g}"]
+    if deadline:
+        opts += ["--deadline", f"{deadline:g}"]
+    return " ".join([host.agent, *opts, shlex.quote(verb), *(shlex.quote(a) for a in args)])
 
 
 def run_agent(
@@ -204,7 +316,11 @@ def run_agent(
     ok_status: tuple[int, ...] = (0,),
 ) -> dict:
     """Run the host agent; JSON lines are events, the last ``result`` is returned; an
-    ``error`` event or an exit status outside ``ok_status`` raises AgentFailed."""
+    ``error`` event or an exit status outside ``ok_status`` raises AgentFailed.
+
+    ``timeout`` is the verb's deadline: the agent stops its own work when it is over (and
+    rolls a deploy back); the controller gives up a little later, and on a silent host after
+    ``host_timeout`` seconds (HostUnreachable)."""
     result: dict = {}
     errors: list[str] = []
 
@@ -216,6 +332,8 @@ def run_agent(
             return
         if not isinstance(event, dict):
             return
+        if event.get("event") == HEARTBEAT:
+            return
         if event.get("event") == "result":
             result = event
         elif event.get("event") == "error":
@@ -223,9 +341,11 @@ def run_agent(
         if on_event:
             on_event(event)
 
-    status, _out, err = conns.run(
-        host, agent_command(host, verb, *args), stdin=stdin, on_line=on_line, timeout=timeout
-    )
+    command = agent_command(host, verb, *args, deadline=timeout,
+                            heartbeat=conns.options.heartbeat)
+    margin = conns.options.host_timeout if timeout else None
+    status, _out, err = conns.run(host, command, stdin=stdin, on_line=on_line,
+                                  timeout=timeout + margin if timeout else None)
     if status not in ok_status or errors:
         message = "; ".join(errors) or (err.strip().splitlines() or [f"agent exited {status}"])[-1]
         raise AgentFailed(host.name, message, result, status)

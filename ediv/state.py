@@ -117,26 +117,49 @@ DEFINED, DEPLOYING, DEPLOYED, RELEASING, RELEASED, FAILED = (
     "released",
     "failed",
 )
-ACTIVE_STATES = (DEPLOYING, DEPLOYED, RELEASING, FAILED)
+# Never stored: what a deploying/releasing scenario reads as once the process doing it (its
+# lock owner) is gone (killed controller, crashed server). Release works from it.
+INTERRUPTED = "interrupted"
+IN_PROGRESS = (DEPLOYING, RELEASING)
+ACTIVE_STATES = (DEPLOYING, DEPLOYED, RELEASING, FAILED, INTERRUPTED)
+
+
+def _start_ticks(pid: int) -> str | None:
+    """Start time of ``pid`` (field 22 of /proc/PID/stat): with the pid it names one process,
+    not a later one that got the same pid."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2:].split()
+    return fields[19].decode() if len(fields) > 19 else None
 
 
 def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:start`` of this process (the owner recorded with locks and jobs)."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or 0}"
 
 
-def _owner_alive(owner: str | None) -> bool:
+def owner_alive(owner: str | None) -> bool:
+    """Whether the process named by ``owner`` (``host:pid[:start]``) still runs; a process of
+    another machine is assumed alive."""
     if not owner:
         return False
-    host, _, pid = owner.rpartition(":")
+    host, _, rest = owner.partition(":")
+    pid, _, start = rest.partition(":")
     if host != socket.gethostname():
-        return True  # another machine's process: assume alive
+        return True
     try:
         os.kill(int(pid), 0)
     except (ProcessLookupError, ValueError):
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return not start or start == "0" or _start_ticks(int(pid)) == start
+
+
+_owner_alive = owner_alive
 
 
 @dataclass
@@ -153,6 +176,15 @@ class ScenarioRow:
     lock_owner: str | None
     updated: float | None
     restrictions: str | None = None  # the restriction file's text, as given at define/deploy
+    stored_state: str | None = None  # as written; ``state`` says INTERRUPTED when its owner died
+
+    @property
+    def interrupted_note(self) -> str | None:
+        """Why an interrupted scenario reads so (None for any other state)."""
+        if self.state != INTERRUPTED:
+            return None
+        return (f"{self.stored_state} by {self.lock_owner or 'a process'} was interrupted: "
+                f"that process is gone; 'ediv release {self.name}' removes what it built")
 
 
 def _private_db(path: Path) -> None:
@@ -266,6 +298,18 @@ class StateStore:
     def scenarios(self) -> list[ScenarioRow]:
         rows = self.db.execute("SELECT * FROM scenarios ORDER BY created, name").fetchall()
         return [_scenario_row(r) for r in rows]
+
+    def reset_to_defined(self, name: str, error: str | None = None) -> None:
+        """Back to only defined: placement, parts, VMs, segments and addressing dropped (the
+        spec, restrictions and files stay), lock released."""
+        with self.transaction() as db:
+            for table in ("parts", "vms", "segments"):
+                db.execute(f"DELETE FROM {table} WHERE scenario=?", (name,))
+            db.execute(
+                "UPDATE scenarios SET state=?, error=?, plan=NULL, mac_base=NULL,"
+                " mgmt_offset=NULL, mgmt_count=NULL, lock_owner=NULL, updated=? WHERE name=?",
+                (DEFINED, error, time.time(), name),
+            )
 
     def set_scenario_state(self, name: str, state: str, error: str | None = None) -> None:
         with self.transaction() as db:
@@ -668,9 +712,12 @@ def _statements(script: str) -> Iterator[str]:
 
 
 def _scenario_row(r: sqlite3.Row) -> ScenarioRow:
+    state = r["state"]
+    if state in IN_PROGRESS and not owner_alive(r["lock_owner"]):
+        state = INTERRUPTED
     return ScenarioRow(
         name=r["name"],
-        state=r["state"],
+        state=state,
         spec=r["spec"],
         plan=json.loads(r["plan"]) if r["plan"] else None,
         algorithm=r["algorithm"],
@@ -681,4 +728,5 @@ def _scenario_row(r: sqlite3.Row) -> ScenarioRow:
         lock_owner=r["lock_owner"],
         updated=r["updated"],
         restrictions=r["restrictions"],
+        stored_state=r["state"],
     )

@@ -10,6 +10,7 @@ State mapping (CIM_EnabledLogicalElement.EnabledState / RequestedState, DSP1052/
 | scenario deployed | 2 Enabled | 2 Enabled | 2 OK | 5 OK |
 | scenario releasing | 4 Shutting Down | 3 Disabled | 2 OK | 5 OK |
 | scenario failed (half done) | 6 Enabled but Offline | 5 No Change | 6 Error | 20 Major failure |
+| scenario interrupted (owner gone) | 1 Other ("Interrupted") | 5 No Change | 6 Error | 20 Major |
 | VM of a defined scenario | 3 Disabled | 3 Disabled | 15 Dormant | 5 OK |
 | VM planned, deploying | 10 Starting | 2 Enabled | 8 Starting | 5 OK |
 | VM running | 2 Enabled | 2 Enabled | 2 OK | 5 OK |
@@ -54,6 +55,7 @@ SCENARIO_STATES: dict[str, tuple[int, int, int]] = {
     # store state: (EnabledState, RequestedState, OperationalStatus)
     st.DEFINED: (3, 3, 2), st.RELEASED: (3, 3, 2), st.DEPLOYING: (10, 2, 2),
     st.DEPLOYED: (2, 2, 2), st.RELEASING: (4, 3, 2), st.FAILED: (6, 5, 6),
+    st.INTERRUPTED: (1, 5, 6),
 }
 VM_STATES: dict[str, tuple[int, int]] = {
     "defined": (3, 3), "planned": (10, 2), "deploying": (10, 2), "running": (2, 2),
@@ -148,12 +150,13 @@ def scenario_row(engine: Engine, row: st.ScenarioRow, vms: list[dict]) -> Row:
         "NumberOfNetworks": Uint32(len(model.nets)) if model else None,
         "Hosts": sorted({v["host"] for v in vms if v["host"]}),
         "EnabledState": Uint16(enabled),
+        "OtherEnabledState": "Interrupted" if row.state == st.INTERRUPTED else None,
         "RequestedState": Uint16(requested),
         "EnabledDefault": Uint16(3),
         "AvailableRequestedStates": [Uint16(2), Uint16(3)],
         "OperationalStatus": [Uint16(op)],
         "HealthState": Uint16(20 if op == 6 else 5 if op == 2 else 0),
-        "StatusDescriptions": [row.state] + ([row.error] if row.error else []),
+        "StatusDescriptions": [row.state] + [e for e in (row.interrupted_note, row.error) if e],
         "TimeOfLastStateChange": _time(row.updated),
         "Dedicated": [Uint16(0)],
     })

@@ -374,7 +374,8 @@ class EngineMethods:
                 self.engine.give(name)
                 return Uint32(OK), []
             if (requested == 2 and row.state != st.DEFINED) or \
-                    (requested == 3 and row.state not in (st.DEPLOYED, st.FAILED)):
+                    (requested == 3 and row.state not in (st.DEPLOYED, st.FAILED,
+                                                          st.INTERRUPTED)):
                 self.engine.give(name)
                 return Uint32(INVALID_TRANSITION), []
             if requested == 2:

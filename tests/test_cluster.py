@@ -112,3 +112,13 @@ def test_missing_file():
 def test_embedded_default():
     c = default_cluster()
     assert len(c.hosts) == 3 and c.interconnect == "vxlan"
+
+
+def test_host_timeout_extension():
+    from ediv.cluster import parse_cluster
+
+    text = "[cluster]\nhost = a\nhost_timeout = 7\n[a]\nmem = 1\ncpu = 1\n"
+    assert parse_cluster(text).host_timeout == 7
+    assert parse_cluster(text.replace("host_timeout = 7\n", "")).host_timeout == 60
+    with pytest.raises(InputError, match="host_timeout"):
+        parse_cluster(text.replace("= 7", "= 1"))

@@ -217,3 +217,45 @@ def test_set_spec_only_while_in_the_expected_state(tmp_path):
     assert store.has_vms("a") and store.vm("a", "vm1")["host"] == "h1"
     store.set_vm_state("a", "vm1", "stopped")
     assert store.vm("a", "vm1")["state"] == "stopped" and store.vm("a", "zz") is None
+
+
+def test_deploying_scenario_whose_owner_died_reads_interrupted(store, tmp_path):
+    """A controller or server killed mid-deploy: the row says "deploying", its lock owner is
+    gone; it reads "interrupted" (with the reason) and release can take the lock."""
+    store.create_scenario("s", "<vnuml/>", basedir=".", algorithm=None, state=DEPLOYING)
+    assert store.scenario("s").state == DEPLOYING  # we are alive
+    p = subprocess.run([sys.executable, "-c", "from ediv.state import owner_id; "
+                        "print(owner_id())"], capture_output=True, text=True, check=True)
+    dead = p.stdout.strip()
+    store.db.execute("UPDATE scenarios SET lock_owner=? WHERE name='s'", (dead,))
+    row = store.scenario("s")
+    assert row.state == st.INTERRUPTED and row.stored_state == DEPLOYING
+    assert "interrupted" in row.interrupted_note and "ediv release s" in row.interrupted_note
+    store.lock("s")  # release can take it over
+    assert store.scenario("s").state == DEPLOYING  # owned by a live process again
+
+
+def test_owner_is_one_process_not_a_reused_pid():
+    me = st.owner_id()
+    host, pid, start = me.split(":")
+    assert int(pid) == __import__("os").getpid() and start != "0"
+    assert st.owner_alive(me)
+    assert not st.owner_alive(f"{host}:{pid}:{int(start) + 1}")  # same pid, another process
+    assert st.owner_alive(f"{host}:{pid}")  # the older form: pid only
+    assert not st.owner_alive(None)
+
+
+def test_reset_to_defined_drops_placement_keeps_spec(store):
+    store.create_scenario("d", "<vnuml/>", basedir="/x", algorithm=None)
+    store.create_scenario("d", "<vnuml>2</vnuml>", basedir="/x", algorithm=None,
+                          state=DEPLOYING)
+    store.allocate_addressing("d", 2, 100)
+    store.allocate_segments("d", "vxlan", 1, 9, [("N", ["h1", "h2"])])
+    store.add_part("d", "h1", "kaaaa", "d-h1", {})
+    store.set_vms("d", [("v", "h1", "container", "planned")])
+    store.reset_to_defined("d", "deploy failed")
+    row = store.scenario("d")
+    assert (row.state, row.spec, row.error, row.lock_owner) == (
+        st.DEFINED, "<vnuml>2</vnuml>", "deploy failed", None)
+    assert store.parts("d") == [] and store.vms("d") == [] and store.segments("d") == []
+    assert row.mac_base is None

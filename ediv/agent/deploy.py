@@ -23,14 +23,68 @@ from ediv.agent.users import users_script
 from ediv.errors import Diagnostic, EdivError, InputError
 
 ON_BOOT = "on_boot"
+UPLOAD_LIMIT = 8 << 30  # bytes a received bundle may have
+
+
+def receive(state_root: Path, key: str, stream: IO[bytes]) -> dict[str, Any]:
+    """Store the bundle on ``stream`` as ``<key>/upload.tar.gz`` (0600 in the 0700 state
+    dir), under the scenario's lock, for a following ``deploy --key``."""
+    sdir = ScenarioDir(state_root, key)
+    with sdir.lock():
+        if sdir.entries() or sdir.state_path.exists():
+            raise EdivError(f"scenario key {key} is already deployed on this host; "
+                            "release it first")
+        part = sdir.root / (sdir.upload_path.name + ".part")
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := stream.read(1 << 20):
+                    size += len(chunk)
+                    if size > UPLOAD_LIMIT:
+                        raise InputError(f"bundle larger than {UPLOAD_LIMIT} bytes", "bundle")
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(part, sdir.upload_path)
+        except BaseException:
+            part.unlink(missing_ok=True)
+            if sdir.only_lock_left():
+                shutil.rmtree(sdir.root, ignore_errors=True)
+            raise
+    return {"key": key, "bytes": size}
+
+
+def deploy_received(state_root: Path, key: str, config: AgentConfig, emitter: Emitter, *,
+                    keep_on_error: bool = False) -> dict[str, Any]:
+    """The controller's deploy: take the scenario's lock first, then deploy the bundle that
+    ``receive`` stored. No bundle means a release came first (it removes the upload): the
+    deploy is refused and leaves nothing, so a late agent cannot build an orphan."""
+    sdir = ScenarioDir(state_root, key)
+    with sdir.lock():
+        if not sdir.upload_path.is_file():
+            if sdir.only_lock_left():
+                shutil.rmtree(sdir.root, ignore_errors=True)
+            raise EdivError(f"no bundle received for scenario key {key} (released meanwhile, "
+                            "or never sent): nothing deployed")
+        result = deploy(state_root, sdir.upload_path, config, emitter,
+                        keep_on_error=keep_on_error, expect_key=key)
+        sdir.upload_path.unlink(missing_ok=True)  # extracted in bundle/: the tar goes
+        return result
 
 
 def deploy(state_root: Path, source: IO[bytes] | str | Path, config: AgentConfig,
-           emitter: Emitter, *, keep_on_error: bool = False) -> dict[str, Any]:
+           emitter: Emitter, *, keep_on_error: bool = False,
+           expect_key: str | None = None) -> dict[str, Any]:
     t0 = time.monotonic()
-    staging = stage_bundle(source, state_root)
+    # under deploy --key the lock is held: extract inside the scenario dir, so that a release
+    # after a crash removes a half-extracted bundle with everything else
+    staging = stage_bundle(source, ScenarioDir(state_root, expect_key).root if expect_key
+                           else state_root)
     try:
         layout = layout_from_bundle(staging)
+        if expect_key is not None and layout.key != expect_key:
+            raise InputError(f"bundle is for key {layout.key}, not {expect_key}", "bundle")
         sdir = ScenarioDir(state_root, layout.key)
         if sdir.exists() and (sdir.entries() or sdir.state_path.exists()):
             raise EdivError(f"scenario {layout.scenario} (key {layout.key}) is already deployed "

@@ -19,7 +19,11 @@ class Emitter:
     def emit(self, event: str, **fields: Any) -> None:
         """Write one event; a reader that went away (SSH hangup) must not stop a rollback."""
         line = json.dumps({"event": event, **fields}, default=str)
-        with self._lock:
+        # a writer stuck on a full pipe (link down) must not stop the others, nor a rollback
+        if not self._lock.acquire(timeout=5):
+            self.broken = True
+            return
+        try:
             if self.broken:
                 return
             try:
@@ -27,6 +31,8 @@ class Emitter:
                 self.stream.flush()
             except (OSError, ValueError):
                 self.broken = True
+        finally:
+            self._lock.release()
 
     def vm(self, name: str, state: str, **fields: Any) -> None:
         self.emit("vm", vm=name, state=state, **fields)

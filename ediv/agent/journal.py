@@ -2,7 +2,9 @@
 
 Layout of ``<state-dir>/<key>/``::
 
-    lock            flock held during deploy/exec/release
+    lock            flock held during receive/deploy/exec/release (re-entrant per process)
+    upload.tar.gz   the bundle the controller sent (``receive``), 0600, until deploy extracts
+                    it; its absence after taking the lock is what fences a late deploy
     journal.jsonl   one JSON object per created thing: {"op": "netns"|"link"|"proc"|"mount"|
                     "host_route"|"host_addr"|"external"|"dir", ...}, appended and fsynced
                     before the thing is created, so release knows it even after a crash
@@ -24,6 +26,8 @@ from typing import Any
 
 from ediv.errors import EdivError
 
+_held: dict[str, int] = {}  # lock files this process holds (a lock inside a lock is free)
+
 
 class ScenarioDir:
     def __init__(self, state_root: str | Path, key: str):
@@ -35,6 +39,7 @@ class ScenarioDir:
         self.meta_path = self.root / "meta.json"
         self.state_path = self.root / "state.json"
         self.bundle_dir = self.root / "bundle"
+        self.upload_path = self.root / "upload.tar.gz"
         self.vms_dir = self.root / "vms"
 
     def exists(self) -> bool:
@@ -49,7 +54,17 @@ class ScenarioDir:
 
     @contextlib.contextmanager
     def lock(self, blocking: bool = True) -> Iterator[None]:
-        """Exclusive lock on this scenario (the lock file lives in the scenario dir)."""
+        """Exclusive lock on this scenario (the lock file lives in the scenario dir); a
+        blocking wait is bounded by the verb's deadline (SIGALRM). Re-entrant: a release
+        inside a deploy that holds the lock does not wait for itself."""
+        path = str(self.lock_path)
+        if _held.get(path):
+            _held[path] += 1
+            try:
+                yield
+            finally:
+                _held[path] -= 1
+            return
         self.create()
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -59,9 +74,20 @@ class ScenarioDir:
             except BlockingIOError:
                 raise EdivError(f"scenario {self.key} is busy (another agent holds "
                                 f"{self.lock_path})") from None
-            yield
+            _held[path] = 1
+            try:
+                yield
+            finally:
+                _held.pop(path, None)
         finally:
             os.close(fd)
+
+    def only_lock_left(self) -> bool:
+        """Nothing but the lock file (a refused or fenced verb): safe to remove the dir."""
+        try:
+            return {p.name for p in self.root.iterdir()} <= {"lock"}
+        except FileNotFoundError:
+            return False
 
     def record(self, *entries: dict[str, Any]) -> None:
         """Append ``entries`` to the journal and make them durable before returning."""

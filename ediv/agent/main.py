@@ -6,6 +6,8 @@ import argparse
 import os
 import signal
 import sys
+import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="per-scenario state")
     p.add_argument("--config", help="agent config (JSON or INI)")
     p.add_argument("--version", action="version", version=AGENT_VERSION)
+    p.add_argument("--deadline", type=_seconds, metavar="SECONDS",
+                   help="stop the verb's work (rolling a deploy back) and fail when it takes "
+                        "longer than this")
+    p.add_argument("--heartbeat", type=_seconds, metavar="SECONDS",
+                   help="write an 'alive' event this often; a deploy whose reader is gone "
+                        "(controller killed) rolls itself back")
     sub = p.add_subparsers(dest="verb", required=True)
     sub.add_parser("probe", help="load, CPUs, memory, kernel features")
-    d = sub.add_parser("deploy", help="deploy a bundle (tar on stdin, or --bundle)")
+    r = sub.add_parser("receive", help="store the bundle on stdin for 'deploy --key'")
+    r.add_argument("--key", required=True, help="scenario key")
+    d = sub.add_parser("deploy", help="deploy a bundle (tar on stdin, --bundle, or the one "
+                                      "received for --key)")
     d.add_argument("--bundle", help="bundle directory or tar file instead of stdin")
+    d.add_argument("--key", help="deploy the bundle 'receive' stored for this key, taking "
+                                 "the scenario's lock before anything else")
     d.add_argument("--keep-on-error", action="store_true",
                    help="leave a failed deploy in place for inspection (release removes it)")
     e = sub.add_parser("exec", help="run a command sequence")
@@ -48,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("vm")
     c.add_argument("command", nargs=argparse.REMAINDER)
     return p
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < 10**7:
+        raise argparse.ArgumentTypeError(f"seconds out of range: {text!r}")
+    return value
 
 
 def _key_args(sp: argparse.ArgumentParser) -> None:
@@ -89,9 +112,18 @@ def run_verb(args: argparse.Namespace, config: AgentConfig, em: Emitter) -> dict
                                      "host_exec": config.allow_host_exec}}
     if os.geteuid() != 0:
         raise EdivError(f"ediv-host {args.verb} must run as root")
-    if args.verb == "deploy":
-        from ediv.agent.deploy import deploy
+    if args.verb == "receive":
+        from ediv.agent.deploy import receive
 
+        return receive(state_root, check_key(args.key), sys.stdin.buffer)
+    if args.verb == "deploy":
+        from ediv.agent.deploy import deploy, deploy_received
+
+        if args.key:
+            if args.bundle:
+                raise InputError("deploy takes --key or --bundle, not both")
+            return deploy_received(state_root, check_key(args.key), config, em,
+                                   keep_on_error=args.keep_on_error)
         source = args.bundle if args.bundle else sys.stdin.buffer
         return deploy(state_root, source, config, em, keep_on_error=args.keep_on_error)
     needs_key = args.verb in ("exec", "release")
@@ -150,12 +182,40 @@ def _on_signal(signum: int, _frame: object) -> None:
     raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
 
 
+def _bound(args: argparse.Namespace, em: Emitter) -> None:
+    """The verb's deadline (a real-time timer: it also fires for an agent that was stopped
+    and resumed late) and the heartbeat thread."""
+    if args.deadline:
+        limit = args.deadline
+
+        def over(_signum: int, _frame: object) -> None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            raise Terminated(f"{args.verb}: deadline of {limit:g} s passed; work stopped")
+
+        signal.signal(signal.SIGALRM, over)
+        signal.setitimer(signal.ITIMER_REAL, limit)
+    if args.heartbeat:
+        period = args.heartbeat
+
+        def beat() -> None:
+            while True:
+                time.sleep(period)
+                em.emit("alive")
+                if em.broken:  # nobody reads us any more: the controller is gone
+                    if args.verb in ("deploy", "exec"):  # a release carries on regardless
+                        os.kill(os.getpid(), signal.SIGTERM)  # roll back in the main thread
+                    return
+
+        threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     em = Emitter(sys.stdout)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
+    _bound(args, em)
     try:
         config = load_config(args.config)
         result = run_verb(args, config, em)

@@ -1,0 +1,487 @@
+"""Fault suite on a real 2-host testbed: kill -9 of the CLI (the controller), of an agent and
+of sshd at early / mid / exec points, a link down mid-deploy, the SIGSTOP race of a late
+agent. After each fault, release (or cleanup) must leave nothing (namespaces, links and
+VXLANs, processes, agent state-dir files, uploaded bundles, store rows), a dead host must make
+the step fail (bounded by the cluster's ``host_timeout``, here a few seconds) with a rollback,
+and a redeploy must work. The module prints ``faults: N tried, M clean``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ediv import testbed
+from ediv.state import StateStore
+from tests.test_controller import agent_processes, host_ids, host_links, netns_list, ours
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root"),
+    pytest.mark.skipif(not Path(testbed.SSHD).exists(), reason="openssh-server not installed"),
+]
+
+EDIV = [sys.executable, "-m", "ediv.client.cli"]
+HOST_TIMEOUT = 10  # seconds of silence after which the controller gives a host up
+TALLY = {"tried": [], "clean": []}
+
+
+# ---------------------------------------------------------------- testbed and helpers
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory, request):
+    d = tmp_path_factory.mktemp("faults")
+    tb = testbed.up(2, d / "bed", progress=lambda _m: None)
+    try:
+        yield _FaultBed(tb, d)
+    finally:
+        testbed.down(d / "bed", progress=lambda _m: None)
+        print_tally(request)
+
+
+def print_tally(request, label: str = "faults") -> None:
+    """The suite's figure: faults tried, and how many left nothing behind."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    dirty = sorted(set(TALLY["tried"]) - set(TALLY["clean"]))
+    line = (f"{label}: {len(TALLY['tried'])} tried, {len(TALLY['clean'])} clean"
+            + (f" (not clean: {', '.join(dirty)})" if dirty else ""))
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("\n" + line)
+    else:
+        print(line)
+
+
+class _FaultBed:
+    """The testbed plus a cluster file with a short ``host_timeout`` and, for h2, an agent
+    wrapper that stops itself (SIGSTOP) before starting a ``deploy`` when a flag file exists:
+    an agent stopped before it could take its lock."""
+
+    def __init__(self, tb: testbed.Testbed, d: Path):
+        self.tb = tb
+        self.dir = d
+        self.stop_flag = d / "stop-next-deploy"
+        self.stopped_pid = d / "stopped.pid"
+        text = tb.cluster_conf.read_text()
+        h2 = tb.hosts[1]
+        real = f"{sys.executable} -m ediv.agent.main --state-dir {h2.state_dir}"
+        wrapper = d / "agent-h2.sh"
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f'case " $* " in *" deploy "*) if [ -e {self.stop_flag} ]; then '
+            f"rm -f {self.stop_flag}; echo $$ > {self.stopped_pid}; kill -STOP $$; fi;; esac\n"
+            f'exec {real} "$@"\n')
+        wrapper.chmod(0o700)
+        lines = []
+        for line in text.splitlines():
+            if line.startswith("agent = ") and h2.state_dir in line:
+                line = f"agent = {wrapper}"
+            lines.append(line)
+            if line == "[cluster]":
+                lines.append(f"host_timeout = {HOST_TIMEOUT}")
+        self.cluster = d / "cluster.conf"
+        self.cluster.write_text("\n".join(lines) + "\n")
+
+    @property
+    def hosts(self):
+        return self.tb.hosts
+
+    def sshd_pid(self, host) -> int:
+        return int((Path(self.tb.dir) / host.name / "sshd.pid").read_text())
+
+    def restart_sshd(self, host) -> None:
+        """Start the host's sshd again (as ``testbed.up`` did) after a kill -9 of it."""
+        d = Path(self.tb.dir) / host.name
+        (d / "sshd.pid").unlink(missing_ok=True)
+        subprocess.run(["ip", "netns", "exec", host.netns, "unshare", "--uts", "--", "sh", "-c",
+                        'hostname "$1" && exec "$2" -f "$3" -E "$4"', "sh",
+                        f"{self.tb.prefix}-{host.name}", testbed.SSHD, str(d / "sshd_config"),
+                        str(d / "sshd.log")], check=True)
+        wait_for(lambda: (d / "sshd.pid").exists() and (d / "sshd.pid").read_text().strip(),
+                 10, "sshd restarted")
+        host.sshd_pid = self.sshd_pid(host)
+
+
+def scenario(path: Path, name: str, on_boot: float = 0) -> Path:
+    """Three containers on one net spanning both hosts (a VXLAN): a, c on h1 and b on h2;
+    ``on_boot`` seconds of sleep at the end of the deploy (everything built by then)."""
+    boot = (f'<exec seq="on_boot" type="verbatim">sleep {on_boot:g}</exec>' if on_boot else "")
+    vms = "".join(
+        f'<vm name="{vm}" type="container"><if id="1" net="N"><ipv4 mask="255.255.255.0">'
+        f"198.18.7.{i}</ipv4></if>"
+        '<exec seq="check" type="verbatim">ping -c 1 -W 2 198.18.7.2</exec>'
+        '<exec seq="hold" type="verbatim">sleep 6</exec>'
+        f"{boot}</vm>" for i, vm in enumerate(("a", "b", "c"), start=1))
+    path.write_text(
+        f"<vnuml><global><version>1.8</version><simulation_name>{name}</simulation_name>"
+        '<automac/><vm_mgmt type="none"/></global><net name="N" mode="virtual_bridge"/>'
+        f"{vms}</vnuml>")
+    return path
+
+
+def wait_for(pred: Callable[[], object], timeout: float, what: str,
+             proc: subprocess.Popen | None = None):
+    """``pred()`` once true; fails after ``timeout``, or when ``proc`` (the command whose
+    progress is awaited) ended first, with what it said."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"waiting for {what}, the command ended ({proc.returncode}): "
+                                 f"{proc.stderr.read() if proc.stderr else ''}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def agent_pids(host, verb: str | None = None) -> list[int]:
+    """Agent processes of ``host`` (matched by its state dir), running ``verb`` if given."""
+    out = []
+    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmd.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = [a.decode(errors="replace") for a in argv]
+        if any("ediv.agent.main" in a for a in text) and host.state_dir in text and \
+                (verb is None or verb in text):
+            out.append(int(cmd.parent.name))
+    return out
+
+
+def session_sshds(bed: _FaultBed, host) -> list[int]:
+    """The per-connection sshd processes of ``host`` (children of its listener)."""
+    master = bed.sshd_pid(host)
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            data = stat.read_text()
+        except OSError:
+            continue
+        if int(data[data.rfind(")") + 2:].split()[1]) == master:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def key_dir(host, name: str) -> Path | None:
+    """The agent's state dir of the (only) scenario key on ``host``, once it exists."""
+    dirs = [p for p in Path(host.state_dir).iterdir() if not p.name.startswith(".")]
+    return dirs[0] if dirs else None
+
+
+class Env:
+    def __init__(self, bed: _FaultBed, tmp: Path):
+        self.bed = bed
+        self.tmp = tmp
+        self.state = tmp / "state.db"
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120
+            ) -> subprocess.CompletedProcess:
+        r = subprocess.run([*EDIV, *args], capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError(f"ediv {' '.join(args)} exited {r.returncode}:\n{r.stderr}")
+        return r
+
+    def start(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([*EDIV, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    def deploy_args(self, sc: Path) -> list[str]:
+        return ["deploy", str(sc), "-c", str(self.bed.cluster), "--state", str(self.state),
+                "-a", "RoundRobin"]
+
+    def status(self, name: str) -> dict:
+        return json.loads(self.cli("status", name, "--state", str(self.state), "--json").stdout)
+
+    def release(self, name: str) -> subprocess.CompletedProcess:
+        return self.cli("release", name, "--state", str(self.state), "-c", str(self.bed.cluster))
+
+    def cleanup(self) -> subprocess.CompletedProcess:
+        return self.cli("cleanup", "-c", str(self.bed.cluster), "--state", str(self.state),
+                        "--yes")
+
+    def leftovers(self) -> list[str]:
+        """Everything of ours still there; [] when the testbed is as clean as new."""
+        bed, left = self.bed, []
+        spaces = ours(bed.tb, netns_list()) - {h.netns for h in bed.hosts}
+        if spaces:
+            left.append(f"netns {sorted(spaces)}")
+        for host in bed.hosts:
+            links = host_links(host.netns) - {"lo", "eth0"}
+            if links:
+                left.append(f"links on {host.name}: {sorted(links)}")
+            files = sorted(p.name for p in Path(host.state_dir).iterdir())
+            if files:
+                left.append(f"state files on {host.name}: {files}")
+            if agent_pids(host):
+                left.append(f"agents on {host.name}: {agent_pids(host)}")
+        procs = agent_processes(host_ids(bed.tb))
+        if procs:
+            left.append(f"VM processes {procs}")
+        if self.state.exists():
+            store = StateStore(self.state)
+            try:
+                rows = {t: store.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                        for t in ("scenarios", "parts", "vms", "segments")}
+                running = store.db.execute(
+                    "SELECT COUNT(*) FROM jobs WHERE state='running'").fetchone()[0]
+            finally:
+                store.close()
+            if any(rows.values()) or running:
+                left.append(f"store rows {rows}, running jobs {running}")
+        return left
+
+    def settle(self, timeout: float = 30) -> list[str]:
+        """Leftovers once orphaned agents finished what they do (rolling back, refusing)."""
+        end = time.monotonic() + timeout
+        while True:
+            left = self.leftovers()
+            if not left or time.monotonic() > end:
+                return left
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def env(bed, tmp_path, request):
+    """Per fault: counted as tried, and as clean when nothing is left once it was handled
+    (the tests' release/cleanup, orphaned agents given a moment to finish rolling back).
+    Whatever is left is purged for the next test. Each test's own deploys, and
+    ``test_zz_redeploy_after_the_faults``, show that deploying again works."""
+    e = Env(bed, tmp_path)
+    name = request.node.name
+    TALLY["tried"].append(name)
+    yield e
+    try:
+        left = e.settle()
+        assert left == [], f"left after the fault was handled: {left}"
+        TALLY["clean"].append(name)
+    finally:
+        if bed.stopped_pid.exists():  # never leave a stopped agent behind
+            pid = int(bed.stopped_pid.read_text())
+            bed.stopped_pid.unlink()
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        bed.stop_flag.unlink(missing_ok=True)
+        for host in bed.hosts:
+            subprocess.run(["ip", "link", "set", host.veth, "up"], check=False)
+            try:
+                os.kill(bed.sshd_pid(host), 0)
+            except (ProcessLookupError, FileNotFoundError, ValueError):
+                bed.restart_sshd(host)
+        if e.leftovers():
+            e.cli("cleanup", "-c", str(bed.cluster), "--state", str(e.state), "--yes",
+                  check=False)
+
+
+def kill9(pids: list[int]) -> None:
+    assert pids, "nothing to kill"
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def h2_built(env: Env) -> bool:
+    """h2's part is built (state.json written): the deploy is in its on_boot sequence."""
+    d = key_dir(env.bed.hosts[1], "")
+    return bool(d and (d / "state.json").exists())
+
+
+def h2_received(env: Env) -> bool:
+    d = key_dir(env.bed.hosts[1], "")
+    return bool(d and ((d / "upload.tar.gz").exists() or (d / "journal.jsonl").exists()))
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
+    _out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+# ---------------------------------------------------------------- the controller (CLI) killed
+
+@pytest.mark.parametrize("point", ["early", "mid"])
+def test_cli_killed_during_deploy(env, point):
+    sc = scenario(env.tmp / "k.xml", "kcli", on_boot=6)
+    proc = env.start(*env.deploy_args(sc))
+    wait_for(lambda: h2_received(env) if point == "early" else h2_built(env), 90, point, proc)
+    proc.kill()
+    proc.wait(timeout=10)
+    status = env.status("kcli")
+    assert status["state"] == "interrupted", status
+    env.release("kcli")
+
+
+def test_cli_killed_during_exec(env):
+    sc = scenario(env.tmp / "x.xml", "kexec")
+    env.cli(*env.deploy_args(sc))
+    proc = env.start("exec", "kexec", "hold", "--state", str(env.state))
+    wait_for(lambda: agent_pids(env.bed.hosts[1], "exec"), 30, "the exec agent")
+    proc.kill()
+    proc.wait(timeout=10)
+    assert env.status("kexec")["state"] == "deployed"
+    env.release("kexec")
+
+
+# ---------------------------------------------------------------- an agent killed
+
+@pytest.mark.parametrize("point", ["early", "mid"])
+def test_agent_killed_during_deploy_rolls_back(env, point):
+    sc = scenario(env.tmp / "a.xml", "kagent", on_boot=6)
+    proc = env.start(*env.deploy_args(sc))
+    h2 = env.bed.hosts[1]
+    if point == "early":
+        kill9(wait_for(lambda: agent_pids(h2, "deploy"), 60, "the deploy agent"))
+    else:
+        wait_for(lambda: h2_built(env), 90, "h2 built", proc)
+        kill9(agent_pids(h2, "deploy"))
+    rc, err = finish(proc)
+    assert rc == 1 and "h2" in err and "rolled back" in err, err
+    assert "Traceback" not in err
+
+
+def test_agent_killed_during_exec(env):
+    sc = scenario(env.tmp / "ax.xml", "kagentx")
+    env.cli(*env.deploy_args(sc))
+    proc = env.start("exec", "kagentx", "hold", "--state", str(env.state), "--json")
+    kill9(wait_for(lambda: agent_pids(env.bed.hosts[1], "exec"), 30, "the exec agent"))
+    out, _err = proc.communicate(timeout=60)
+    results = json.loads(out)
+    lost = [r for r in results if r["host"] == "h2"]
+    assert lost and all(r["exit_code"] is None for r in lost), results
+    env.release("kagentx")
+
+
+# ---------------------------------------------------------------- sshd killed
+
+@pytest.mark.parametrize("point", ["early", "mid"])
+def test_sshd_session_killed_during_deploy_rolls_back(env, point):
+    sc = scenario(env.tmp / "s.xml", "ksshd", on_boot=6)
+    proc = env.start(*env.deploy_args(sc))
+    wait_for(lambda: h2_received(env) if point == "early" else h2_built(env), 90, point, proc)
+    kill9(session_sshds(env.bed, env.bed.hosts[1]))
+    rc, err = finish(proc)
+    assert rc == 1 and "h2" in err and "rolled back" in err, err
+
+
+def test_sshd_killed_outright_mid_deploy_then_release(env):
+    """h2's sshd dies (listener and sessions): the deploy fails, rollback cannot reach h2 and
+    says so; once sshd is back, release removes what h2 still has."""
+    sc = scenario(env.tmp / "so.xml", "ksshd2", on_boot=6)
+    proc = env.start(*env.deploy_args(sc))
+    h2 = env.bed.hosts[1]
+    wait_for(lambda: h2_built(env), 90, "h2 built", proc)
+    kill9([env.bed.sshd_pid(h2), *session_sshds(env.bed, h2)])
+    rc, err = finish(proc)
+    assert rc == 1 and "rollback could not reach: h2" in err, err
+    assert env.status("ksshd2")["state"] == "failed"
+    env.bed.restart_sshd(h2)
+    env.release("ksshd2")
+
+
+def test_sshd_session_killed_during_exec(env):
+    sc = scenario(env.tmp / "sx.xml", "ksshdx")
+    env.cli(*env.deploy_args(sc))
+    proc = env.start("exec", "ksshdx", "hold", "--state", str(env.state), "--json")
+    wait_for(lambda: agent_pids(env.bed.hosts[1], "exec"), 30, "the exec agent")
+    kill9(session_sshds(env.bed, env.bed.hosts[1]))
+    out, _err = proc.communicate(timeout=60)
+    lost = [r for r in json.loads(out) if r["host"] == "h2"]
+    assert lost and all(r["exit_code"] is None for r in lost), out
+    env.release("ksshdx")
+
+
+# ---------------------------------------------------------------- link down
+
+def test_link_down_mid_deploy_fails_within_bound_and_rolls_back(env):
+    """h2's link to the switch goes down with its part built: the controller gives it up
+    after host_timeout (not after the agent's 1,800 s deadline), rolls h1 back and says h2
+    could not be reached; with the link back, release removes h2's part."""
+    sc = scenario(env.tmp / "l.xml", "klink", on_boot=6)
+    proc = env.start(*env.deploy_args(sc))
+    h2 = env.bed.hosts[1]
+    wait_for(lambda: h2_built(env), 90, "h2 built", proc)
+    subprocess.run(["ip", "link", "set", h2.veth, "down"], check=True)  # the testbed's veth
+    try:
+        rc, err = finish(proc, timeout=120)
+    finally:
+        subprocess.run(["ip", "link", "set", h2.veth, "up"], check=True)
+    assert rc == 1, err
+    assert f"silent for {HOST_TIMEOUT} s" in err and "rollback could not reach: h2" in err, err
+    assert env.status("klink")["state"] == "failed"
+    env.release("klink")
+
+
+# ---------------------------------------------------------------- the SIGSTOP race
+
+@pytest.mark.parametrize("controller", ["alive", "killed"])
+def test_agent_stopped_before_its_lock_builds_nothing_late(env, controller):
+    """h2's deploy agent is stopped before it takes its lock. Controller alive: h2 stays
+    silent, the deploy fails within host_timeout and rolls back. Controller killed: release
+    runs while the agent is stopped. Either way the agent, resumed, finds its bundle gone
+    and builds nothing: no orphan scenario."""
+    env.bed.stop_flag.touch()
+    sc = scenario(env.tmp / "r.xml", "krace")
+    proc = env.start(*env.deploy_args(sc))
+    pid = int(wait_for(lambda: env.bed.stopped_pid.exists()
+                       and env.bed.stopped_pid.read_text().strip(), 60, "the stopped agent"))
+    if controller == "alive":
+        rc, err = finish(proc)
+        assert rc == 1 and "h2" in err and "rolled back" in err, err
+    else:  # killed at once, before it gives h2 up (h1 may be built or half way)
+        proc.kill()
+        proc.wait(timeout=10)
+        assert env.status("krace")["state"] == "interrupted"
+        assert "released" in env.release("krace").stdout
+    env.bed.stopped_pid.unlink()
+    os.kill(pid, signal.SIGCONT)
+    # the resumed agent (the wrapper execs it, same pid) refuses and exits: nothing on h2
+    wait_for(lambda: not Path(f"/proc/{pid}").exists() and not agent_pids(env.bed.hosts[1]),
+             30, "the late agent to exit")
+    assert env.leftovers() == []
+
+
+def test_release_during_deploy_is_refused_not_orphaned(env):
+    """A second process releasing a scenario a live controller is deploying is refused (the
+    scenario's lock), rather than racing it."""
+    sc = scenario(env.tmp / "b.xml", "kbusy", on_boot=15)
+    proc = env.start(*env.deploy_args(sc))
+    wait_for(lambda: h2_built(env), 90, "h2 built", proc)
+    r = env.cli("release", "kbusy", "--state", str(env.state), check=False)
+    assert r.returncode == 1 and "being changed" in r.stderr, r.stderr
+    rc, err = finish(proc)
+    assert rc == 0, err
+    env.release("kbusy")
+
+
+def test_cleanup_after_cli_killed(env):
+    sc = scenario(env.tmp / "c.xml", "kclean", on_boot=6)
+    proc = env.start(*env.deploy_args(sc))
+    wait_for(lambda: h2_built(env), 90, "h2 built", proc)
+    proc.kill()
+    proc.wait(timeout=10)
+    assert "kclean" in env.cleanup().stdout
+
+
+
+def test_zz_redeploy_after_the_faults(bed, tmp_path):
+    """After every fault above: a fresh deploy works, its VMs reach each other across the
+    hosts (VXLAN), and its release leaves nothing."""
+    e = Env(bed, tmp_path)
+    sc = scenario(tmp_path / "again.xml", "again")
+    e.cli(*e.deploy_args(sc))
+    checks = json.loads(e.cli("exec", "again", "check", "--state", str(e.state),
+                              "--json").stdout)
+    assert [r["exit_code"] for r in checks] == [0, 0, 0], checks
+    e.release("again")
+    assert e.settle(5) == []
