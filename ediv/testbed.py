@@ -325,10 +325,13 @@ def down(directory: str | Path = DEFAULT_DIR, progress=print) -> bool:
         _run("ip", "link", "del", host.veth, check=False)
         progress(f"host {host.name}: removed")
     _run("ip", "link", "del", tb.bridge, check=False)
-    for name in ["testbed.json", "cluster.conf", "known_hosts", "id_ed25519", "id_ed25519.pub"]:
+    for name in ["testbed.json", "cluster.conf", "known_hosts", "id_ed25519", "id_ed25519.pub",
+                 "agent.json"]:
         (d / name).unlink(missing_ok=True)
     for host in tb.hosts:
         shutil.rmtree(d / host.name, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (d / "images").rmdir()  # only when empty: images the user put there stay
     with contextlib.suppress(OSError):
         d.rmdir()  # only when empty: the user's own files stay
     return True

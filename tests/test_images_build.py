@@ -175,7 +175,9 @@ def test_uml_vm_boots_the_image_and_runs_ip(debian_image, tmp_path):
     bundle.mkdir()
     (bundle / "scenario.xml").write_text(xml)
     (bundle / "deploy.json").write_text(json.dumps({"scenario": key, "key": key}))
-    agent = Agent(tmp_path / "state")
+    config = tmp_path / "agent.json"  # the test's image store is an allowed image root
+    config.write_text(json.dumps({"vm_image_paths": [f"{store.root}/"]}))
+    agent = Agent(tmp_path / "state", config)
     try:
         dep = agent("deploy", "--bundle", str(bundle))
         assert dep.rc == 0, dep.events

@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import hashlib
@@ -139,6 +140,41 @@ def create_netns(name: str, base: int, env: dict[str, str], timeout: float = 20.
         p.wait()
         if p.stderr:
             p.stderr.close()
+
+
+def owner_view(src: str, dst: str, uid: int) -> None:
+    """Bind file ``src`` on ``dst`` (an existing empty file) so that its owner appears as
+    host ``uid``: an id-mapped mount through a user namespace made for it, mapping the file's
+    owner and group to ``uid``. The file itself is untouched; its owner-only mode (a 0600
+    image written by ``ediv ovf convert``) then lets the unprivileged UML read it."""
+    st = os.stat(src)
+    p = subprocess.Popen(["unshare", "--user", "--", "sleep", "60"], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True, close_fds=True, env=base_env())
+    try:
+        mine = os.readlink("/proc/self/ns/user")
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{p.pid}/ns/user") != mine:
+                    break
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise EdivError(f"{src}: no user namespace for an id-mapped view")
+            time.sleep(0.002)
+        with open(f"/proc/{p.pid}/uid_map", "w") as f:
+            f.write(f"{st.st_uid} {uid} 1\n")
+        with open(f"/proc/{p.pid}/setgroups", "w") as f:
+            f.write("deny\n")
+        with open(f"/proc/{p.pid}/gid_map", "w") as f:
+            f.write(f"{st.st_gid} {uid} 1\n")
+        fd = os.open(f"/proc/{p.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            idmapped_bind(src, dst, fd)
+        finally:
+            os.close(fd)
+    finally:
+        p.kill()
+        p.wait()
 
 
 def userns_fd(netns: str) -> int:

@@ -40,6 +40,7 @@ import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -178,6 +179,10 @@ def _libraries(binary: str) -> list[str]:
     return libs
 
 
+def _owner_can_read(st: os.stat_result) -> bool:
+    return bool(st.st_mode & stat.S_IRUSR)
+
+
 def _can(st: os.stat_result, uid: int, bits: int) -> bool:
     """Whether host uid ``uid`` (gid the same, no other groups) has ``bits`` (4 read, 2
     write) on a file with stat ``st``."""
@@ -279,6 +284,8 @@ class UmlDriver(ProcessOwner):
                 problems.append(f"vm {vm.name}: filesystem image {fs.path} not found")
             elif self._own(ctx, path):
                 pass  # the scenario's own file: given to its uid at prepare
+            elif fs.type != "direct" and _owner_can_read(os.stat(path)):
+                pass  # a read-only backing image: shown to the uid through an id-mapped view
             elif not _can(os.stat(path), uid, 6 if fs.type == "direct" else 4):
                 need = "writable" if fs.type == "direct" else "readable"
                 problems.append(f"vm {vm.name}: filesystem image {fs.path} is not {need} by "
@@ -419,7 +426,12 @@ class UmlDriver(ProcessOwner):
         (d / "uml").mkdir(parents=True, exist_ok=True)
         os.chown(d / "uml", uid, uid)
         binds = d / "jail.binds"
-        binds.write_text("".join(f"{k} {src} {dst}\n" for k, src, dst in self.binds(ctx, v)))
+        lines = []
+        for k, src, dst in self.binds(ctx, v):
+            if dst == "/img/root" and k == "r" and not _can(os.stat(src), uid, 4):
+                src = self._owner_view(ctx, d, src, uid)
+            lines.append(f"{k} {src} {dst}\n")
+        binds.write_text("".join(lines))
         size = _mem_bytes(_mem(v.vm.mem, ctx.config.uml_mem)) + (64 << 20)
         argv = ["unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation",
                 "private", "--", "/bin/sh", "-c", JAIL_SCRIPT, "ediv-jail", str(d / "jail"),
@@ -435,6 +447,18 @@ class UmlDriver(ProcessOwner):
         ctx.runtime[v.name] = {"pid": p.pid, "start": start_time(p.pid)}
         ctx.emitter.vm(v.name, "booting", driver=self.name)
         return {"op": "proc", "vm": v.name, **ctx.runtime[v.name]}
+
+    @staticmethod
+    def _owner_view(ctx: AgentContext, d: Path, src: str, uid: int) -> str:
+        """A backing image the scenario's uid may not read (owner-only, e.g. a 0600 image
+        of ``ediv ovf convert``): bound once on ``img-root`` with its owner shown as the uid
+        (read-only in the jail; unmounted at release like every journalled mount)."""
+        view = d / "img-root"
+        if not confine.is_mountpoint(view):
+            view.touch(mode=0o600)
+            ctx.sdir.record({"op": "mount", "path": str(view)})
+            confine.owner_view(src, str(view), uid)
+        return str(view)
 
     def boot(self, ctx: AgentContext, vm: VmLayout) -> None:
         """Boot the VM again over its existing taps and copy-on-write file. What the last
