@@ -54,7 +54,7 @@ def test_key_files_are_bundled_from_the_scenario_files_only(tmp_path):
     with tarfile.open(fileobj=io.BytesIO(build_bundle(sc, {}, tmp_path))) as tar:
         assert "files/keys/root.pub" in tar.getnames()
     home = parse_string(SCENARIO.format(key="~/.ssh/id_ed25519.pub"), "s.xml", str(tmp_path))
-    with pytest.raises(InputError, match="<ssh_key>.*outside the scenario's files"):
+    with pytest.raises(InputError, match=r"<ssh_key>.*outside the scenario's files"):
         build_bundle(home, {}, tmp_path)
 
 
