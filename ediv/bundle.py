@@ -32,15 +32,40 @@ from ediv.scenario.model import Scenario
 MAX_BUNDLE_FILES_BYTES = 2 * 1024**3
 
 
+@dataclass
+class KeyRef:
+    """One ``<ssh_key>`` path of a key list, so it can be rewritten like the other
+    references (its ``path`` attribute is the list item)."""
+
+    keys: list[str]
+    index: int
+    line: int
+
+    @property
+    def path(self) -> str:
+        return self.keys[self.index]
+
+    @path.setter
+    def path(self, value: str) -> None:
+        self.keys[self.index] = value
+
+
+def _key_refs(keys: list[str], line: int) -> list[tuple[object, str, str]]:
+    return [(KeyRef(keys, i, line), "path", _home(k)) for i, k in enumerate(keys)]
+
+
 def referenced_paths(scenario: Scenario) -> list[tuple[object, str, str]]:
     """(model object, attribute, path) for every host-side path the scenario names."""
-    refs = []
-    defaults = scenario.global_.vm_defaults
+    g = scenario.global_
+    refs = _key_refs(g.ssh_keys, g.line)
+    defaults = g.vm_defaults
     if defaults is not None:
         refs += [(ft, "source", ft.source) for ft in defaults.filetrees]
+        refs += [r for u in defaults.users for r in _key_refs(u.ssh_keys, u.line)]
     for vm in scenario.vms:
         refs += [(ft, "source", ft.source) for ft in vm.filetrees]
         refs += [(ex, "command", ex.command) for ex in vm.execs if ex.type == "file"]
+        refs += [r for u in vm.users for r in _key_refs(u.ssh_keys, u.line)]
     if scenario.host:
         refs += [(ex, "command", ex.command) for ex in scenario.host.execs if ex.type == "file"]
     return refs
@@ -131,7 +156,15 @@ def check_references(scenario: Scenario, scope: FileScope) -> dict[str, Path]:
 
 
 def _what(obj: object) -> str:
+    if isinstance(obj, KeyRef):
+        return "<ssh_key>"
     return "<filetree>" if hasattr(obj, "root") else '<exec type="file">'
+
+
+def _home(path: str) -> str:
+    """VNUML wrote keys as ``~/.ssh/id.pub``: the controller user's home (which the file
+    scope then accepts only if an admin listed it)."""
+    return str(Path(path).expanduser()) if path.startswith("~") else path
 
 
 def build_bundle(sub: Scenario, deploy: dict, basedir: str | Path,

@@ -178,6 +178,9 @@ class DeployInfo:
     segments: list[Segment] = field(default_factory=list)
     mgmt: dict[str, MgmtAddr] = field(default_factory=dict)
     vm_type: str = "container"
+    # <vm_mgmt><host_mapping/>: name -> address of every VM of the whole scenario (and of
+    # the <host> section as "host"), written into each VM's /etc/hosts
+    hosts: dict[str, str] = field(default_factory=dict)
 
     def segment(self, net: str) -> Segment | None:
         return next((s for s in self.segments if s.net == net), None)
@@ -201,7 +204,19 @@ class DeployInfo:
                                     "deploy.json").items()}
         vm_type = data.get("vm_type") or "container"
         vm_type = _str(vm_type, "vm_type", "deploy.json")
-        return cls(name, key, segments, mgmt, vm_type)
+        hosts_raw = data.get("hosts")
+        hosts = {_hostname(n): _ip(a, f"hosts.{n}") for n, a in _obj(
+            hosts_raw if hosts_raw is not None else {}, "hosts", "deploy.json").items()}
+        return cls(name, key, segments, mgmt, vm_type, hosts)
+
+
+_HOSTNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$")
+
+
+def _hostname(value: str) -> str:
+    if not _HOSTNAME.match(value):
+        raise ProtocolError(f"hosts: {value!r} is not a host name")
+    return value
 
 
 def _ip(value: Any, what: str) -> str:

@@ -98,6 +98,8 @@ def split(
     base = Path(scenario.basedir).resolve()
     defaults = scenario.global_.vm_defaults
 
+    mg = scenario.global_.vm_mgmt
+    host_map = host_mapping(scenario) if mg is not None and mg.host_mapping else {}
     parts: list[HostPart] = []
     for host_name, vm_names in plan.hosts.items():
         runs_host_section = plan.host_section == host_name and scenario.host is not None
@@ -161,9 +163,33 @@ def split(
                 for net, peers in peers_of.items()
             ],
             "mgmt": {n: {"host": h, "vm": v} for n, (h, v) in mgmt.items()},
+            **({"hosts": host_map} if host_map else {}),
         }
         parts.append(HostPart(host=host_name, scenario=sub, deploy=deploy, vms=list(vm_names)))
     return parts
+
+
+def host_mapping(scenario: Scenario) -> dict[str, str]:
+    """VNUML's <host_mapping/>: every VM's name, and "host" for the <host> section, to its
+    first address on a scenario net (IPv4 before IPv6; the management /30s only reach the
+    VM's own host, so they are not used)."""
+    def first(addresses) -> str | None:
+        for family in (4, 6):
+            for a in addresses:
+                if a.family == family:
+                    return a.address.split("/")[0]
+        return None
+
+    out = {}
+    for vm in scenario.vms:
+        addr = first([a for i in vm.interfaces for a in i.addresses])
+        if addr:
+            out[vm.name] = addr
+    if scenario.host is not None:
+        addr = first([a for h in scenario.host.hostifs for a in h.addresses])
+        if addr:
+            out["host"] = addr
+    return out
 
 
 def _own_copy(vm: VM) -> VM:

@@ -420,22 +420,31 @@ def test_ediv_ctl_flags_file_names_exec_vm_and_console_quoting(env):
     assert down.returncode == 0 and "simple6: released" in down.stdout, down.stderr
 
 
-def test_vm_defaults_route_and_filetree_reach_every_vm(env, tmp_path):
-    """A tutorial-like <vm_defaults> with a route and a filetree: after `exec start`, VMs on
-    two different hosts both have the route and the file."""
+def test_vm_defaults_route_filetree_user_keys_and_host_mapping_reach_every_vm(env, tmp_path):
+    """A tutorial-like <vm_defaults> with a route, a filetree and a user (with its key), a
+    global <ssh_key> and <host_mapping/>: after `exec start`, VMs on two different hosts
+    have the route, the file, the user, the keys and each other's names."""
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "motd").write_text("from vm_defaults\n")
+    root_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVkaXZyb290a2V5ZWRpdnJvb3RrZXllZGl2 root@lab"
+    user_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVkaXZ1c2Vya2V5ZWRpdnVzZXJrZXllZGl2 lab@lab"
+    (tmp_path / "root.pub").write_text(root_key + "\n")
+    (tmp_path / "lab.pub").write_text("# the lab user\n" + user_key + "\n")
     sc = tmp_path / "tut.xml"
+    show = ("ip -4 route show 198.18.99.0/24; cat /etc/lab/motd; id lab; "
+            "cat /root/.ssh/authorized_keys /home/lab/.ssh/authorized_keys; "
+            "grep -E ' (a|b)$' /etc/hosts")
     sc.write_text(
         '<vnuml><global><version>1.8</version><simulation_name>tutdef</simulation_name>'
-        '<vm_mgmt type="none"/><vm_defaults>'
+        '<ssh_key>root.pub</ssh_key>'
+        '<vm_mgmt type="none"><host_mapping/></vm_mgmt><vm_defaults>'
         '<route type="ipv4" gw="198.18.7.1">198.18.99.0/24</route>'
+        '<user username="lab"><group>wheel</group><ssh_key>lab.pub</ssh_key></user>'
         '<filetree seq="start" root="/etc/lab">conf</filetree>'
         '</vm_defaults></global><net name="Lan" mode="virtual_bridge"/>'
         + "".join(f'<vm name="{v}" type="container"><if id="1" net="Lan">'
                   f'<ipv4 mask="255.255.255.0">198.18.7.{i}</ipv4></if>'
-                  f'<exec seq="show" type="verbatim">ip -4 route show 198.18.99.0/24; '
-                  f'cat /etc/lab/motd</exec></vm>'
+                  f'<exec seq="show" type="verbatim">{show}</exec></vm>'
                   for i, v in ((1, "a"), (2, "b")))
         + "</vnuml>")
     status = deploy(env, sc)
@@ -445,9 +454,13 @@ def test_vm_defaults_route_and_filetree_reach_every_vm(env, tmp_path):
         shown = exec_json(env, "tutdef", "show")
         assert sorted(r["vm"] for r in shown) == ["a", "b"]
         for r in shown:
+            out = r["output"]
             assert r["exit_code"] == 0, r
-            assert "198.18.99.0/24 via 198.18.7.1" in r["output"], r
-            assert "from vm_defaults" in r["output"], r
+            assert "198.18.99.0/24 via 198.18.7.1" in out, r
+            assert "from vm_defaults" in out, r
+            assert "(lab)" in out and "(wheel)" in out, r
+            assert root_key in out and user_key in out, r
+            assert "198.18.7.1 a" in out and "198.18.7.2 b" in out, r
     finally:
         release(env, "tutdef")
 

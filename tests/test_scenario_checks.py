@@ -280,11 +280,6 @@ def test_prefix_length(text, family, prefix):
      "c.xml:4: warning: net 'l': vlan= applies to external nets only; ignored"),
     ('<net name="l" mode="virtual_bridge" capture_expression="icmp"/>', "",
      "c.xml:4: warning: net 'l': capture_expression/capture_dev without capture_file"),
-    ('<net name="l" mode="virtual_bridge"/>\n<vm name="v"><if id="1" net="l"/>'
-     '<user username="u"><ssh_key>k.pub</ssh_key></user></vm>', "",
-     "c.xml:5: warning: vm 'v': <user> u: its <ssh_key> is not installed"),
-    ('<net name="l" mode="virtual_bridge"/>', "<ssh_key>/root/.ssh/id.pub</ssh_key>",
-     "c.xml:3: warning: <ssh_key> in <global>: keys are not installed"),
 ])
 def test_read_but_not_acted_upon_is_said_aloud(body, global_extra, message):
     found = problems(body, global_extra)

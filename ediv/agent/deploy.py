@@ -15,11 +15,11 @@ from ediv.agent.config import AgentConfig
 from ediv.agent.context import by_driver, drivers_for, layout_from_bundle
 from ediv.agent.drivers.base import AgentContext
 from ediv.agent.events import Emitter
-from ediv.agent.execute import run_sequence
+from ediv.agent.execute import inside_files, run_sequence
 from ediv.agent.journal import ScenarioDir
 from ediv.agent.layout import VmLayout
 from ediv.agent.release import release
-from ediv.agent.users import users_script
+from ediv.agent.users import MAX_KEY_FILE, key_lines, setup_script
 from ediv.errors import Diagnostic, EdivError, InputError
 
 ON_BOOT = "on_boot"
@@ -145,8 +145,19 @@ def deploy(state_root: Path, source: IO[bytes] | str | Path, config: AgentConfig
 
 
 def set_up_users(ctx: AgentContext, drivers: dict[str, Any]) -> None:
-    """Every VM's <user> accounts (ediv.agent.users), in parallel, before on_boot runs."""
-    todo = [(v, users_script(v.vm.users)) for v in ctx.layout.vms if v.vm.users]
+    """Every VM's <user> accounts, SSH keys and host mapping (ediv.agent.users), in
+    parallel, before on_boot runs."""
+    def keys(ref: str) -> list[str]:
+        path = inside_files(ctx.files_dir, ref, "ssh_key")
+        if not path.is_file() or path.stat().st_size > MAX_KEY_FILE:
+            raise InputError(f"ssh_key {ref}: not a file of at most {MAX_KEY_FILE} bytes "
+                             "in the bundle", "ssh_key")
+        return key_lines(path.read_text(errors="replace"), f"ssh_key {ref}")
+
+    layout = ctx.layout
+    scripts = [(v, setup_script(v.vm.users, keys=keys, root_keys=layout.root_keys,
+                                hosts=layout.host_map)) for v in layout.vms]
+    todo = [(v, script) for v, script in scripts if script]
 
     def one(item: tuple[VmLayout, str]) -> None:
         v, script = item

@@ -11,7 +11,7 @@ from ediv.agent.layout import VmLayout
 from ediv.errors import EdivError, InputError, WrongState
 
 
-def _inside(base: Path, rel: str, what: str) -> Path:
+def inside_files(base: Path, rel: str, what: str) -> Path:
     """``base/rel``, refusing paths that leave ``base`` (absolute, ``..``, symlinks out)."""
     path = (base / rel).resolve()
     if not path.is_relative_to(base.resolve()):
@@ -23,7 +23,7 @@ def commands_of(ctx: AgentContext, vm: VmLayout, seq: str) -> list[str]:
     out = []
     for e in vm.execs(seq):
         if e.type == "file":
-            path = _inside(ctx.files_dir, e.command, "exec file")
+            path = inside_files(ctx.files_dir, e.command, "exec file")
             if not path.is_file():
                 raise InputError(f"exec file {e.command!r} is not a file of the bundle", "exec")
             # a script is text; bytes that are not UTF-8 must not turn into "internal error"
@@ -52,7 +52,7 @@ def run_sequence(ctx: AgentContext, drivers: dict[str, Any], seq: str, *,
                          f"{'is' if len(stopped) == 1 else 'are'} not running; start "
                          f"{'it' if len(stopped) == 1 else 'them'} first")
     # resolve every source before running anything (bad input changes nothing)
-    plans = {v.name: ([(_inside(ctx.files_dir, f.source, "filetree"), f.root)
+    plans = {v.name: ([(inside_files(ctx.files_dir, f.source, "filetree"), f.root)
                        for f in v.filetrees(seq)], commands_of(ctx, v, seq)) for v in todo}
 
     def one(v: VmLayout) -> list[ExecResult]:

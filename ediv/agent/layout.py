@@ -112,6 +112,8 @@ class HostLayout:
     host_forwarding: str | None = None
     host_execs: list[Exec] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    host_map: dict[str, str] = field(default_factory=dict)  # <host_mapping/>: name -> address
+    root_keys: list[str] = field(default_factory=list)  # <global><ssh_key> bundle members
 
     def vm(self, name: str) -> VmLayout | None:
         return next((v for v in self.vms if v.name == name), None)
@@ -194,7 +196,8 @@ def build_layout(scenario: Scenario, info: DeployInfo, *,
     def bad(line: int, msg: str) -> None:
         diags.append(Diagnostic(src, line, msg))
 
-    layout = HostLayout(key, info.scenario, {}, [])
+    layout = HostLayout(key, info.scenario, {}, [], host_map=dict(info.hosts),
+                        root_keys=list(scenario.global_.ssh_keys))
     seg_by_net = {s.net: s for s in info.segments}
     for s in info.segments:
         if scenario.net(s.net) is None:

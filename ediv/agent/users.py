@@ -1,6 +1,7 @@
-"""VNUML ``<user>`` in a VM: the account, its primary and extra groups, and a home, set up
-inside the VM after boot by one POSIX shell script through the driver's exec channel, so
-container and UML VMs get the same thing.
+"""What VNUML set up inside each VM after boot: ``<user>`` accounts (primary and extra
+groups, a home, ``<ssh_key>`` in its authorized_keys), ``<global><ssh_key>`` in root's
+authorized_keys, and ``<host_mapping/>`` in /etc/hosts. One POSIX shell script per VM, through
+the driver's exec channel, so container and UML VMs get the same thing.
 
 As VNUML did: the primary group is ``group=`` (default: a group named as the user), extra
 ``<group>`` children make the user a member; uids and gids are the next free ones from 1000
@@ -10,9 +11,15 @@ accounts are kept (a second run changes nothing).
 
 from __future__ import annotations
 
+import re
 import shlex
+from collections.abc import Callable
 
+from ediv.errors import InputError
 from ediv.scenario.model import User
+
+_KEY = re.compile(r"^(?:[a-z0-9-]+(?:=\"[^\"]*\")?(?:,[a-z0-9-]+(?:=\"[^\"]*\")?)* )?"
+                  r"(?:ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+ [A-Za-z0-9+/=]+(?: .*)?$")
 
 _PRELUDE = r"""set -e
 touch /etc/passwd /etc/group
@@ -40,17 +47,59 @@ add_user() {
   chown "$uid:$gid" "/home/$u"
   chmod 755 "/home/$u"
 }
+add_keys() {  # HOME OWNER KEYS...: the keys (one per argument) in HOME/.ssh/authorized_keys
+  h=$1; o=$2; shift 2
+  mkdir -p "$h/.ssh"
+  for k in "$@"; do
+    grep -qxF "$k" "$h/.ssh/authorized_keys" 2>/dev/null || echo "$k" >> "$h/.ssh/authorized_keys"
+  done
+  chmod 700 "$h/.ssh"; chmod 600 "$h/.ssh/authorized_keys"
+  chown -R "$o" "$h/.ssh"
+}
 """
 
+HOSTS_BEGIN = "# ediv host_mapping begin"
+HOSTS_END = "# ediv host_mapping end"
+MAX_KEY_FILE = 64 * 1024
 
-def users_script(users: list[User]) -> str:
-    """The shell script that creates ``users`` (empty when there are none)."""
-    if not users:
+
+def setup_script(users: list[User], *, keys: Callable[[str], list[str]],
+                 root_keys: list[str] = (), hosts: dict[str, str] | None = None) -> str:
+    """The shell script for one VM (empty when there is nothing to do). ``keys`` turns an
+    ``<ssh_key>`` reference into the key lines it holds."""
+    if not users and not root_keys and not hosts:
         return ""
+    q = shlex.quote
     lines = [_PRELUDE]
     for u in users:
-        name = shlex.quote(u.username)
-        lines.append(f"add_user {name} {shlex.quote(u.group or u.username)}")
+        name = q(u.username)
+        lines.append(f"add_user {name} {q(u.group or u.username)}")
         for g in u.groups:
-            lines.append(f"add_group {shlex.quote(g)}; add_member {shlex.quote(g)} {name}")
+            lines.append(f"add_group {q(g)}; add_member {q(g)} {name}")
+        user_keys = [k for ref in u.ssh_keys for k in keys(ref)]
+        if user_keys:
+            lines.append(f"add_keys /home/{name} {name} " + " ".join(map(q, user_keys)))
+    rk = [k for ref in root_keys for k in keys(ref)]
+    if rk:
+        lines.append("add_keys /root 0 " + " ".join(map(q, rk)))
+    if hosts:
+        block = "\n".join([HOSTS_BEGIN, *(f"{a} {n}" for n, a in hosts.items()), HOSTS_END])
+        lines.append(f"awk -v b={q(HOSTS_BEGIN)} -v e={q(HOSTS_END)} "
+                     "'$0==b {s=1} !s {print} $0==e {s=0}' /etc/hosts > /etc/hosts.ediv "
+                     "2>/dev/null || true")
+        lines.append(f"printf '%s\\n' {q(block)} >> /etc/hosts.ediv")
+        lines.append("cat /etc/hosts.ediv > /etc/hosts; rm -f /etc/hosts.ediv")
     return "\n".join(lines) + "\n"
+
+
+def key_lines(text: str, where: str) -> list[str]:
+    """The public keys of an authorized_keys-style file: one per non-comment line."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not _KEY.match(line):
+            raise InputError(f"{where}: not an SSH public key line: {line[:40]!r}", "ssh_key")
+        out.append(line)
+    return out

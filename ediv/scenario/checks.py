@@ -37,8 +37,7 @@ Rules (errors unless noted):
 - ``<bw>``: bits per second (k/M/G suffixes accepted), at least 8000; a warning on a net that
   is not ppp; ``vlan=`` without ``external=`` and capture options without ``capture_file``:
   warnings;
-- warnings for what ediv reads but does not act upon yet (``<ssh_key>``, ``<host_mapping>``,
-  kernel ``modules``/``initrd``): see
+- warnings for what ediv reads but does not act upon yet (kernel ``modules``/``initrd``): see
   docs/vnuml-elements.md.
 
 The checks assume the document already went through the XSD: a name or reference that is
@@ -157,19 +156,9 @@ class _Checker:
     def not_supported(self) -> None:
         """Elements ediv reads but does not act upon yet: said once each, never silently."""
         g = self.s.global_
-        if g.ssh_keys:
-            self.warning(g.line, "<ssh_key> in <global>: keys are not installed in the VMs "
-                         "(not supported yet)")
-        if g.vm_mgmt is not None and g.vm_mgmt.host_mapping:
-            self.warning(g.vm_mgmt.line, "<host_mapping>: VM names are not written to "
-                         "/etc/hosts (not supported yet)")
         owners = [("<vm_defaults>", g.vm_defaults)] if g.vm_defaults else []
         owners += [(f"vm {v.name!r}", v) for v in self.s.vms]
         for what, owner in owners:
-            for u in owner.users:
-                if u.ssh_keys:
-                    self.warning(u.line, f"{what}: <user> {u.username}: its <ssh_key> is not "
-                                 "installed (not supported yet); the account is created")
             k = owner.kernel
             if k is not None and (k.modules or k.initrd):
                 self.warning(k.line, f"{what}: <kernel> modules=/initrd= are ignored")
