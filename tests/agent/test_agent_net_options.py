@@ -23,10 +23,10 @@ SCENARIO = """<vnuml><global><version>1.8</version><simulation_name>{key}</simul
 <net name="Lan" mode="virtual_bridge" hub="yes" capture_file="../../lan.pcap"
      capture_expression="icmp"/>
 <net name="Link" mode="virtual_bridge" type="ppp"><bw>1000000</bw></net>
-<vm name="a" type="container"><if id="1" net="Lan"><ipv4>198.18.40.1/24</ipv4></if>
+<vm name="a" type="{vtype}">{fs}<if id="1" net="Lan"><ipv4>198.18.40.1/24</ipv4></if>
   <if id="2" net="Link"><ipv4>198.18.41.1/30</ipv4></if>
   <exec seq="ping" type="verbatim">ping -c 3 -i 0.2 -W 2 198.18.40.2</exec></vm>
-<vm name="b" type="container"><if id="1" net="Lan"><ipv4>198.18.40.2/24</ipv4></if>
+<vm name="b" type="{vtype}">{fs}<if id="1" net="Lan"><ipv4>198.18.40.2/24</ipv4></if>
   <if id="2" net="Link"><ipv4>198.18.41.2/30</ipv4></if></vm>
 </vnuml>"""
 
@@ -50,9 +50,10 @@ def pcap_packets(path: Path) -> int:
 
 
 @pytest.fixture
-def net_agent(tmp_path):
+def net_agent(tmp_path, tmp_path_factory):
     config = tmp_path / "agent.json"
-    config.write_text(json.dumps({"capture_dir": str(tmp_path / "captures")}))
+    config.write_text(json.dumps({"capture_dir": str(tmp_path / "captures"),
+                                  "vm_image_paths": [f"{tmp_path_factory.getbasetemp()}/"]}))
     a = Agent(tmp_path / "state", config)
     yield a
     if a.state.exists():
@@ -60,12 +61,19 @@ def net_agent(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/usr/bin/tcpdump").exists(), reason="tcpdump not installed")
-def test_stp_hub_bandwidth_and_capture(net_agent, snapshot, tmp_path):
+@pytest.mark.parametrize("vtype", ["container", "uml"])
+def test_stp_hub_bandwidth_and_capture(net_agent, snapshot, tmp_path, request, vtype):
+    fs = ""
+    if vtype == "uml":
+        if not os.access("/usr/bin/linux", os.X_OK):
+            pytest.skip("needs user-mode-linux")
+        image = request.getfixturevalue("rootfs_image")
+        fs = f'<filesystem type="cow">{image}</filesystem><mem>64M</mem>'
     key = unique_key("no")
     before = snapshot(key)
     bundle = tmp_path / "bundle"
     (bundle / "files").mkdir(parents=True)
-    (bundle / "scenario.xml").write_text(SCENARIO.format(key=key))
+    (bundle / "scenario.xml").write_text(SCENARIO.format(key=key, vtype=vtype, fs=fs))
     (bundle / "deploy.json").write_text(json.dumps({"scenario": key, "key": key}))
     dep = net_agent("deploy", "--bundle", str(bundle))
     assert dep.rc == 0, dep.events

@@ -15,13 +15,18 @@ from agent_helpers import agent_exec_command, unique_key
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, UML)")]
 
-USERS = ('<user username="lab" group="staff"><group>wheel</group><group>netdev</group></user>'
-         '<user username="guest"/>')
+USERS = ('<user username="lab" group="staff"><group>wheel</group><group>netdev</group>'
+         '<ssh_key>keys/lab.pub</ssh_key></user><user username="guest"/>')
+
+
+ROOT_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVkaXZyb290a2V5 root@lab"
+LAB_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGVkaXZsYWJrZXk= lab@lab"
+HOSTS = {"peer": "198.18.42.9", "other": "198.18.42.10"}  # deploy.json's <host_mapping/>
 
 
 def scenario(key: str, vms: str) -> str:
     return (f"<vnuml><global><version>1.8</version><simulation_name>{key}</simulation_name>"
-            '<vm_mgmt type="none"/><vm_defaults>'
+            '<ssh_key>keys/root.pub</ssh_key><vm_mgmt type="none"/><vm_defaults>'
             '<user username="ops"><group>wheel</group></user></vm_defaults></global>'
             f'<net name="N" mode="virtual_bridge"/>{vms}</vnuml>')
 
@@ -32,7 +37,8 @@ def vm(name: str, vtype: str, fs: str = "") -> str:
 
 
 CHECK = ("for u in lab guest ops; do id $u; done; ls -ld /home/lab | awk '{print $3\":\"$4}'; "
-         "grep -c '^lab:' /etc/passwd")
+         "grep -c '^lab:' /etc/passwd; cat /root/.ssh/authorized_keys; "
+         "cat /home/lab/.ssh/authorized_keys; grep -E ' (peer|other)$' /etc/hosts")
 
 
 def check(out: str) -> None:
@@ -44,13 +50,17 @@ def check(out: str) -> None:
     assert "(ops)" in lines[2] and "(wheel)" in lines[2], out  # from <vm_defaults>
     assert lines[3] == "lab:staff", out
     assert lines[4] == "1", out
+    assert lines[5:] == [ROOT_KEY, LAB_KEY, "198.18.42.9 peer", "198.18.42.10 other"], out
 
 
 def deploy(agent, tmp_path, key, xml):
     bundle = tmp_path / "bundle"
-    (bundle / "files").mkdir(parents=True)
+    (bundle / "files" / "keys").mkdir(parents=True)
+    (bundle / "files" / "keys" / "root.pub").write_text(ROOT_KEY + "\n")
+    (bundle / "files" / "keys" / "lab.pub").write_text(LAB_KEY + "\n")
     (bundle / "scenario.xml").write_text(xml)
-    (bundle / "deploy.json").write_text(json.dumps({"scenario": key, "key": key}))
+    (bundle / "deploy.json").write_text(json.dumps({"scenario": key, "key": key,
+                                                    "hosts": HOSTS}))
     return agent("deploy", "--bundle", str(bundle))
 
 
