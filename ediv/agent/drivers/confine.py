@@ -98,30 +98,39 @@ def _ensure_netns_dir() -> None:
                        capture_output=True)
 
 
+def _userns_holder(extra: list[str], env: dict[str, str], timeout: float,
+                   what: str) -> subprocess.Popen:
+    """A ``sleep`` in a new user namespace (plus the ``unshare`` options ``extra``), returned
+    once the namespace exists and before its maps are written; the caller kills it."""
+    p = subprocess.Popen(["unshare", "--user", *extra, "--", "sleep", "600"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
+                         env=base_env(**env))
+    mine = os.readlink("/proc/self/ns/user")
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{p.pid}/ns/user") != mine:
+                return p
+        if p.poll() is not None:
+            err = p.stderr.read().decode(errors="replace").strip()
+            p.stderr.close()
+            raise EdivError(f"{what}: unshare failed: {err}")
+        if time.monotonic() > deadline:
+            p.kill()
+            p.wait()
+            p.stderr.close()
+            raise EdivError(f"{what}: user namespace not created in {timeout:.0f}s")
+        time.sleep(0.002)
+
+
 def create_netns(name: str, base: int, env: dict[str, str], timeout: float = 20.0) -> None:
     """A network namespace named ``name`` owned by a new user namespace mapping 0..65535 to
     ``base``..; ``env`` (the scenario marker) lets release find a holder a crash left."""
     _ensure_netns_dir()
     target = NETNS_DIR / name
-    p = subprocess.Popen(["unshare", "--user", "--net", "--", "sleep", "600"],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
-                         env=base_env(**env))
+    p = _userns_holder(["--net"], env, timeout, f"netns {name}")
     try:
-        mine = os.readlink("/proc/self/ns/user")
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if os.readlink(f"/proc/{p.pid}/ns/user") != mine:
-                    break
-            except OSError:
-                pass
-            if p.poll() is not None:
-                raise EdivError(f"netns {name}: unshare failed: "
-                                f"{p.stderr.read().decode(errors='replace').strip()}")
-            if time.monotonic() > deadline:
-                raise EdivError(f"netns {name}: user namespace not created in {timeout:.0f}s")
-            time.sleep(0.002)
         for kind in ("uid_map", "gid_map"):
             with open(f"/proc/{p.pid}/{kind}", "w") as f:
                 f.write(f"0 {base} {ID_COUNT}\n")
@@ -148,19 +157,8 @@ def owner_view(src: str, dst: str, uid: int) -> None:
     owner and group to ``uid``. The file itself is untouched; its owner-only mode (a 0600
     image written by ``ediv ovf convert``) then lets the unprivileged UML read it."""
     st = os.stat(src)
-    p = subprocess.Popen(["unshare", "--user", "--", "sleep", "60"], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True, close_fds=True, env=base_env())
+    p = _userns_holder([], {}, 10.0, f"{src}: id-mapped view")
     try:
-        mine = os.readlink("/proc/self/ns/user")
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/{p.pid}/ns/user") != mine:
-                    break
-            if p.poll() is not None or time.monotonic() > deadline:
-                raise EdivError(f"{src}: no user namespace for an id-mapped view")
-            time.sleep(0.002)
         with open(f"/proc/{p.pid}/uid_map", "w") as f:
             f.write(f"{st.st_uid} {uid} 1\n")
         with open(f"/proc/{p.pid}/setgroups", "w") as f:
@@ -175,6 +173,7 @@ def owner_view(src: str, dst: str, uid: int) -> None:
     finally:
         p.kill()
         p.wait()
+        p.stderr.close()
 
 
 def userns_fd(netns: str) -> int:
