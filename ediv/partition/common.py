@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from ediv.cluster import Host
 from ediv.errors import PlanError
 from ediv.scenario.checks import mem_megabytes
-from ediv.scenario.defaults import effective_vm
+from ediv.scenario.defaults import inherited
 from ediv.scenario.model import VM, Scenario
 
 DEFAULT_VM_MEM_MB = 64
@@ -34,7 +34,7 @@ def parse_mem_mb(text: str | None, default: int = DEFAULT_VM_MEM_MB) -> int:
 
 def vm_mem_mb(vm: VM, scenario: Scenario) -> int:
     """The VM's memory in MB: its own ``<mem>``, else ``<vm_defaults>``, else 64."""
-    return parse_mem_mb(effective_vm(vm, scenario.global_.vm_defaults).mem)
+    return parse_mem_mb(inherited(vm, scenario.global_.vm_defaults, "mem"))
 
 
 def host_limit(host: Host) -> float:

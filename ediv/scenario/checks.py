@@ -53,7 +53,7 @@ from collections import Counter
 from pathlib import PurePosixPath
 
 from ediv.errors import Diagnostic
-from ediv.scenario.defaults import effective_vm, has_mgmt_if
+from ediv.scenario.defaults import has_mgmt_if
 from ediv.scenario.model import VM_TYPES, Address, Route, Scenario
 
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
@@ -184,7 +184,7 @@ class _Checker:
         mgmt = self.s.global_.vm_mgmt.type if self.s.global_.vm_mgmt else "none"
         for v in self.s.vms:
             what = f"vm {v.name!r}"
-            if mgmt != "none" and has_mgmt_if(effective_vm(v, self.s.global_.vm_defaults), mgmt):
+            if mgmt != "none" and has_mgmt_if(v, mgmt, self.s.global_.vm_defaults):
                 zero = next((i for i in v.interfaces if i.id == 0), None)
                 if zero is not None:
                     self.error(zero.line, f"{what} interface 0: eth0 is the management interface "

@@ -22,6 +22,13 @@ ONE_VALUED = ("exec_mode", "filesystem", "mem", "kernel", "shell", "basedir", "m
               "forwarding")
 
 
+def inherited(vm: VM, defaults: VmDefaults | None, attr: str):
+    """One one-valued setting of ``vm`` with ``defaults`` applied, without building the
+    whole effective VM (what the partitioners and checks need per VM)."""
+    own = getattr(vm, attr)
+    return own if own is not None or defaults is None else getattr(defaults, attr)
+
+
 def effective_vm(vm: VM, defaults: VmDefaults | None) -> VM:
     """``vm`` with ``defaults`` applied (see the module docstring)."""
     if defaults is None:
@@ -60,12 +67,12 @@ def resolved(scenario: Scenario) -> Scenario:
                    vms=effective_vms(scenario))
 
 
-def has_mgmt_if(vm: VM, mgmt_type: str) -> bool:
-    """Whether ``vm`` (effective) gets a management interface, eth0.
+def has_mgmt_if(vm: VM, mgmt_type: str, defaults: VmDefaults | None = None) -> bool:
+    """Whether ``vm`` (with ``defaults``) gets a management interface, eth0.
 
     ``<mng_if>no</mng_if>`` says no. ediv gives every other VM one, as EDIV did whatever the
     scenario's ``vm_mgmt``; but where the scenario says ``vm_mgmt type="none"`` VNUML gave
     none, so a VM that uses ``<if id="0">`` itself is taken as an implicit ``mng_if`` no."""
-    if (vm.mng_if or "").strip().lower() == "no":
+    if (inherited(vm, defaults, "mng_if") or "").strip().lower() == "no":
         return False
     return not (mgmt_type == "none" and any(i.id == 0 for i in vm.interfaces))
