@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ediv.client.validate_cmd import validate, warn
 from ediv.cluster import Cluster, default_cluster, load_cluster
 from ediv.partition import registry
 from ediv.plan import Plan, make_plan
@@ -16,10 +17,7 @@ from ediv.restrictions import load_restrictions
 from ediv.scenario import load_scenario, to_xml
 from ediv.scenario.model import Scenario
 
-
-def _warn(lines) -> None:
-    for line in lines:
-        click.echo(str(line) if "warning" in str(line) else f"warning: {line}", err=True)
+_warn = warn
 
 
 def parse_loads(values: tuple[str, ...]) -> dict[str, float]:
@@ -106,15 +104,6 @@ def _entry_points_ok() -> bool:
     except Exception:  # a broken third-party plugin must not break --help
         return False
     return True
-
-
-@click.command()
-@click.argument("scenario", type=click.Path(dir_okay=False))
-def validate(scenario: str) -> None:
-    """Check a VNUML scenario: exit 0, or 1 with 'file:line: message' lines."""
-    sc, warnings = load_scenario(scenario, deployable=True)
-    _warn(warnings)
-    click.echo(f"{scenario}: ok ({sc.name}: {len(sc.vms)} VMs, {len(sc.nets)} nets)")
 
 
 @click.command()

@@ -10,14 +10,17 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ediv.agent import commands as C
 from ediv.agent import naming
-from ediv.agent.drivers.base import AgentContext
 from ediv.agent.journal import ScenarioDir, list_keys
-from ediv.agent.layout import HostLayout
 from ediv.agent.proc import BASE_PATH, MARKER_VAR, base_env, register_child, run, start_time
 from ediv.errors import EdivError, InputError
+
+if TYPE_CHECKING:  # types only: ``probe`` imports this module and must start fast
+    from ediv.agent.drivers.base import AgentContext
+    from ediv.agent.layout import HostLayout
 
 SYS_NET = Path("/sys/class/net")
 

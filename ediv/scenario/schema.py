@@ -5,19 +5,23 @@ being the offending element's (for an unexpected or missing child, the child's o
 parent's). ``xmlschema`` is pure Python and needs about 1.8 s for a 10,000-VM document, so
 valid documents take a fast path first: libxml2's validator (lxml, ~0.02 s for the same
 document) checks the same schema, and only when it finds a problem does ``xmlschema`` run
-to produce the messages. Both schemas are compiled once per process.
+to produce the messages. Both schemas are compiled once per process, and ``xmlschema``
+(half a second to import) is imported only then: validating a valid file never loads it.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import xmlschema
 from lxml import etree
 
 from ediv import xmlsafe
 from ediv.errors import Diagnostic
+
+if TYPE_CHECKING:
+    import xmlschema
 
 XSD_PATH = Path(__file__).with_name("vnuml.xsd")
 
@@ -25,6 +29,8 @@ XSD_PATH = Path(__file__).with_name("vnuml.xsd")
 @functools.cache
 def compiled() -> xmlschema.XMLSchema10:
     """The xmlschema form of vnuml.xsd (compiled on first use, then cached)."""
+    import xmlschema
+
     return xmlschema.XMLSchema10(str(XSD_PATH))
 
 
@@ -56,6 +62,8 @@ def _diagnostic(err: xmlschema.XMLSchemaValidationError, source: str) -> Diagnos
     tag = _tag(elem)
     line = err.sourceline or 0
     reason = (err.reason or str(err.message)).strip()
+    import xmlschema
+
     if isinstance(err, xmlschema.XMLSchemaChildrenValidationError):
         child = _child(elem, err.index)
         if child is not None:
