@@ -7,7 +7,7 @@ testbed of namespace hosts on this machine, with container and UML VMs, idle and
 host loaded (a CPU burner in that host's namespace), and prints the figures beside EDIV's.
 It also deploys 1,000 container VMs across 4 testbed hosts.
 
-    sudo .venv/bin/python bench/bench_deploy.py [--quick] [--no-uml]
+    sudo .venv/bin/python bench/bench_deploy.py [--quick] [--no-uml] [--only VMS:TYPE:HOSTS]
 
 Needs root. The testbed hosts share this machine's cores, so 3 hosts do not have 3 times
 the CPU of one: the speed-up measured here comes from parallel hosts and parallel VMs, not
@@ -114,6 +114,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="6 and 51 VMs idle only, no 1,000")
     ap.add_argument("--no-uml", action="store_true")
+    ap.add_argument("--only", action="append", metavar="VMS:TYPE:HOSTS",
+                    help="only these rows, idle (e.g. 51:uml:1, 1000:container:4); repeatable")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # finally: blocks take testbeds down
     if os.geteuid() != 0:
@@ -125,6 +127,17 @@ def main() -> None:
         work = Path(tmp)
         rootfs = None if args.no_uml else build_busybox_rootfs(work / "rootfs.img")
         types = ["container"] + ([] if args.no_uml else ["uml"])
+        if args.only:
+            print(f"{'VMs':>5} {'type':>9} {'hosts':>5} {'deploy s':>9} {'release s':>9}  split")
+            for row in args.only:
+                n_txt, vm_type, h_txt = row.split(":")
+                n_vms, n_hosts = int(n_txt), int(h_txt)
+                d, r, split = measure(work / "bed", n_hosts, n_vms, vm_type,
+                                      rootfs if vm_type == "uml" else None, False,
+                                      "RoundRobin", work)
+                print(f"{n_vms:>5} {vm_type:>9} {n_hosts:>5} {d:>9.1f} {r:>9.1f}  "
+                      f"{'/'.join(map(str, split.values()))}", flush=True)
+            return
         print(f"{'VMs':>5} {'type':>9} {'hosts':>5} {'load':>6} {'deploy s':>9} "
               f"{'release s':>9} {'EDIV s':>7}  split")
         for n_vms in (6, 51):

@@ -116,6 +116,9 @@ def _register(only: str | None = None) -> None:
 
 
 def main() -> None:
+    # paramiko imports invoke when it is installed (for ssh_config "Match exec"), a third of
+    # paramiko's import time; ediv reads no ssh_config, so the CLI does without it
+    sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
     cli(prog_name="ediv")
 
 

@@ -127,9 +127,11 @@ def deploy(state_root: Path, source: IO[bytes] | str | Path, config: AgentConfig
             raise
         emitter.emit("rollback", message=str(e).splitlines()[0] if str(e) else type(e).__name__)
         try:
+            # release kills every VM first: cleanup only reaps (it waits up to 5 s for each
+            # process still running, minutes for a rollback of 50 booted UML VMs)
+            release(state_root, layout.key, emitter)
             for drv in drivers.values():
                 drv.cleanup(ctx)
-            release(state_root, layout.key, emitter)
         except Exception as e2:  # report both: the cause and the failed rollback
             raise EdivError(f"{e}\nrollback failed too: {e2}") from e
         raise

@@ -299,3 +299,32 @@ def test_static_busybox_detection():
     assert is_static_elf("/bin/busybox")
     assert not is_static_elf("/bin/ls")  # dynamically linked
     assert not is_static_elf(__file__)
+
+
+def test_uml_console_is_read_from_where_the_last_read_stopped(tmp_path):
+    from ediv.agent.drivers.uml import _Console
+
+    log = tmp_path / "console.log"
+    con = _Console(log)
+    assert con.read_new() == ""  # not written yet
+    log.write_bytes(b"Linux version 6.1\nVirtual console 1 assigned dev")
+    assert con.read_new() == "Linux version 6.1\n"  # a partial line waits for its end
+    with open(log, "ab") as f:
+        f.write(b"ice '/dev/pts/7'\nKernel panic - not syncing: x\n")
+    assert con.read_new() == ("Virtual console 1 assigned device '/dev/pts/7'\n"
+                              "Kernel panic - not syncing: x\n")
+    assert con.read_new() == ""
+    with open(log, "ab") as f:
+        f.write(b"tail \xc3")
+    assert con.read_new(flush=True) == "tail \ufffd"
+    con.close()
+
+
+def test_uml_boot_slots_follow_the_cpus_unless_configured():
+    import os
+
+    from ediv.agent.config import AgentConfig
+    from ediv.agent.drivers.uml import BOOTS_PER_CORE, boot_slots
+
+    assert boot_slots(AgentConfig()) == len(os.sched_getaffinity(0)) * BOOTS_PER_CORE
+    assert boot_slots(AgentConfig(uml_boot_slots=3)) == 3

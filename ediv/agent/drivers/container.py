@@ -76,6 +76,10 @@ _UNSAFE_PATH_CHARS = (",", ":", "\\", "\n")
 class ContainerDriver(ProcessOwner):
     name = "container"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._masked: set[str] = set()  # scenario keys whose mask layer is in place
+
     # -- helpers ------------------------------------------------------------------------
     def _root_dir(self, ctx: AgentContext, vm: VmLayout) -> str:
         """The VM's root directory: its own <filesystem> directory, else the configured one."""
@@ -123,6 +127,7 @@ class ContainerDriver(ProcessOwner):
         confine.host_mask(self._mask(ctx), self._base(ctx), owned=owned,
                           private=PRIVATE_DIRS, hidden=hidden, whiteouts=WHITEOUTS,
                           copies=COPIES)
+        self._masked.add(ctx.sdir.key)  # checked once per agent run, not once per VM
 
     def _pid(self, ctx: AgentContext, vm: VmLayout) -> int:
         pid = ctx.runtime.get(vm.name, {}).get("pid")
@@ -197,11 +202,13 @@ class ContainerDriver(ProcessOwner):
         if lines:
             run(C.ip_batch_argv(), input=C.batch_text(lines), timeout=600)
         ctx.map(lambda v: self._configure_netns(v), vms)
-        # journal the launchers in one write: a launcher started just before a crash is
-        # still found by release through its environment marker
-        records = []
+        # launchers from the thread pool (each Popen waits for its exec, which a host busy
+        # booting the VMs started before delays); journalled in one write: a launcher
+        # started just before a crash is still found by release through its environment
+        # marker
+        self._ensure_mask(ctx)
+        records = [r for recs in ctx.map(lambda v: self._spawn(ctx, v), vms) for r in recs]
         for v in vms:
-            records += self._spawn(ctx, v)
             ctx.emitter.vm(v.name, "booting", driver=self.name)
         ctx.sdir.record(*records)
 
@@ -245,7 +252,7 @@ class ContainerDriver(ProcessOwner):
         ready = d / "ready"
         ready.unlink(missing_ok=True)
         records: list[dict[str, Any]] = []
-        if self._host_root(ctx, v):
+        if self._host_root(ctx, v) and ctx.sdir.key not in self._masked:
             self._ensure_mask(ctx)
         ns_fd = confine.userns_fd(v.netns)
         try:
