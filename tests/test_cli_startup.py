@@ -27,7 +27,7 @@ try:
 except SystemExit:
     pass
 sys.stdout.flush()
-print("\\nMODULES " + json.dumps(sorted(sys.modules)))
+print("\\nMODULES " + json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))
 """
 
 
