@@ -36,7 +36,7 @@ class AgentConfig:
     uml_kernel_paths: list[str] = field(default_factory=lambda: list(DEFAULT_KERNEL_PATHS))
     uml_mem: str = "64M"  # default <mem>
     boot_timeout: float = 120.0  # seconds a VM may take to become ready
-    uml_boot_slots: int = 0  # UML VMs booting at once; 0: two per core the agent may use
+    uml_boot_slots: int = 0  # UML VMs booting at once; 0: all (see drivers/uml.py)
     exec_timeout: float = 600.0  # seconds one command may run
     stop_timeout: float = 30.0  # seconds a VM may take to halt before it is killed
     workers: int = 16  # threads for per-VM work

@@ -320,11 +320,10 @@ def test_uml_console_is_read_from_where_the_last_read_stopped(tmp_path):
     con.close()
 
 
-def test_uml_boot_slots_follow_the_cpus_unless_configured():
-    import os
-
+def test_uml_boot_slots_all_unless_configured():
     from ediv.agent.config import AgentConfig
-    from ediv.agent.drivers.uml import BOOTS_PER_CORE, boot_slots
+    from ediv.agent.drivers.uml import boot_slots
 
-    assert boot_slots(AgentConfig()) == len(os.sched_getaffinity(0)) * BOOTS_PER_CORE
-    assert boot_slots(AgentConfig(uml_boot_slots=3)) == 3
+    assert boot_slots(AgentConfig(), 51) == 51
+    assert boot_slots(AgentConfig(), 0) == 1
+    assert boot_slots(AgentConfig(uml_boot_slots=3), 51) == 3

@@ -145,7 +145,6 @@ exec unshare --root="$jail" --wd=/ --setgid="$id" --setuid="$id" -- "$@"
 
 _PANIC_RE = re.compile(r"Kernel panic - not syncing:.*$", re.M)
 _PTS_RE = re.compile(r"Virtual console 1 assigned device '(/dev/pts/\d+)'")
-BOOTS_PER_CORE = 2  # measured with bench/bench_agent.py --uml 51 (see uml_boot_slots)
 
 
 def _panic(log: Path) -> str | None:
@@ -233,12 +232,14 @@ def vm_uses_ipv6(vm: VmLayout) -> bool:
         any(r.family == 6 for r in vm.routes)
 
 
-def boot_slots(config) -> int:
-    """How many UML VMs boot at once: ``uml_boot_slots``, else (0) the number of cores this
-    agent may run on times BOOTS_PER_CORE (a boot also waits on its disks and the host)."""
+def boot_slots(config, count: int) -> int:
+    """How many of ``count`` UML VMs boot at once: ``uml_boot_slots``, else (0) all of them.
+    Measured with 51 VMs on this 2-core machine under other load (README): 4 at once took
+    121 s, 16 took 85 s, all 65 s; a boot waits on more than the CPU, so a bound of a few
+    per core leaves the cores idle. A host that must keep CPU for other work sets a bound."""
     if config.uml_boot_slots > 0:
         return config.uml_boot_slots
-    return max(1, len(os.sched_getaffinity(0)) * BOOTS_PER_CORE)
+    return max(1, count)
 
 
 class _Console:
@@ -463,16 +464,16 @@ class UmlDriver(ProcessOwner):
                     lines += [C.addr_add(i.host, a) for a in i.host_addresses]
                     lines.append(C.link_set(i.host, up=True))
         run(C.ip_batch_argv(), input=C.batch_text(lines), timeout=600)
-        # boots are CPU-bound: start as many as the host has cores for, the rest as those
-        # become ready (wait_ready); all at once, 51 boots thrash two cores for twice as long
+        # at most uml_boot_slots boots at once (default: all), the rest as those become
+        # ready (wait_ready)
         self._queue = list(vms)
-        self._launch(ctx, boot_slots(ctx.config))
+        self._launch(ctx, boot_slots(ctx.config, len(vms)))
 
     def _launch(self, ctx: AgentContext, count: int) -> None:
         """Start the next ``count`` queued VMs (journalled in one write)."""
         todo, self._queue = self._queue[:max(0, count)], self._queue[max(0, count):]
-        if todo:
-            ctx.sdir.record(*(self._spawn(ctx, v) for v in todo))
+        if todo:  # from the thread pool: each Popen waits for its exec
+            ctx.sdir.record(*ctx.map(lambda v: self._spawn(ctx, v), todo))
 
     def _spawn(self, ctx: AgentContext, v: VmLayout) -> dict[str, Any]:
         d = ctx.sdir.vm_dir(v.name)
@@ -541,7 +542,7 @@ class UmlDriver(ProcessOwner):
         """Until every VM of ``vms`` wrote ``ready``, starting queued VMs as slots free up;
         each VM has ``timeout`` seconds from its own start. Console logs are read from where
         the last poll stopped (a panic or the console's pty shows up there)."""
-        slots = boot_slots(ctx.config)
+        slots = boot_slots(ctx.config, len(vms) + len(self._queue))
         pending = {v.name: v for v in vms}
         queued = {v.name for v in self._queue}
         started: dict[str, float] = {}
