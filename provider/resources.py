@@ -2,7 +2,8 @@
 
 - Pools: one primordial pool per host and resource kind (``POOL_KINDS``): processors
   (Capacity max_vhost: one virtual processor per VM), memory (Capacity cluster.conf mem, MB),
-  Ethernet connections (Capacity NULL) and root filesystems (Capacity max_vhost). Reserved
+  Ethernet connections (Capacity NULL) and root filesystems (Capacity max_vhost); a
+  max_vhost of 0 (no limit) is a NULL Capacity. Reserved
   is what the VMs placed on the host (the ``vms`` rows with that host) take: one processor
   and one filesystem each, their memory, their interfaces.
 - Allocation capabilities: one per pool, with a Default, Minimum, Maximum and Increment RASD
@@ -161,8 +162,8 @@ class HostUsage:
 
 def pool_row(host: Host, probe: dict | None, kind: str, usage: HostUsage) -> Row:
     k = POOL_KINDS[kind]
-    capacity = {"cpu": host.max_vhost, "mem": host.mem, "net": None,
-                "disk": host.max_vhost}[kind]
+    vms = host.max_vhost or None  # 0: no limit (NULL Capacity)
+    capacity = {"cpu": vms, "mem": host.mem, "net": None, "disk": vms}[kind]
     props = {
         "PoolID": f"{host.name}/{kind}",
         "ElementName": f"{host.name} {kind} pool",
@@ -288,7 +289,7 @@ class ResourceModel:
                 vm = effective_vm(vm, scenario.global_.vm_defaults)
                 u.mem_mb += vm_mem_mb(vm, scenario)
                 u.ports += len(vm.interfaces)
-                u.disks += 1
+                u.disks += vm.filesystem is not None
             return u
         return request.memo(("usage", host), compute)
 
