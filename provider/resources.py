@@ -336,9 +336,12 @@ class ResourceModel:
             return []
         scenario, vm = found
         row = self.m.scenario_row(scenario_name)
+        mac_base = None  # the automatic MACs are the deploy's (ediv.split): placed VMs only
+        if stored.get("host"):
+            mac_base = row.mac_base if row is not None and row.mac_base is not None else \
+                scenario.global_.automac or 0
         return device_rows(scenario, effective_vm(vm, scenario.global_.vm_defaults), stored,
-                           row.mac_base if row is not None else None,
-                           self._index(scenario).get(vm.name))
+                           mac_base, self._index(scenario).get(vm.name))
 
     def devices(self, classname: str) -> Iterator[Row]:
         for v in self.m.iter_vms():
