@@ -319,3 +319,40 @@ def test_pywbemcli_centralinsts_and_shrub(engine_server, lab, tmp_path):
     out = _pywbemcli(handle, tmp_path, "instance", "associators", port, "--ac",
                      "EDIV_NetworkPortOnNetwork", "--no")
     assert f"{lab}/Link" in out
+
+
+def test_define_system_takes_cim_249_processor_and_memory_settings(engine_server, lab):
+    """A console that knows only the DMTF classes sends CIM_ProcessorAllocationSettingData /
+    CIM_MemoryAllocationSettingData: DefineSystem adds the VM; the VM's RASDs come back as
+    EDIV_ProcessorRASD / EDIV_MemoryRASD (their subclasses)."""
+    handle = engine_server[0]
+    op = connect(handle, "operator")
+    (service,) = op.EnumerateInstanceNames("EDIV_VirtualSystemManagementService")
+    spec = SIMPLE6.replace(">simple6<", ">prof249<")
+    rv, _out = op.InvokeMethod("DefineSystem", service, [("SystemSettings", pywbem.CIMInstance(
+        "EDIV_ScenarioSettingData", properties={"ScenarioDefinition": spec}))])
+    assert rv == 0
+    vssd = pywbem.CIMInstance("EDIV_VirtualSystemSettingData", properties={
+        "VirtualSystemIdentifier": "h9", "VirtualSystemType": "container"})
+    cpu = pywbem.CIMInstance("CIM_ProcessorAllocationSettingData", properties={
+        "ResourceType": pywbem.Uint16(3), "VirtualQuantity": pywbem.Uint64(1)})
+    mem = ('instance of CIM_MemoryAllocationSettingData { ResourceType = 4; '
+           'VirtualQuantity = 96; AllocationUnits = "byte*2^20"; };')
+    ref = pywbem.CIMInstanceName("EDIV_ScenarioSettingData",
+                                 {"InstanceID": "ediv:scenario:prof249"}, namespace=NS)
+    rv, out = op.InvokeMethod("DefineSystem", service, [
+        ("SystemSettings", vssd.tocimxmlstr()), ("ResourceSettings", [cpu.tocimxmlstr(), mem]),
+        ("ReferenceConfiguration", ref)])
+    assert rv == 0 and out["ResultingSystem"].keybindings["Name"] == "prof249/h9"
+    (settings,) = assoc(op, out["ResultingSystem"], "EDIV_ElementSettingData")
+    rasds = {r.classname: r for r in assoc(op, settings.path,
+                                           "EDIV_VirtualSystemSettingDataComponent")}
+    assert rasds["EDIV_MemoryRASD"]["VirtualQuantity"] == 96
+    assert "EDIV_ProcessorRASD" in rasds
+    (memory,) = [d for d in assoc(op, out["ResultingSystem"], "EDIV_SystemDevice")
+                 if d.classname == "EDIV_Memory"]
+    assert memory["NumberOfBlocks"] == 96 and memory["EnabledState"] == 3  # defined
+    rv, _out = op.InvokeMethod("DestroySystem", service, [("AffectedSystem", pywbem.CIMInstanceName(
+        "EDIV_Scenario", {"CreationClassName": "EDIV_Scenario", "Name": "prof249"},
+        namespace=NS))])
+    assert rv == 0
