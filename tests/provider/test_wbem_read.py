@@ -184,7 +184,7 @@ def test_pull_rejects_filters_and_other_users_contexts(wbem_server, ca_file):
         other.PullInstancePaths(opened.context, MaxObjectCount=1)
     assert _status(exc) == pywbem.CIM_ERR_INVALID_ENUMERATION_CONTEXT
     rest = reader.PullInstancePaths(opened.context, MaxObjectCount=100)
-    assert rest.eos and len(rest.paths) == 4
+    assert rest.eos and len(rest.paths) == 5
 
 
 @pytest.mark.parametrize("call, code", [
