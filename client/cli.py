@@ -7,13 +7,13 @@ import sys
 import click
 
 from ediv import __version__
-from ediv.errors import EdivError, InputError, WrongState
-
-EXIT_WRONG_STATE = 4  # the request does not apply to the present state (e.g. reboot a stopped VM)
+from ediv.errors import EdivError, InputError, exit_code
 
 
 class EdivGroup(click.Group):
-    """Turns user-facing errors into messages and exit codes, never tracebacks."""
+    """Turns user-facing errors into messages and exit codes, never tracebacks: the exit
+    code of each named error comes from the one table of ``ediv.errors`` (``CODES``), for
+    direct and ``--server`` mode alike."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -21,13 +21,10 @@ class EdivGroup(click.Group):
         except InputError as exc:
             for d in exc.diagnostics:
                 click.echo(str(d), err=True)
-            sys.exit(1)
-        except WrongState as exc:
-            click.echo(f"ediv: error: {exc}", err=True)
-            sys.exit(EXIT_WRONG_STATE)
+            sys.exit(exit_code(exc))
         except EdivError as exc:
             click.echo(f"ediv: error: {exc}", err=True)
-            sys.exit(1)
+            sys.exit(exit_code(exc))
 
 
 @click.group(cls=EdivGroup, context_settings={"help_option_names": ["-h", "--help"]})
