@@ -297,6 +297,7 @@ class StateStore:
         scenario had before (None when it is new)."""
         now = time.time()
         me = owner_id()
+        explicit = token is not None
         token = token or new_token()
         what = what or ("deploy" if state == DEPLOYING else "define")
         with self.transaction() as db:
@@ -304,7 +305,8 @@ class StateStore:
                 "SELECT state, lock_owner, lock_token, lock_what FROM scenarios WHERE name=?",
                 (name,)).fetchone()
             if row is None:
-                held = state in IN_PROGRESS  # a defined scenario is not being changed
+                # a defined scenario is not being changed, unless its creator asks to hold it
+                held = state in IN_PROGRESS or explicit
                 db.execute(
                     "INSERT INTO scenarios (name, state, spec, restrictions, algorithm, basedir,"
                     " lock_owner, lock_token, lock_what, lock_time, created, updated)"
@@ -358,6 +360,11 @@ class StateStore:
                 "UPDATE scenarios SET state=?, error=?, updated=? WHERE name=?",
                 (state, error, time.time(), name),
             )
+
+    def set_basedir(self, name: str, basedir: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE scenarios SET basedir=?, updated=? WHERE name=?",
+                       (basedir, time.time(), name))
 
     def set_plan(self, name: str, plan: dict, algorithm: str) -> None:
         with self.transaction() as db:

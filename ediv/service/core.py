@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from ediv import state as st
 from ediv.cluster import Cluster, Host
 from ediv.controller import Controller, HostOutcome
-from ediv.errors import InputError, NotFound, WrongState, no_scenario
+from ediv.errors import EdivError, InputError, NotFound, WrongState, no_scenario
 from ediv.plan import Plan, make_plan
 from ediv.protocol import EXIT_WRONG_STATE, VM_ACTIONS
 from ediv.remote import AgentFailed
@@ -119,17 +119,81 @@ class Service:
     # -- define / edit ------------------------------------------------------------------
     def define(self, spec: str | Scenario, *, basedir: str | None,
                source_name: str = "scenario.xml", algorithm: str | None = None,
-               restrictions: str | None = None, appliances: bool = False) -> str:
+               restrictions: str | None = None, appliances: bool = False,
+               install: Callable[[str], str] | None = None) -> str:
         """Record a scenario as defined (CIM DefineSystem); returns its name. The spec is
-        checked as a deploy would check it; AlreadyExists when the name is taken."""
+        checked as a deploy would check it (its files under ``basedir``); AlreadyExists when
+        the name is taken. ``install(name)``, called under the new row's claim, puts the
+        scenario's files in their final place and returns that directory (recorded as its
+        basedir); when it fails the row goes again."""
         scenario, text = stages.load(spec, basedir=basedir, source_name=source_name,
                                      cluster=self.cluster, appliances=appliances)
         stages.restrictions_of(restrictions)  # checked now, not at deploy
         name = scenario.name
+        token = st.new_token()
         self.store.create_scenario(name, text, basedir=scenario.basedir, algorithm=algorithm,
-                                   restrictions=restrictions, state=st.DEFINED)
-        self.store.unlock(name)
+                                   restrictions=restrictions, state=st.DEFINED, token=token,
+                                   what="define")
+        try:
+            if install is not None:
+                self.store.set_basedir(name, install(name))
+        except BaseException:
+            self.store.delete_scenario(name)
+            raise
+        self.store.unlock(name, token)
         return name
+
+    # -- the state machine ----------------------------------------------------------------
+    def transition(self, name: str, target: str) -> str:
+        """Whether scenario ``name`` can go to ``target`` ("deployed", "defined": released
+        but kept, "destroyed"): "noop" when it is there already, "now" when no host needs to
+        act (destroying a defined scenario), "hosts" when hosts must; WrongState otherwise."""
+        row = self.scenario(name)
+        state = row.state
+        if target == "deployed":
+            if state == st.DEPLOYED:
+                return "noop"
+            if state == st.DEFINED:
+                return "hosts"
+        elif target == "defined":
+            if state == st.DEFINED:
+                return "noop"
+            if state in (st.DEPLOYED, st.FAILED, st.INTERRUPTED):
+                return "hosts"
+        elif target == "destroyed":
+            return "now" if state == st.DEFINED else "hosts"
+        raise WrongState(f"scenario {name!r} is {state}: it cannot become {target} now",
+                         name=name, state=state)
+
+    def vm_transition(self, name: str, vm: str, action: str) -> str:
+        """Whether ``action`` applies to VM ``vm``: "noop" (already in that state) or "hosts";
+        NotFound for a VM the scenario lacks, WrongState when the scenario is not deployed or
+        a stopped VM is to reboot/reset."""
+        if action not in VM_ACTIONS:
+            raise InputError(f"unknown VM action {action!r} (one of {', '.join(VM_ACTIONS)})")
+        row = self.scenario(name)
+        where = self.store.vm(name, vm)
+        if where is None:
+            defined = row.state != st.DEPLOYED and any(v.name == vm for v in
+                                                       self._model_or_none(row))
+            if not defined:
+                raise NotFound("VM", vm, scenario=name)
+        if where is None or row.state != st.DEPLOYED:
+            raise WrongState(f"scenario {name!r} is {row.state}, not deployed", name=name,
+                             state=row.state)
+        running = where["state"] == "running"
+        if (action == "start" and running) or (action == "stop" and where["state"] == "stopped"):
+            return "noop"
+        if action in ("reboot", "reset") and not running:
+            raise WrongState(f"{vm} is {where['state']}: it cannot {action}", name=name,
+                             state=where["state"])
+        return "hosts"
+
+    def _model_or_none(self, row: st.ScenarioRow) -> list:
+        try:
+            return self.model(row.name, row).vms
+        except EdivError:
+            return []
 
     def replace_spec(self, name: str, spec: str | Scenario, *, claim: st.Claim | None = None
                      ) -> None:
@@ -194,16 +258,21 @@ class Service:
         only on ``vms`` (VNUML's -M). One :class:`ExecResult` per VM (then one per host whose
         host commands ran). NotFound for an unknown sequence (naming those it has) or VM."""
         with self.claim(name, "exec", claim):
-            row = self.scenario(name)
-            if row.state != st.DEPLOYED:
-                raise WrongState(f"scenario {name!r} is {row.state}, not deployed", name=name,
-                                 state=row.state)
-            stored = self.store.vms(name)
-            vm_hosts = {v["name"]: v["host"] for v in stored}
-            keys = {p["host"]: p["key"] for p in self.store.parts(name)}
-            targets = exec_stages.resolve(self.model(name, row), name, seq, vm_hosts, keys, vms)
-            runs = self.ctl.run_exec(seq, targets)
-            return exec_stages.aggregate(targets, runs, [v["name"] for v in stored])
+            targets = self.exec_targets(name, seq, vms)  # -- resolve
+            runs = self.ctl.run_exec(seq, targets)  # -- run
+            return exec_stages.aggregate(targets, runs,  # -- aggregate
+                                         [v["name"] for v in self.store.vms(name)])
+
+    def exec_targets(self, name: str, seq: str, vms: list[str] | None = None) -> list:
+        """The exec's resolve stage alone (a front end checks a request before starting a
+        job): WrongState unless deployed, InputError for an unknown sequence or VM."""
+        row = self.scenario(name)
+        if row.state != st.DEPLOYED:
+            raise WrongState(f"scenario {name!r} is {row.state}, not deployed", name=name,
+                             state=row.state)
+        vm_hosts = {v["name"]: v["host"] for v in self.store.vms(name)}
+        keys = {p["host"]: p["key"] for p in self.store.parts(name)}
+        return exec_stages.resolve(self.model(name, row), name, seq, vm_hosts, keys, vms)
 
     # -- one VM -------------------------------------------------------------------------
     def vm_action(self, name: str, vm: str, action: str, *, claim: st.Claim | None = None
@@ -254,8 +323,7 @@ class Service:
         """Forget a scenario: a defined one at once, any other after releasing it (returns
         the hosts that could not be reached; then it stays, failed)."""
         with self.claim(name, "destroy", claim) as held:
-            row = self.scenario(name)
-            if row.state == st.DEFINED:
+            if self.transition(name, "destroyed") == "now":
                 self.store.delete_scenario(name)
                 return []
             return self.release(name, purge=True, claim=held)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ediv import protocol
-from ediv.errors import NotFound
+from ediv.errors import InputError
 from ediv.scenario.model import Scenario
 
 
@@ -103,7 +103,8 @@ def check_sequence(scenario: Scenario, name: str, seq: str) -> None:
     """An unknown sequence is an error naming the ones the scenario has."""
     known = sequences(scenario)
     if seq not in known:
-        raise NotFound("command sequence", seq, scenario=name, known=sorted(known))
+        raise InputError(f"scenario {name!r} has no command sequence {seq!r} "
+                         f"(it has: {', '.join(sorted(known)) or 'none'})", "exec")
 
 
 def resolve(scenario: Scenario, name: str, seq: str, vm_hosts: dict[str, str],
@@ -115,10 +116,8 @@ def resolve(scenario: Scenario, name: str, seq: str, vm_hosts: dict[str, str],
     if vms:
         unknown = sorted(set(vms) - set(vm_hosts))
         if unknown:
-            raise NotFound("VM", ", ".join(unknown), scenario=name, known=sorted(vm_hosts),
-                           message=f"scenario {name!r} has no VM "
-                                   f"{', '.join(map(repr, unknown))} "
-                                   f"(it has: {', '.join(sorted(vm_hosts))})")
+            raise InputError(f"scenario {name!r} has no VM {', '.join(map(repr, unknown))} "
+                             f"(it has: {', '.join(sorted(vm_hosts))})", "exec")
     expected = vms_of_sequence(scenario, seq)
     chosen = list(dict.fromkeys(vms)) if vms else None
     targets: list[ExecTarget] = []
