@@ -14,7 +14,8 @@ EDIV_VirtualSystemManagementService on the VMs of a scenario that is only define
   the VM's name (VirtualSystemIdentifier or ElementName) when the new one is free.
 
 This module only translates: RASD/VSSD instances into the edits of ``ediv.scenario.edit``
-(which hold the rules, and make each call all or nothing under the scenario's claim), and
+(which hold the rules; ``ediv.service.edit`` makes each call all or nothing under the
+scenario's claim), and
 the ediv errors they raise into CIM statuses (``ediv.errors.cim_status``). A scenario that
 is not only defined answers 5 (Invalid State); AddResourceSettings has no such return value
 in CIM 2.49, so it answers CIM_ERR_FAILED saying why.
@@ -60,6 +61,7 @@ from ediv.provider.vm_settings import (
 )
 from ediv.scenario import edit
 from ediv.scenario.model import VM, Filesystem, Interface, Scenario
+from ediv.service.edit import edit_defined
 
 Handler = Callable[[pywbem.NocaseDict], tuple[Any, list]]
 T = TypeVar("T")
@@ -197,7 +199,7 @@ class ResourceMethods:
         WrongState passes through (each method answers it its own way); the other ediv
         errors become CIMErrors."""
         try:
-            return edit.edit_defined(self.m.engine.store(), name, change, self.m.engine.claim)
+            return edit_defined(self.m.engine.store(), name, change, self.m.engine.claim)
         except WrongState:
             raise
         except EdivError as exc:

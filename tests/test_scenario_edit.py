@@ -1,6 +1,6 @@
-"""ediv.scenario.edit on the scenario model and a real state store, without a server: the
-edits the WBEM resource methods translate to, their refusals as ediv errors, and the
-all-or-nothing storing of an edited defined scenario."""
+"""ediv.scenario.edit on the scenario model, and ediv.service.edit on a real state store,
+without a server: the edits the WBEM resource methods translate to, their refusals as ediv
+errors, and the all-or-nothing storing of an edited defined scenario."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from ediv import state as st
 from ediv.errors import AlreadyExists, InputError, NotFound, WrongState
 from ediv.scenario import edit, load_string
 from ediv.scenario.model import Address, Filesystem, Interface
+from ediv.service.edit import edit_defined
 
 REPO = Path(__file__).resolve().parents[1]
 SIMPLE6 = (REPO / "examples" / "simple6.xml").read_text()
@@ -137,7 +138,7 @@ def test_edit_defined_stores_a_valid_result(store):
         edit.add_interface(edit.find_vm(s, "h2"), Interface(id=2, net="Net1"))
         return "done"
 
-    assert edit.edit_defined(store, "simple6", change, claims) == "done"
+    assert edit_defined(store, "simple6", change, claims) == "done"
     assert claims.taken == [("simple6", "modify")] and not claims.held
     spec = store.scenario("simple6").spec
     again = load_string(spec, "s.xml", str(REPO / "examples"))[0]
@@ -153,7 +154,7 @@ def test_edit_defined_is_all_or_nothing(store):
         edit.add_interface(edit.find_vm(s, "h2"), Interface(id=2, net="Link"))
 
     with pytest.raises(InputError) as info:
-        edit.edit_defined(store, "simple6", third_end, claims)
+        edit_defined(store, "simple6", third_end, claims)
     assert "the scenario with this VM has errors:" in str(info.value)
     assert any("ppp net 'Link' has 3 ends" in d.message for d in info.value.diagnostics)
 
@@ -162,16 +163,16 @@ def test_edit_defined_is_all_or_nothing(store):
         edit.find_vm(s, "ghost")
 
     with pytest.raises(NotFound):
-        edit.edit_defined(store, "simple6", fails, claims)
+        edit_defined(store, "simple6", fails, claims)
     assert store.scenario("simple6").spec == before and not claims.held
 
 
 def test_edit_defined_needs_a_defined_scenario(store):
     claims = Claims()
     with pytest.raises(NotFound, match="no scenario named 'other'"):
-        edit.edit_defined(store, "other", lambda s: None, claims)
+        edit_defined(store, "other", lambda s: None, claims)
     store.set_scenario_state("simple6", st.DEPLOYED)
     with pytest.raises(WrongState, match="scenario 'simple6' is deployed") as info:
-        edit.edit_defined(store, "simple6", lambda s: None, claims)
+        edit_defined(store, "simple6", lambda s: None, claims)
     assert info.value.state == st.DEPLOYED
     assert claims.taken == []  # refused before the claim: a deploy holds it for its job

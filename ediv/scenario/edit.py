@@ -2,29 +2,21 @@
 filesystem), rename a VM, change its type or kernel.
 
 The functions work on the scenario model and raise ediv errors (``InputError`` for a change
-that cannot be made, ``NotFound``, ``AlreadyExists``, ``WrongState`` for a scenario that is
-no longer only defined); they know nothing of CIM, so the WBEM provider only translates
-RASD/VSSD instances into these calls and the errors into CIM statuses. Whether the edited
-scenario as a whole is still valid (nets declared, ppp ends, addresses) is decided by
-:func:`save_defined`, which validates it like a new definition before storing it, so an
-edit is all or nothing (:func:`edit_defined`).
+that cannot be made, ``NotFound``, ``AlreadyExists``); they know nothing of CIM, so the WBEM
+provider only translates RASD/VSSD instances into these calls and the errors into CIM
+statuses. They know nothing of the state store either (this is the scenario layer): the
+stored scenario is edited by ``ediv.service.edit.edit_defined``, which runs these functions
+under the scenario's claim and validates the whole result like a new definition before
+storing it, so an edit is all or nothing (nets declared, ppp ends, ids used once).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from ediv.errors import AlreadyExists, Diagnostic, InputError, NotFound, WrongState, no_scenario
+from ediv.errors import AlreadyExists, Diagnostic, InputError, NotFound
 from ediv.scenario.model import VM, Filesystem, Interface, Kernel, Scenario
-
-if TYPE_CHECKING:
-    from ediv.state import ScenarioRow, StateStore
-
-T = TypeVar("T")
-Claim = Callable[[str, str], AbstractContextManager[Any]]
 
 VM_TYPES = ("uml", "container", "")  # "": the host's default driver
 FILESYSTEM_TYPES = ("cow", "direct", "hostfs")
@@ -191,60 +183,3 @@ def remove_filesystem(vm: VM, name: str) -> None:
         raise InputError(f"the filesystem of VM {vm.name!r} comes from the <vm_defaults> of "
                          f"scenario {name!r}; it cannot be removed from one VM")
     vm.filesystem = None
-
-
-# ---------------------------------------------------------------- the stored scenario
-
-def defined_row(store: StateStore, name: str) -> ScenarioRow:
-    """The row of scenario ``name``, which must be only defined for its VMs to change."""
-    from ediv import state as st
-
-    row = store.scenario(name)
-    if row is None:
-        raise no_scenario(name)
-    if row.state != st.DEFINED:
-        raise WrongState(f"scenario {name!r} is {row.state}", name=name, state=row.state)
-    return row
-
-
-def parse_defined(row: ScenarioRow) -> Scenario:
-    """The stored spec of a defined scenario, parsed (an error if it no longer parses)."""
-    from ediv.scenario import load_string
-
-    try:
-        scenario, _ = load_string(row.spec or "", f"{row.name}.xml", row.basedir or ".",
-                                  deployable=True)
-    except InputError as exc:
-        raise headed(f"stored scenario {row.name!r}", exc) from None
-    return scenario
-
-
-def save_defined(store: StateStore, name: str, scenario: Scenario, basedir: str | None,
-                 what: str = "the scenario with this VM") -> None:
-    """Validate the edited scenario like a new definition and store it in one UPDATE."""
-    from ediv.scenario import load_string, to_xml
-
-    text = to_xml(scenario).decode("utf-8")
-    try:
-        load_string(text, f"{name}.xml", basedir or ".", deployable=True)
-    except InputError as exc:
-        raise headed(what, exc) from None
-    if not store.set_spec(name, text):
-        raise WrongState(f"scenario {name!r} is no longer defined (another client deployed or "
-                         "removed it meanwhile); nothing was changed", name=name)
-
-
-def edit_defined(store: StateStore, name: str, change: Callable[[Scenario], T],
-                 claim: Claim) -> T:
-    """``change`` the stored scenario ``name`` and store it if the result is valid; nothing
-    is stored when ``change`` or the validation raises.
-
-    The state is checked before the claim (a deploy holds it for its whole job: the caller
-    hears "deployed", not "busy") and again under it."""
-    defined_row(store, name)
-    with claim(name, "modify"):
-        row = defined_row(store, name)
-        scenario = parse_defined(row)
-        result = change(scenario)
-        save_defined(store, name, scenario, row.basedir)
-    return result
