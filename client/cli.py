@@ -7,7 +7,9 @@ import sys
 import click
 
 from ediv import __version__
-from ediv.errors import EdivError, InputError, exit_code
+from ediv.errors import EXIT_WRONG_STATE, EdivError, InputError, exit_code
+
+__all__ = ["EXIT_WRONG_STATE", "cli"]
 
 
 class EdivGroup(click.Group):

@@ -122,11 +122,20 @@ class Engine:
 
     # -- the engine service ----------------------------------------------------------
     def service(self, store: st.StateStore | None = None, *, scenario: str | None = None,
-                progress: Progress | None = None) -> Service:
+                progress: Progress | None = None, hosts: bool = True) -> Service:
         """The engine service over ``store`` (this thread's by default), with the cluster
-        ``scenario`` was deployed with (else the server's). Close it when done."""
+        ``scenario`` was deployed with (else the server's). ``hosts=False``: the call acts on
+        no host (define, checks), so a server without a cluster file can serve it. Close it
+        when done."""
         store = store or self.store()
-        return Service(store, self.cluster(scenario, store), progress=progress or _quiet)
+        try:
+            cluster = self.cluster(scenario, store)
+        except CIMError:
+            if hosts:
+                raise
+            cluster = Cluster(file_dirs=[str(d) for d in self.config.file_dirs],
+                              source="<no cluster file>")
+        return Service(store, cluster, progress=progress or _quiet)
 
     # -- one change at a time per scenario: the store's claims -------------------------
     @contextmanager

@@ -248,7 +248,7 @@ class EngineMethods:
                 staging.rename(final)
                 return str(final)
 
-            with self.engine.service() as svc:
+            with self.engine.service(hosts=False) as svc:
                 return svc.define(spec, basedir=str(staging), source_name="ScenarioDefinition",
                                   algorithm=algorithm, restrictions=restrictions,
                                   install=install)
@@ -312,7 +312,7 @@ class EngineMethods:
         claim = self.engine.take(name, "destroy")
         try:
             row = self.engine.store().scenario(name)
-            with self.engine.service() as svc:
+            with self.engine.service(hosts=False) as svc:
                 if svc.transition(name, "destroyed") == "now":
                     svc.destroy(name, claim=claim)
                     self._remove_files(name, row)
@@ -376,7 +376,7 @@ class EngineMethods:
         target_state = "deployed" if requested == 2 else "defined"
         claim = self.engine.take(name, "deploy" if requested == 2 else "release")
         try:
-            with self.engine.service() as svc:
+            with self.engine.service(hosts=False) as svc:
                 try:
                     if svc.transition(name, target_state) == "noop":
                         self.engine.give(claim)
@@ -411,7 +411,7 @@ class EngineMethods:
         if not in_valuemap(self.requested_states["EDIV_VirtualSystem"], requested):
             return Uint32(INVALID_PARAMETER), []
         action = P.VM_REQUESTS.get(requested)
-        with self.engine.service() as svc:
+        with self.engine.service(hosts=False) as svc:
             try:
                 svc.vm_transition(name, vm, action or "start")
             except NotFound:
@@ -487,7 +487,7 @@ class EngineMethods:
             raise _bad("VirtualSystems must be an array of VM names")
         claim = self.engine.take(name, "exec")
         try:
-            with self.engine.service() as svc:
+            with self.engine.service(hosts=False) as svc:
                 try:
                     svc.exec_targets(name, seq, vms)  # checked before the job starts
                 except WrongState:
