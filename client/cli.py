@@ -13,9 +13,8 @@ __all__ = ["EXIT_WRONG_STATE", "cli"]
 
 
 class EdivGroup(click.Group):
-    """Turns user-facing errors into messages and exit codes, never tracebacks: the exit
-    code of each named error comes from the one table of ``ediv.errors`` (``CODES``), for
-    direct and ``--server`` mode alike."""
+    """Turns user-facing errors into messages and exit codes (ediv.errors.CODES), never
+    tracebacks."""
 
     def invoke(self, ctx: click.Context):
         try:

@@ -172,6 +172,7 @@ def console(backend: Backend, name, vm, command) -> None:
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def cleanup(backend: Backend, yes) -> None:
     """Remove every scenario the state store and the host agents know of (EDIV's cleanup).
+
     Direct mode only."""
     names, host_count = backend.cleanup_scope()
     if not yes:
