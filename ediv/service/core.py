@@ -326,7 +326,7 @@ class Service:
             if self.transition(name, "destroyed") == "now":
                 self.store.delete_scenario(name)
                 return []
-            return self.release(name, purge=True, claim=held)
+            return self.release(name, claim=held)
 
     def cleanup(self) -> dict:
         """Release what the state store knows of (not being changed by a live call), then

@@ -3,6 +3,9 @@
     load -> probe -> plan -> allocate -> split -> bundle -> upload -> build -> commit
                                                              (any failure) -> rollback
 
+:func:`ediv.service.run.run_deploy` runs them on one screen; load..bundle are here, upload +
+build are ``Controller.build_parts`` (the agent's ``receive`` and ``deploy --key`` on every
+host in parallel), commit and :func:`ediv.service.run.rollback` are in run.py.
 The state store is written *before* each stage acts on hosts (scenario row, plan, segments,
 addressing, parts with their keys, VM rows), so a process killed at any point leaves a record
 from which ``release`` or ``cleanup`` removes everything. Stages before ``upload`` change no
