@@ -57,7 +57,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "Segments in use (nets that span hosts), with their VLAN/VXLAN ids."),
     "hosts": ("client.cluster_cmd", "Live load and memory of every host (EDIV's monitor)."),
     "vm": ("client.cluster_cmd",
-           "Start, stop, reboot or reset one VM of deployed scenario NAME."),
+           "Start, stop, shutdown, reboot, reset, pause or resume one VM of deployed "
+           "scenario NAME."),
     "console": ("client.cluster_cmd",
                 "A shell inside VM of scenario NAME, or one command: ediv console NAME VM -- "
                 "CMD..."),
