@@ -173,6 +173,11 @@ class Controller:
                        host_access.refusals(p.scenario, probes[p.host].result.get("allow"))]
             if refused:
                 raise EdivError("refused before anything was built:\n  " + "\n  ".join(refused))
+            # image:NAME filesystems: pinned to each host's store path, shipped by digest
+            # (must run before the bundles are built: it rewrites the sub-scenarios)
+            from ediv.images.distribute import ensure_images
+
+            ensure_images(self.conns, [(self._host(p.host), p) for p in parts], self.progress)
             bundles: dict[str, bytes] = {}
             for part in parts:
                 key = _new_key(used_keys)
