@@ -10,7 +10,7 @@ whatever ``mount`` would probe for), at ``<state>/.image-mounts/<id>/root``; eve
 ``<id>`` names the file's identity (real path, device, inode, size, mtime): an image
 replaced at the same path gets a mount of its own, the old one stays for whoever uses it.
 References are files ``refs/<scenario key>`` beside the mount, changed under one lock
-(``.image-mounts/.lock``): a scenario's release drops its reference and the last one
+(a flock on the state directory): a scenario's release drops its reference and the last one
 unmounts; ``purge`` drops references of scenarios the agent no longer knows (a crash) too.
 """
 
@@ -63,12 +63,16 @@ def mount_point(state_root: str | Path, path: str | Path) -> Path:
 
 @contextlib.contextmanager
 def _locked(state_root: str | Path) -> Iterator[Path]:
+    """The image mounts' lock: a flock on the state directory itself, so that the mounts'
+    directory can go when the last image is unmounted (a release leaves no file)."""
     root = _root(state_root)
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    Path(state_root).mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(state_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield root
+        with contextlib.suppress(OSError):
+            root.rmdir()  # only when empty
     finally:
         os.close(fd)
 
@@ -85,6 +89,7 @@ def acquire(state_root: str | Path, path: str | Path, key: str) -> Path:
     ident = image_id(path)
     with _locked(state_root) as root:
         d = root / ident
+        root.mkdir(mode=0o700, exist_ok=True)
         (d / "refs").mkdir(mode=0o700, parents=True, exist_ok=True)
         point = d / "root"
         point.mkdir(mode=0o755, exist_ok=True)
