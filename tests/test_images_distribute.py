@@ -46,6 +46,15 @@ def _netns() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
+def _vm_netns(tb) -> set[str]:
+    """The VM namespaces of this testbed's agents (``ediv-<key>-<host id>-N``)."""
+    from ediv.agent.naming import b36
+
+    ids = {b36(os.stat(f"/run/netns/{h.netns}").st_ino % 36**5) for h in tb.hosts}
+    return {n for n in _netns() if n.startswith("ediv-") and n.split("-")[2:3]
+            and n.split("-")[2] in ids}
+
+
 def _run(store: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*EDIV, *args], capture_output=True, text=True, timeout=900,
                           env={**os.environ, "EDIV_IMAGES": str(store)})
@@ -109,10 +118,12 @@ def test_each_host_gets_the_image_once(bed, lab_store, tmp_path):
         results = json.loads(out.stdout)
         assert {x["host"] for x in results} == {h.name for h in bed.hosts}
         assert all(x["output"].split() == ["/bin/busybox", "reached"] for x in results), results
+        assert len(_vm_netns(bed)) == 3
     finally:
         rel = _run(store, "release", "ship", "--state", state)
     assert rel.returncode == 0, rel.stderr
     # released: nothing left on the hosts but the image stores, which keep the image
+    assert _vm_netns(bed) == set()
     for h in bed.hosts:
         assert list(Path(h.state_dir).iterdir()) == []
         assert _host_blob(bed, h, digest).is_file()
@@ -139,7 +150,6 @@ def test_a_corrupted_upload_is_refused(bed, lab_store, tmp_path):
         f.write(b"corrupted!")
     xml = _scenario(tmp_path / "bad.xml", "bad")
     state = tmp_path / "state.db"
-    before = _netns()
     r = _run(store, "deploy", str(xml), "-c", str(bed.cluster_conf), "--state", str(state))
     assert r.returncode != 0
     assert "refused: the host computed sha256:" in r.stderr and digest in r.stderr, r.stderr
@@ -149,7 +159,7 @@ def test_a_corrupted_upload_is_refused(bed, lab_store, tmp_path):
         tmp = Path(testbed.host_image_store(bed, h)) / "tmp"
         assert not list(tmp.glob("*.partial")) if tmp.is_dir() else True
         assert list(Path(h.state_dir).iterdir()) == []
-    assert _netns() == before
+    assert _vm_netns(bed) == set()
     s = StateStore(state)
     try:
         assert s.scenarios() == [] and s.segments() == []

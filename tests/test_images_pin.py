@@ -52,6 +52,16 @@ def test_references_are_pinned_to_each_hosts_store(store, tmp_path):
     assert list(needs[1].images) == [frr.digest]
 
 
+def test_a_filesystem_shared_by_parts_is_pinned_per_host(store):
+    """VMs of several hosts may share one filesystem object (from <vm_defaults>): each host's
+    VMs get their own host's path."""
+    p1, p2 = _part({"a": "image:frr"}), _part({"b": "image:frr"})
+    p2.scenario.vms[0].filesystem = p1.scenario.vms[0].filesystem
+    pin([(Host("h1", image_store="/one"), p1), (Host("h2", image_store="/two"), p2)], store)
+    assert p1.scenario.vms[0].filesystem.path.startswith("/one/blobs/")
+    assert p2.scenario.vms[0].filesystem.path.startswith("/two/blobs/")
+
+
 def test_unknown_or_qcow2_images_fail_naming_the_vms(store, tmp_path):
     q = tmp_path / "q.qcow2"
     q.write_bytes(b"QFI\xfb" + bytes(512))

@@ -97,9 +97,16 @@ def _wait_converged(store: ImageStore, state: str) -> dict[str, str]:
         time.sleep(2)
 
 
-def _netns() -> set[str]:
+def _netns(tb) -> set[str]:
+    """The VM namespaces of this testbed's agents (``ediv-<key>-<host id>-N``; other tests
+    on the machine may have theirs)."""
+    from ediv.agent.naming import b36
+
+    ids = {b36(os.stat(f"/run/netns/{h.netns}").st_ino % 36**5) for h in tb.hosts}
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
+    names = {line.split()[0] for line in out.splitlines() if line.strip()}
+    return {n for n in names if n.startswith("ediv-") and n.split("-")[2:3]
+            and n.split("-")[2] in ids}
 
 
 def _loops_of(path: Path) -> str:
@@ -114,7 +121,7 @@ def test_ospf_ring_converges_and_pings(lab, vm_type):
         pytest.skip(f"{UML_KERNEL} missing (apt-get install user-mode-linux)")
     cluster = _cluster_with(tb, vm_type, d)
     state = str(d / f"state-{vm_type}.db")
-    before = _netns()
+    before = _netns(tb)
     dep = _ediv(store, "deploy", str(SCENARIO), "-c", str(cluster), "--state", state)
     try:
         assert dep.returncode == 0, dep.stderr[-3000:]
@@ -146,7 +153,7 @@ def test_ospf_ring_converges_and_pings(lab, vm_type):
         rel = _ediv(store, "release", "ospf-ring", "--state", state)
     assert rel.returncode == 0, rel.stderr
     # nothing left: namespaces, agent state, links on the hosts, loop devices
-    assert _netns() == before
+    assert _netns(tb) == before == set()
     for h in tb.hosts:
         assert list(Path(h.state_dir).iterdir()) == [], h.name
         links = subprocess.run(["ip", "-n", h.netns, "-br", "link"], capture_output=True,

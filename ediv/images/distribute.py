@@ -22,6 +22,7 @@ or ``uploaded``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -79,7 +80,8 @@ def pin(hosts_parts: Iterable[tuple[Host, object]], store: ImageStore) -> list[H
                 continue
             need.images[m.digest] = m
             need.vms.setdefault(m.digest, []).append(vm.name)
-            fs.path = host_blob_path(host, m.digest)
+            # a new object: the VMs of all parts may share one (from <vm_defaults>)
+            vm.filesystem = dataclasses.replace(fs, path=host_blob_path(host, m.digest))
         out.append(need)
     if missing:
         raise EdivError("images not found in the controller's image store "

@@ -178,7 +178,8 @@ class ContainerDriver(ProcessOwner):
                         f"vm {vm.name}: filesystem {fs.path} is a {kind} image; container VMs "
                         "mount ext2/3/4 images (raw; qemu-img convert -O raw a qcow2 one)")
                 d = str(ctx.sdir.vm_dir(vm.name))
-                if any(c in d for c in _UNSAFE_PATH_CHARS):
+                point = str(imagemount.mount_point(ctx.sdir.state_root, image))
+                if any(c in s for s in (d, point) for c in _UNSAFE_PATH_CHARS):
                     problems.append(f"vm {vm.name}: overlay paths may not hold ',', ':' or "
                                     "'\\'")
                 continue  # its /bin/sh is checked once it is mounted (prepare)
