@@ -125,7 +125,7 @@ def _ship_to(conns, need: HostImages, store: ImageStore, emit_for) -> HostImages
             emit(m, "present" if r.already_there else "uploaded",
                  f"{r.sent >> 20} MiB sent"
                  + (f" (resumed at {r.resumed_from >> 20} MiB)" if r.resumed_from else "")
-                 + f", digest verified on the host in {took:.1f}s", sent=r.sent, total=r.size)
+                 + f" in {took:.1f}s, digest verified on the host", sent=r.sent, total=r.size)
     finally:
         sftp.close()
     return need
