@@ -77,6 +77,12 @@ def test_image_file_is_one_shared_read_only_lower(agent, rootfs_image, tmp_path,
         out = agent_exec_command(agent, k1, ["a"], "rm /bin/busybox.x 2>/dev/null; "
                                  "echo x > /bin/newfile && rm -f /etc/hostname && echo done")
         assert out["a"].strip() == "done", out
+        # a VM rebooted comes back over the same shared mount, with its own writes
+        res = agent("vm", "--key", k1, "a", "reboot")
+        assert res.rc == 0 and res.result["state"] == "running", res.events
+        out = agent_exec_command(agent, k1, ["a"], "cat /root/mine /bin/newfile")
+        assert out["a"].split() == ["a", "x"], out
+        assert len(_mounts_of(point)) == 1 and len(_loops_of(image).splitlines()) == 1
         # the first release keeps the mount for the other scenario
         assert agent("release", "--key", k1).rc == 0
         assert len(_mounts_of(point)) == 1 and imagemount.users(agent.state, image) == {k2}
