@@ -233,12 +233,14 @@ def hosts(cluster_path, state_path, trust_new_hosts, as_json) -> None:
 @trust_option
 @click.option("--json", "as_json", is_flag=True)
 def vm_cmd(action, name, vm, cluster_path, state_path, trust_new_hosts, as_json) -> None:
-    """Start, stop, reboot or reset one VM of deployed scenario NAME.
+    """Start, stop, shutdown, reboot, reset, pause or resume one VM of deployed scenario NAME.
 
     stop halts the VM (killed if it has not halted after the agent's stop_timeout, 30 s by
-    default); reset kills it and boots it again; reboot is stop then start. A stopped VM keeps
-    its interfaces, disk and files; start boots it again and runs its on_boot sequence.
-    Exit status 4 when the action does not apply (reboot of a stopped VM).
+    default); shutdown only asks it to halt (fails, VM left running, after stop_timeout);
+    reset kills it and boots it again; reboot is stop then start. A stopped VM keeps its
+    interfaces, disk and files; start boots it again and runs its on_boot sequence. pause
+    freezes every process of the VM (it answers nothing); resume (or start) lets it run on.
+    Exit status 4 when the action does not apply (reboot or pause of a stopped VM).
     """
     store = open_store(state_path)
     cluster = stored_cluster(store, name, cluster_path)

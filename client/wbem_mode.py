@@ -405,7 +405,7 @@ def vm_state(conn, action, name, vm, as_json=False, **_: Any) -> None:
         if exc.status_code == pywbem.CIM_ERR_NOT_FOUND:
             raise EdivError(f"scenario {name!r} has no VM named {vm!r}") from None
         raise
-    requested = {a: s for s, a in VM_REQUESTS.items()}[action]
+    requested = {**{a: s for s, a in VM_REQUESTS.items()}, "resume": 2}[action]  # 2 resumes
     rv, out = conn.InvokeMethod("RequestStateChange", path,
                                 [("RequestedState", pywbem.Uint16(requested))])
     ok, result, error = finished(conn, rv, out, f"{action} {name}/{vm}", as_json)

@@ -13,7 +13,10 @@ VSMCAPS_ID = "ediv:capabilities:management"
 SCENARIO_CAPS_ID = "ediv:capabilities:scenario"
 VM_CAPS_ID = "ediv:capabilities:virtualsystem"
 # RequestStateChange on EDIV_VirtualSystem (DSP1057): RequestedState -> ediv-host vm ACTION
-VM_REQUESTS: dict[int, str] = {2: "start", 3: "stop", 10: "reboot", 11: "reset"}
+# (2 of a paused VM resumes it; 3 always ends stopped, killed after stop_timeout; 4 only
+# asks the VM to halt; 9 Quiesce pauses it)
+VM_REQUESTS: dict[int, str] = {2: "start", 3: "stop", 4: "shutdown", 9: "pause",
+                               10: "reboot", 11: "reset"}
 
 
 def _system(classname: str, name: str) -> CIMInstanceName:

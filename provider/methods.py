@@ -390,9 +390,10 @@ class EngineMethods:
         return Uint32(JOB_STARTED), [("Job", P.job_path(job))]
 
     def vm_state(self, target: CIMInstanceName, params: pywbem.NocaseDict) -> tuple[Any, list]:
-        """2 starts, 3 stops (gracefully), 10 reboots, 11 resets one VM, as a job; 0 at once
-        when the VM is already in the requested state, 5 when the scenario is not deployed or
-        a stopped VM is asked to reboot."""
+        """2 starts (or resumes a paused VM), 3 stops (killed after stop_timeout), 4 shuts
+        down (asked only), 9 pauses, 10 reboots, 11 resets one VM, as a job; 0 at once when
+        the VM is already in the requested state, 5 when the scenario is not deployed or a
+        stopped VM is asked to reboot or pause."""
         _allow("RequestStateChange", params, "RequestedState", "TimeoutPeriod")
         if not isinstance(target, CIMInstanceName):
             raise _bad("RequestStateChange is invoked on an EDIV_VirtualSystem instance")
@@ -415,11 +416,15 @@ class EngineMethods:
         if vm is None or row.state != st.DEPLOYED:  # a defined VM runs nowhere yet
             return Uint32(INVALID_STATE), []
         name = row.name
-        running = vm["state"] == "running"
-        if (action == "start" and running) or (action == "stop" and vm["state"] == "stopped"):
+        running = vm["state"] in ("running", "paused")
+        if (action == "start" and vm["state"] == "running") or \
+                (action in ("stop", "shutdown") and vm["state"] == "stopped") or \
+                (action == "pause" and vm["state"] == "paused"):
             return Uint32(OK), []
-        if action in ("reboot", "reset") and not running:
+        if action in ("reboot", "reset", "pause") and not running:
             return Uint32(INVALID_STATE), []
+        if action == "start" and vm["state"] == "paused":
+            action = "resume"  # 2 from Quiesce (9) lets the frozen VM run on
 
         def work(job: int, jstore: st.StateStore) -> Any:
             cluster = self.engine.cluster(name, jstore)

@@ -246,6 +246,17 @@ def test_one_vm_stopped_started_rebooted_and_reset(env):
         assert json.loads(vm(action, "simple6", target, "--json").stdout)["state"] == "running"
     # the routers' addresses, routes and forwarding are back: h1 reaches h3 and h4 again
     assert [r["exit_code"] for r in exec_json(env, "simple6", "check")] == [0] * 6
+    # pause freezes h3 (h2's ping of it fails), resume lets it run on
+    paused = json.loads(vm("pause", "simple6", "h3", "--json").stdout)
+    assert (paused["previous"], paused["state"]) == ("running", "paused")
+    now = json.loads(run("status", "simple6", "--state", env["state"], "--json").stdout)
+    assert {v["name"]: v["state"] for v in now["vms"]}["h3"] == "paused"
+    h2 = run("exec", "simple6", "check", "--vm", "h2", "--state", env["state"], "--json",
+             check=False)
+    assert [r["exit_code"] for r in json.loads(h2.stdout)] != [0]
+    resumed = json.loads(vm("resume", "simple6", "h3", "--json").stdout)
+    assert (resumed["previous"], resumed["state"]) == ("paused", "running")
+    assert [r["exit_code"] for r in exec_json(env, "simple6", "check")] == [0] * 6
     unknown = vm("stop", "simple6", "nope", check=False)
     assert unknown.returncode == 1 and "no VM named 'nope'" in unknown.stderr
     release(env, "simple6")
