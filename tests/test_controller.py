@@ -233,9 +233,12 @@ def test_one_vm_stopped_started_rebooted_and_reset(env):
         "h1": "running", "h2": "running", "r1": "running", "r2": "running", "h3": "stopped",
         "h4": "running"}
     results = exec_json(env, "simple6", "check")
-    refused = [r for r in results if r["host"] == h3_host]
-    assert refused and all(r["exit_code"] is None and "h3 is not running" in r["output"]
-                           for r in refused), results
+    # one entry per VM: the stopped one says so, the others (on its host too) ran
+    assert len(results) == 6 and [r for r in results if r["vm"] == "h3"] == [
+        {"vm": "h3", "host": h3_host, "exit_code": None, "output": "",
+         "error": "h3 is not running; start it first"}], results
+    assert all(r["exit_code"] is not None and "error" not in r
+               for r in results if r["vm"] != "h3"), results
     wrong = vm("reboot", "simple6", "h3", check=False)
     assert wrong.returncode == 4 and "h3 is stopped" in wrong.stderr
     assert "already stopped" in vm("stop", "simple6", "h3").stdout

@@ -382,3 +382,67 @@ def test_cli_commands_through_the_server(site):
     assert ediv("release", "simple6").stdout.strip() == "simple6: released"
     assert "no scenarios" in ediv("status").stdout
     assert not {n for n in netns() if any(n.startswith(f"ediv-{k}-") for k in keys)}
+
+
+MIXED = """<vnuml><global><version>1.8</version><simulation_name>mixed2</simulation_name>
+<automac/><vm_mgmt type="none"/></global>
+<net name="Lan" mode="virtual_bridge"/>
+<vm name="a"><if id="1" net="Lan"><ipv4 mask="255.255.255.0">198.18.7.1</ipv4></if>
+  <exec seq="mixed" type="verbatim">echo one</exec>
+  <exec seq="mixed" type="verbatim">echo two; exit 3</exec></vm>
+<vm name="b"><if id="1" net="Lan"><ipv4 mask="255.255.255.0">198.18.7.2</ipv4></if>
+  <exec seq="mixed" type="verbatim">echo fine</exec></vm>
+</vnuml>
+"""
+RULES = """<deployment_restrictions>
+  <vm_deploy_at vm="a" host="h1"/><vm_deploy_at vm="b" host="h2"/>
+</deployment_restrictions>
+"""
+
+
+def test_direct_and_server_mode_print_the_same(site, tmp_path):
+    """One scenario on one testbed, read and run both ways: `status --json` and `exec` (text
+    and JSON, one entry per VM, exit 1 when one VM failed) are the same through --server and
+    direct mode; an unknown sequence is an error naming the scenario's sequences in both."""
+    handle = site[0]
+    (tmp_path / "pw").write_text(OPERATOR[1] + "\n")
+    server = ["--server", handle.url, "--user", OPERATOR[0], "--password-file",
+              str(tmp_path / "pw"), "--ca-cert", str(handle.config.cert_file)]
+    direct = ["--state", str(handle.config.state_path)]
+    env = {k: v for k, v in os.environ.items() if k not in _CA_ENV}
+    (tmp_path / "mixed2.xml").write_text(MIXED)
+    (tmp_path / "rules.xml").write_text(RULES)
+
+    def ediv(*args: str, expect: int = 0) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "ediv.client.cli", *args],
+                              capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == expect, proc.stderr + proc.stdout
+        assert "Traceback" not in proc.stderr
+        return proc
+
+    ediv("deploy", str(tmp_path / "mixed2.xml"), "-r", str(tmp_path / "rules.xml"), "--json",
+         *server)
+    try:
+        both = [json.loads(ediv("status", "mixed2", "--json", *mode).stdout)
+                for mode in (server, direct)]
+        assert both[0] == both[1]
+        assert {v["name"]: v["host"] for v in both[0]["vms"]} == {"a": "h1", "b": "h2"}
+
+        runs = [json.loads(ediv("exec", "mixed2", "mixed", "--json", *mode, expect=1).stdout)
+                for mode in (server, direct)]
+        assert runs[0] == runs[1]
+        by_vm = {r["vm"]: r for r in runs[0]}
+        assert len(runs[0]) == 2 and set(by_vm) == {"a", "b"}
+        assert by_vm["a"]["exit_code"] == 3 and by_vm["a"]["host"] == "h1"
+        assert by_vm["a"]["output"].split() == ["one", "two"]
+        assert (by_vm["b"]["exit_code"], by_vm["b"]["output"].strip()) == (0, "fine")
+        texts = [ediv("exec", "mixed2", "mixed", *mode, expect=1).stdout
+                 for mode in (server, direct)]
+        assert texts[0] == texts[1] and "1/2 succeeded" in texts[0]
+        assert "--- a on h1: exit 3" in texts[0]
+
+        for mode in (server, direct):
+            proc = ediv("exec", "mixed2", "nosuch", *mode, expect=1)
+            assert "nosuch" in proc.stderr and "mixed" in proc.stderr
+    finally:
+        ediv("release", "mixed2", *server)
