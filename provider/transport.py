@@ -47,6 +47,7 @@ _DRAIN_FACTOR = 4
 _SSL_SHUTDOWN = 3.0
 _MAX_RECV = 2**16
 _HOLD_MAX = 2048  # a response head written this small waits for its body (same loop turn)
+_JOIN_MAX = 256 * 1024  # bodies up to this size are joined to their head (one write)
 
 
 @dataclass
@@ -143,8 +144,11 @@ class _Connection(TCPServer):
             if not data:
                 return  # h11's end of a Content-Length body: nothing to write
             if self._held is not None:  # a response head: goes out with this data
-                data, self._held = self._held + data, None
                 self._held_handle.cancel()
+                if len(data) <= _JOIN_MAX:
+                    data, self._held = self._held + data, None
+                else:  # a big body is not copied for the sake of one record
+                    self._write_held()
             elif len(data) <= _HOLD_MAX:
                 # the app's body usually follows within this loop turn; if not, the next
                 # turn writes the head alone (a 100 Continue, a body-less reply)
