@@ -9,6 +9,8 @@ diagnostics are sorted by line; warnings never stop loading.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from lxml import etree
@@ -17,6 +19,20 @@ from ediv import xmlsafe
 from ediv.errors import Diagnostic, InputError
 from ediv.scenario import checks, parser, schema
 from ediv.scenario.model import Scenario
+
+ApplianceResolver = Callable[[Scenario], list[Diagnostic]]
+"""Fills the VMs that name ``appliance=`` (in place) and returns diagnostics. The scenario
+layer does not know OVF: the resolver is injected, by default the one registered under the
+``ediv.appliances`` entry point (``ediv.ovf.appliance:resolve_appliances``)."""
+Appliances = bool | ApplianceResolver
+
+
+def registered_resolver() -> ApplianceResolver:
+    found = entry_points(group="ediv.appliances", name="ovf")
+    if not found:
+        raise InputError("appliance= needs ediv's OVF support, which is not installed "
+                         "(entry point ediv.appliances:ovf)")
+    return next(iter(found)).load()
 
 
 def parse_string(data: bytes | str, source: str = "<string>", basedir: str = ".") -> Scenario:
@@ -27,12 +43,13 @@ def parse_string(data: bytes | str, source: str = "<string>", basedir: str = "."
 
 def load_string(
     data: bytes | str, source: str = "<string>", basedir: str = ".", *, deployable: bool = False,
-    appliances: bool = False,
+    appliances: Appliances = False,
 ) -> tuple[Scenario, list[Diagnostic]]:
     """Like ``load_scenario`` for a document held in memory (a WBEM ScenarioDefinition).
 
     ``vm@appliance`` names a package on this machine: text from a remote client must not make
-    the server open local paths, so it is refused unless ``appliances=True``."""
+    the server open local paths, so it is refused unless ``appliances`` is true (the
+    registered resolver) or a resolver."""
     return _load(_bytes(data), source, basedir, run_checks=True, deployable=deployable,
                  appliances=appliances)
 
@@ -65,7 +82,7 @@ def check(scenario: Scenario, *, deployable: bool = False) -> list[Diagnostic]:
 
 
 def _load(data: bytes, source: str, basedir: str, *, run_checks: bool, deployable: bool,
-          appliances: bool = False
+          appliances: Appliances = False
           ) -> tuple[Scenario, list[Diagnostic]]:
     tree = xmlsafe.parse_bytes(data, source)
     return _checked(tree, source, basedir, run_checks=run_checks, deployable=deployable,
@@ -73,7 +90,8 @@ def _load(data: bytes, source: str, basedir: str, *, run_checks: bool, deployabl
 
 
 def _checked(tree: etree._ElementTree, source: str, basedir: str, *, run_checks: bool,
-             deployable: bool, appliances: bool = True) -> tuple[Scenario, list[Diagnostic]]:
+             deployable: bool, appliances: Appliances = True
+             ) -> tuple[Scenario, list[Diagnostic]]:
     problem = parser.language_problem(tree.getroot(), source)
     if problem is not None:
         raise InputError(problem)
@@ -83,9 +101,8 @@ def _checked(tree: etree._ElementTree, source: str, basedir: str, *, run_checks:
     if run_checks and any(vm.appliance for vm in scenario.vms):
         if appliances:
             # vm@appliance (extension): fill those VMs from their verified OVF packages
-            from ediv.ovf.appliance import resolve_appliances
-
-            found += resolve_appliances(scenario)
+            resolve = registered_resolver() if appliances is True else appliances
+            found += resolve(scenario)
         else:
             found += [Diagnostic(source, vm.line, f"vm {vm.name!r}: appliance= is not accepted "
                                  "in a scenario sent to the server; import the package instead")
