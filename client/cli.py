@@ -7,13 +7,14 @@ import sys
 import click
 
 from ediv import __version__
-from ediv.errors import EdivError, InputError, WrongState
+from ediv.errors import EXIT_WRONG_STATE, EdivError, InputError, exit_code
 
-EXIT_WRONG_STATE = 4  # the request does not apply to the present state (e.g. reboot a stopped VM)
+__all__ = ["EXIT_WRONG_STATE", "cli"]
 
 
 class EdivGroup(click.Group):
-    """Turns user-facing errors into messages and exit codes, never tracebacks."""
+    """Turns user-facing errors into messages and exit codes (ediv.errors.CODES), never
+    tracebacks."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -21,13 +22,10 @@ class EdivGroup(click.Group):
         except InputError as exc:
             for d in exc.diagnostics:
                 click.echo(str(d), err=True)
-            sys.exit(1)
-        except WrongState as exc:
-            click.echo(f"ediv: error: {exc}", err=True)
-            sys.exit(EXIT_WRONG_STATE)
+            sys.exit(exit_code(exc))
         except EdivError as exc:
             click.echo(f"ediv: error: {exc}", err=True)
-            sys.exit(1)
+            sys.exit(exit_code(exc))
 
 
 @click.group(cls=EdivGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ediv.client.wbem_mode import (
-    HANDLERS,
     NS,
     finished,
     get_scenario,
+    run_wbem,
     scenario_path,
-    server_options,
     service_path,
     state_of,
+    wbem_options,
 )
 from ediv.errors import EdivError, InputError
 from ediv.ovf.inspect import Inspection, inspect_package
@@ -314,7 +314,7 @@ def convert_cmd(package: str, nets: tuple[str, ...], vm_type: str | None, trust:
 @ovf_group.command("import")
 @deploy_options()
 @package_policy
-@server_options("ovf import")
+@wbem_options
 @click.argument("package", type=click.Path(exists=True, dir_okay=True))
 @click.option("--scenario", required=True, metavar="FILE|NAME",
               help="Without --server: the scenario FILE to add the VMs to (written back; the "
@@ -327,7 +327,8 @@ def convert_cmd(package: str, nets: tuple[str, ...], vm_type: str | None, trust:
               help="With --server: folder for the converted disk images; the server's hosts "
                    "must see it at the same path (shared storage). Images are not uploaded.")
 def import_cmd(package: str, scenario: str, nets: tuple[str, ...], vm_type: str | None,
-               trust: str | None, image_dir: str | None, deploy: DeployChoices) -> None:
+               trust: str | None, image_dir: str | None, deploy: DeployChoices,
+               target=None) -> None:
     """Add the VMs of PACKAGE to a scenario, after verifying the package (manifest,
     signature); a package that fails verification imports nothing.
 
@@ -343,6 +344,10 @@ def import_cmd(package: str, scenario: str, nets: tuple[str, ...], vm_type: str 
     """
     from ediv.ovf.importer import import_into_scenario
 
+    if target is not None:
+        run_wbem(target, import_on_server, package=package, scenario=scenario, nets=nets,
+                 vm_type=vm_type, trust=trust, image_dir=image_dir, deploy=deploy)
+        return
     if image_dir is not None:
         raise click.UsageError("--image-dir applies with --server only (without it, disks "
                                "are converted beside the scenario file)")
@@ -501,9 +506,6 @@ def _undefine(conn, service, paths: list) -> None:
         except pywbem.Error as exc:
             click.echo(f"warning: {path.keybindings.get('Name')}: could not remove it again: "
                        f"{exc}", err=True)
-
-
-HANDLERS["ovf import"] = import_on_server
 
 
 @ovf_group.command("export")

@@ -1,6 +1,7 @@
-"""The cluster commands against an ediv WBEM server (``--server URL``), through pywbem.
+"""The ``--server URL`` back end of the cluster commands (:class:`WbemBackend`, see
+``ediv.client.backend``): each request is a CIM call to an ediv WBEM server, through pywbem.
 
-Each command keeps the output of direct mode (the same text, the same JSON shapes); long
+Its results have the shapes of direct mode, so the commands print the same; long
 operations are followed by polling the EDIV_ConcreteJob (JobState, PercentComplete, and the
 job's log in Description). Options: ``--server URL --user NAME --password-file FILE
 --ca-cert PEM``, or ``--profile FILE`` (TOML with server, user, password_file, ca_cert).
@@ -18,24 +19,23 @@ import sys
 import tarfile
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from ediv.client.output import (
-    print_exec_results,
-    print_locate,
-    print_segments,
-    print_status,
-    print_vm_state,
-)
-from ediv.errors import EdivError, InputError, WrongState
+from ediv import cim_names as N
+from ediv.errors import AlreadyExists, EdivError, InputError, NotFound, WrongState, no_scenario
 
-NS = "root/ediv"
+if TYPE_CHECKING:
+    from ediv.client.backend import Deployed, DeployRequest
+
+NS = N.NAMESPACE
 POLL_SECONDS = 0.5
+scenario_path = N.scenario_path
 
 
 @dataclass
@@ -53,7 +53,7 @@ class Target:
                                      ca_certs=self.ca_cert, timeout=120)
 
 
-def _target(server: str | None, user: str | None, password_file: str | None,
+def target_of(server: str | None, user: str | None, password_file: str | None,
             ca_cert: str | None, profile: str | None) -> Target | None:
     data: dict[str, Any] = {}
     if profile:
@@ -82,44 +82,34 @@ def _target(server: str | None, user: str | None, password_file: str | None,
     return Target(url, user, password, ca_cert or data.get("ca_cert"))
 
 
-def server_options(command: str) -> Callable:
-    """Adds the WBEM options to a direct-mode command; with a server given, the command runs
-    through WBEM (``HANDLERS[command]``) and the direct-mode function is not called."""
-
-    def deco(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def wrapper(*args, server=None, user=None, password_file=None, ca_cert=None,
-                    profile=None, **kwargs):
-            target = _target(server, user, password_file, ca_cert, profile)
-            if target is None:
-                return fn(*args, **kwargs)
-            return _run(target, HANDLERS[command], **kwargs)
-
-        for option in reversed((
-            click.option("--server", metavar="URL", envvar="EDIV_SERVER",
-                         help="Run through this ediv WBEM server (https://HOST:5989)."),
-            click.option("--user", metavar="NAME", help="WBEM user (with --server)."),
-            click.option("--password-file", type=click.Path(dir_okay=False),
-                         help="File whose first line is the password (with --server)."),
-            click.option("--ca-cert", type=click.Path(dir_okay=False, exists=True),
-                         help="CA (or the server's own) certificate, PEM (with --server)."),
-            click.option("--profile", type=click.Path(dir_okay=False, exists=True),
-                         help="TOML file with server, user, password_file, ca_cert."),
-        )):
-            wrapper = option(wrapper)
-        return wrapper
-
-    return deco
+SERVER_OPTIONS = (
+    click.option("--server", metavar="URL", envvar="EDIV_SERVER",
+                 help="Run through this ediv WBEM server (https://HOST:5989)."),
+    click.option("--user", metavar="NAME", help="WBEM user (with --server)."),
+    click.option("--password-file", type=click.Path(dir_okay=False),
+                 help="File whose first line is the password (with --server)."),
+    click.option("--ca-cert", type=click.Path(dir_okay=False, exists=True),
+                 help="CA (or the server's own) certificate, PEM (with --server)."),
+    click.option("--profile", type=click.Path(dir_okay=False, exists=True),
+                 help="TOML file with server, user, password_file, ca_cert."),
+)
 
 
-def _run(target: Target, handler: Callable, **kwargs) -> Any:
+@contextmanager
+def wbem_errors(target: Target) -> Iterator[None]:
+    """pywbem's errors as ediv errors: a CIM status the engine's table knows becomes that
+    error class (so both modes exit alike), anything else an EdivError with its message."""
     import pywbem
 
-    conn = target.connect()
     try:
-        return handler(conn, **kwargs)
+        yield
     except pywbem.CIMError as exc:
-        raise EdivError(exc.status_description or exc.status_code_name) from None
+        text = exc.status_description or exc.status_code_name
+        if exc.status_code == pywbem.CIM_ERR_NOT_FOUND:
+            raise NotFound("object", "", message=text) from None
+        if exc.status_code == pywbem.CIM_ERR_ALREADY_EXISTS:
+            raise AlreadyExists("object", "", message=text) from None
+        raise EdivError(text) from None
     except pywbem.AuthError:
         raise EdivError(f"{target.url}: authentication failed for user {target.user!r}") \
             from None
@@ -129,17 +119,32 @@ def _run(target: Target, handler: Callable, **kwargs) -> Any:
         raise EdivError(f"{target.url}: {exc}") from None
 
 
+def wbem_options(fn: Callable) -> Callable:
+    """Adds the WBEM options to a command that has a server side of its own (``ediv ovf
+    import``): it is called with ``target=`` (a Target, or None without a server)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, server=None, user=None, password_file=None, ca_cert=None,
+                profile=None, **kwargs):
+        return fn(*args, target=target_of(server, user, password_file, ca_cert, profile),
+                  **kwargs)
+
+    for option in reversed(SERVER_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def run_wbem(target: Target, handler: Callable, **kwargs) -> Any:
+    """``handler(conn, **kwargs)`` on a connection to ``target``, with pywbem's errors as
+    ediv errors."""
+    with wbem_errors(target):
+        return handler(target.connect(), **kwargs)
+
+
 # ---------------------------------------------------------------- paths and helpers
 
-def scenario_path(name: str):
-    import pywbem
-
-    return pywbem.CIMInstanceName("EDIV_Scenario", {"CreationClassName": "EDIV_Scenario",
-                                                    "Name": name}, namespace=NS)
-
-
 def service_path(conn):
-    paths = conn.EnumerateInstanceNames("EDIV_VirtualSystemManagementService")
+    paths = conn.EnumerateInstanceNames(N.MANAGEMENT_SERVICE)
     if not paths:
         raise EdivError("the server has no EDIV_VirtualSystemManagementService")
     return paths[0]
@@ -152,7 +157,7 @@ def get_scenario(conn, name: str):
         return conn.GetInstance(scenario_path(name))
     except pywbem.CIMError as exc:
         if exc.status_code == pywbem.CIM_ERR_NOT_FOUND:
-            raise EdivError(f"no scenario named {name!r}") from None
+            raise no_scenario(name) from None
         raise
 
 
@@ -175,20 +180,20 @@ def follow(conn, job, title: str, quiet: bool = False) -> Any:
                 click.echo(f"[{time.monotonic() - start:6.1f}s] {title}: {line} "
                            f"({inst['PercentComplete'] or 0}%)", err=True)
         seen = len(log)
-        if inst["JobState"] != 4:
+        if inst["JobState"] != N.JOB_RUNNING:
             return inst
         time.sleep(POLL_SECONDS)
 
 
 def finished(conn, rv: int, out: Any, title: str, quiet: bool):
-    if rv == 4096:
+    if rv == N.JOB_STARTED:
         job = follow(conn, out["Job"], title, quiet)
         result = json.loads(job["ResultData"]) if job["ResultData"] else None
-        return job["JobState"] == 7, result, job["ErrorDescription"]
-    if rv == 0:
+        return job["JobState"] == N.JOB_COMPLETED, result, job["ErrorDescription"]
+    if rv == N.OK:
         return True, None, None
-    reasons = {1: "not supported", 4097: "invalid state transition", 5: "invalid state"}
-    return False, None, f"{title}: the server answered {rv} ({reasons.get(rv, 'failed')})"
+    reason = N.RETURN_REASONS.get(int(rv), "failed")
+    return False, None, f"{title}: the server answered {rv} ({reason})"
 
 
 def scenario_files(scenario_path: Path) -> bytes | None:
@@ -229,60 +234,202 @@ def _plain_member(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
     return info
 
 
-# ---------------------------------------------------------------- commands
+# ---------------------------------------------------------------- the back end
 
-def deploy(conn, scenario, cluster_path, algorithm, restrictions_path, loads, as_json,
-           trust_new_hosts=False, **_: Any) -> None:
-    import pywbem
+class WbemBackend:
+    """The cluster commands as CIM calls to an ediv WBEM server (``--server``): long
+    operations start a job that is followed (its log on stderr unless quiet). Results have
+    the shapes of direct mode. Used as a context manager: pywbem's errors become ediv
+    errors (:func:`wbem_errors`)."""
 
-    if cluster_path:
-        raise EdivError("-c/--cluster does not apply with --server: the server's cluster is "
-                        "used")
-    if loads:
-        raise EdivError("--load is not available with --server (the server measures loads)")
-    if _.get("allow_files"):
-        raise EdivError("--allow-files does not apply with --server: the server's admin lists "
-                        "allowed directories (file_dirs in its config)")
-    path = Path(scenario)
-    spec = path.read_text(encoding="utf-8")
-    try:
-        archive = scenario_files(path)
-    except InputError:
-        archive = None  # let the server report the errors, with their lines
-    props: dict[str, Any] = {"ScenarioDefinition": spec}
-    if algorithm:
-        props["PartitionAlgorithm"] = algorithm
-    if restrictions_path:
-        props["Restrictions"] = Path(restrictions_path).read_text(encoding="utf-8")
-    if archive:
-        props["Archive"] = base64.b64encode(archive).decode()
-    settings = pywbem.CIMInstance("EDIV_ScenarioSettingData", properties=props)
-    service = service_path(conn)
-    try:
-        _rv, out = conn.InvokeMethod("DefineSystem", service, [("SystemSettings", settings)])
-    except pywbem.CIMError as exc:
-        if exc.status_code != pywbem.CIM_ERR_ALREADY_EXISTS:
-            raise
-        name = _name_of(spec)
-        if name is None or state_of(get_scenario(conn, name)) != "defined":
-            raise
-        # defined earlier (by WBEM): deploy this file's version instead
-        conn.InvokeMethod("DestroySystem", service, [("AffectedSystem", scenario_path(name))])
-        _rv, out = conn.InvokeMethod("DefineSystem", service, [("SystemSettings", settings)])
-    target = out["ResultingSystem"]
-    name = target.keybindings["Name"]
-    rv, out = conn.InvokeMethod("RequestStateChange", target,
-                                [("RequestedState", pywbem.Uint16(2))])
-    ok, plan, error = finished(conn, rv, out, f"deploying {path.name}", as_json)
-    if not ok:
-        raise EdivError(error or "deploy failed")
-    status = _status(conn, name)
-    if as_json:
-        click.echo(json.dumps(status, indent=2))
-    else:
+    live_hosts = False  # hosts() gives the server's last probe
+
+    def __init__(self, target: Target, cluster_path: str | None = None):
+        self.target = target
+        self.cluster_path = cluster_path
+        self.conn = target.connect()
+        self._errors = wbem_errors(target)
+
+    def __enter__(self) -> WbemBackend:
+        self._errors.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        return self._errors.__exit__(*exc)
+
+    # -- the commands -------------------------------------------------------------------
+    def deploy(self, req: DeployRequest) -> Deployed:
+        import pywbem
+
+        from ediv.client.backend import Deployed
+
+        conn = self.conn
+        if self.cluster_path:
+            raise EdivError("-c/--cluster does not apply with --server: the server's cluster "
+                            "is used")
+        if req.loads:
+            raise EdivError("--load is not available with --server (the server measures "
+                            "loads)")
+        if req.allow_files:
+            raise EdivError("--allow-files does not apply with --server: the server's admin "
+                            "lists allowed directories (file_dirs in its config)")
+        path = Path(req.scenario)
+        spec = path.read_text(encoding="utf-8")
+        try:
+            archive = scenario_files(path)
+        except InputError:
+            archive = None  # let the server report the errors, with their lines
+        props: dict[str, Any] = {"ScenarioDefinition": spec}
+        if req.algorithm:
+            props["PartitionAlgorithm"] = req.algorithm
+        if req.restrictions_path:
+            props["Restrictions"] = Path(req.restrictions_path).read_text(encoding="utf-8")
+        if archive:
+            props["Archive"] = base64.b64encode(archive).decode()
+        settings = pywbem.CIMInstance(N.SCENARIO_SETTINGS, properties=props)
+        service = service_path(conn)
+        try:
+            _rv, out = conn.InvokeMethod("DefineSystem", service,
+                                         [("SystemSettings", settings)])
+        except pywbem.CIMError as exc:
+            if exc.status_code != pywbem.CIM_ERR_ALREADY_EXISTS:
+                raise
+            name = _name_of(spec)
+            if name is None or state_of(get_scenario(conn, name)) != "defined":
+                raise
+            # defined earlier (by WBEM): deploy this file's version instead
+            conn.InvokeMethod("DestroySystem", service,
+                              [("AffectedSystem", scenario_path(name))])
+            _rv, out = conn.InvokeMethod("DefineSystem", service,
+                                         [("SystemSettings", settings)])
+        target = out["ResultingSystem"]
+        name = target.keybindings["Name"]
+        rv, out = conn.InvokeMethod("RequestStateChange", target,
+                                    [("RequestedState", pywbem.Uint16(N.SCENARIO_DEPLOY))])
+        ok, plan, error = finished(conn, rv, out, f"deploying {path.name}", req.quiet)
+        if not ok:
+            raise EdivError(error or "deploy failed")
+        status = self._status(name)
         hosts = len([h for h, v in (plan or {}).get("hosts", {}).items() if v["vms"]])
-        click.echo(f"{name}: deployed {len(status['vms'])} VMs on {hosts} hosts, "
-                   f"{len(status['segments'])} segments")
+        return Deployed(name, len(status["vms"]), hosts, len(status["segments"]), status)
+
+    def exec(self, name: str, seq: str, vms: list[str] | None) -> list[dict]:
+        """ExecuteSequence; its job's ResultData is the per-VM list of direct mode."""
+        conn = self.conn
+        get_scenario(conn, name)
+        params: list[tuple[str, Any]] = [("AffectedSystem", scenario_path(name)),
+                                         ("Sequence", seq)]
+        if vms:
+            params.append(("VirtualSystems", list(vms)))
+        rv, out = conn.InvokeMethod("ExecuteSequence", service_path(conn), params)
+        if rv == N.INVALID_STATE:
+            state = state_of(get_scenario(conn, name))
+            raise WrongState(f"scenario {name!r} is {state}, not deployed", name=name,
+                             state=state)
+        _ok, results, error = finished(conn, rv, out, f"exec {seq}", True)
+        if results is None:
+            raise EdivError(error or "exec failed")
+        return results
+
+    def release(self, name: str, purge: bool) -> str | None:
+        if purge:
+            raise EdivError("--purge is not available with --server")
+        conn = self.conn
+        get_scenario(conn, name)
+        rv, out = conn.InvokeMethod("DestroySystem", service_path(conn),
+                                    [("AffectedSystem", scenario_path(name))])
+        ok, _result, error = finished(conn, rv, out, f"releasing {name}", False)
+        return None if ok else (error or "release failed")
+
+    def _status(self, name: str) -> dict:
+        conn = self.conn
+        sc = get_scenario(conn, name)
+        vms = [v for v in conn.EnumerateInstances(N.VIRTUAL_SYSTEM)
+               if v["ScenarioName"] == name]
+        nets = [n for n in conn.EnumerateInstances(N.VIRTUAL_NETWORK)
+                if n["ScenarioName"] == name and n["SegmentKind"] not in (None, "none")]
+        return {
+            "name": name,
+            "state": state_of(sc),
+            "error": sc["Description"],
+            "vms": [{"name": v["ElementName"], "host": v["HostName"] or None,
+                     "state": state_of(v), "type": v["VirtualSystemType"]} for v in vms],
+            "segments": sorted(({"net": n["ElementName"], "hosts": list(n["Hosts"] or []),
+                                 "kind": n["SegmentKind"], "id": int(n["SegmentID"])}
+                                for n in nets), key=lambda s: (s["kind"], s["id"])),
+        }
+
+    def status(self, name: str | None) -> list[dict]:
+        names = [name] if name else [s["ElementName"] for s in
+                                     self.conn.EnumerateInstances(N.SCENARIO)]
+        return [self._status(n) for n in names]
+
+    def locate(self, vm: str | None, name: str | None) -> list[dict]:
+        return [{"scenario": v["ScenarioName"], "vm": v["ElementName"], "host": v["HostName"],
+                 "state": state_of(v)} for v in self.conn.EnumerateInstances(N.VIRTUAL_SYSTEM)
+                if v["HostName"] and (name is None or v["ScenarioName"] == name)
+                and (vm is None or v["ElementName"] == vm)]
+
+    def segments(self, name: str | None) -> list[dict]:
+        return sorted(({"kind": n["SegmentKind"], "id": int(n["SegmentID"]),
+                        "scenario": n["ScenarioName"], "net": n["ElementName"],
+                        "hosts": list(n["Hosts"] or [])}
+                       for n in self.conn.EnumerateInstances(N.VIRTUAL_NETWORK)
+                       if n["SegmentKind"] not in (None, "none")
+                       and (name is None or n["ScenarioName"] == name)),
+                      key=lambda s: (s["kind"], s["id"]))
+
+    def hosts(self) -> list[dict]:
+        """The hosts as the server last probed them (the server probes on each deploy)."""
+        rows = []
+        for h in sorted(self.conn.EnumerateInstances(N.HOST_SYSTEM), key=lambda h: h["Name"]):
+            status = (h["OperationalStatus"] or [0])[0]
+            state = {2: "up", 13: "down"}.get(status, "unknown")
+            rows.append({"host": h["Name"], "address": h["Address"], "state": state,
+                         "load": float(h["Load"]) if h["Load"] is not None and state == "up"
+                         else None,
+                         "cpus": None, "mem_total_mb": None, "mem_available_mb": None,
+                         "vms": int(h["NumberOfVirtualSystems"] or 0), "uml": None,
+                         "error": None if state != "down" else "unreachable at the last probe"})
+        return rows
+
+    def vm_state(self, name: str, vm: str, action: str, quiet: bool) -> dict:
+        """RequestStateChange on the EDIV_VirtualSystem, its job followed."""
+        import pywbem
+
+        conn = self.conn
+        get_scenario(conn, name)
+        path = N.vm_path(name, vm)
+        try:
+            before = conn.GetInstance(path)
+        except pywbem.CIMError as exc:
+            if exc.status_code == pywbem.CIM_ERR_NOT_FOUND:
+                raise NotFound("VM", vm, scenario=name) from None
+            raise
+        requested = {**{a: s for s, a in N.VM_REQUESTS.items()}, "resume": 2}[action]  # 2 resumes
+        rv, out = conn.InvokeMethod("RequestStateChange", path,
+                                    [("RequestedState", pywbem.Uint16(requested))])
+        ok, result, error = finished(conn, rv, out, f"{action} {name}/{vm}", quiet)
+        if not ok:
+            raise (WrongState if rv == N.INVALID_STATE else EdivError)(
+                error or f"{action} {name}/{vm} failed")
+        if result is None:  # 0: already in the requested state
+            result = {"vm": vm, "action": action, "previous": state_of(before),
+                      "state": state_of(before), "host": before["HostName"] or None}
+        return result
+
+    def cleanup_scope(self) -> tuple[list[str], int]:
+        raise _direct_only("cleanup")
+
+    def cleanup(self) -> dict:
+        raise _direct_only("cleanup")
+
+    def console(self, name: str, vm: str, command: tuple[str, ...]) -> NoReturn:
+        raise _direct_only("console (an SSH session into a VM)")
+
+
+def _direct_only(what: str) -> EdivError:
+    return EdivError(f"{what} is not available with --server; run it on the controller")
 
 
 def _name_of(spec: str) -> str | None:
@@ -292,140 +439,3 @@ def _name_of(spec: str) -> str | None:
         return parse_string(spec).name
     except (InputError, EdivError):
         return None
-
-
-def exec_cmd(conn, name, seq, vms=(), cluster_path=None, as_json=False, **_: Any) -> None:
-    get_scenario(conn, name)
-    params = [("AffectedSystem", scenario_path(name)), ("Sequence", seq)]
-    if vms:
-        params.append(("VirtualSystems", list(vms)))
-    rv, out = conn.InvokeMethod("ExecuteSequence", service_path(conn), params)
-    if rv == 5:
-        raise EdivError(f"scenario {name!r} is {state_of(get_scenario(conn, name))}, not deployed")
-    _ok, results, error = finished(conn, rv, out, f"exec {seq}", True)
-    if results is None:
-        raise EdivError(error or "exec failed")
-    print_exec_results(results, as_json)
-
-
-def release(conn, name, purge=False, cluster_path=None, **_: Any) -> None:
-    if purge:
-        raise EdivError("--purge is not available with --server")
-    get_scenario(conn, name)
-    rv, out = conn.InvokeMethod("DestroySystem", service_path(conn),
-                                [("AffectedSystem", scenario_path(name))])
-    ok, _result, error = finished(conn, rv, out, f"releasing {name}", False)
-    if not ok:
-        click.echo(f"{name}: {error}", err=True)
-        sys.exit(1)
-    click.echo(f"{name}: released")
-
-
-def _status(conn, name: str) -> dict:
-    sc = get_scenario(conn, name)
-    vms = [v for v in conn.EnumerateInstances("EDIV_VirtualSystem") if v["ScenarioName"] == name]
-    nets = [n for n in conn.EnumerateInstances("EDIV_VirtualNetwork")
-            if n["ScenarioName"] == name and n["SegmentKind"] not in (None, "none")]
-    return {
-        "name": name,
-        "state": state_of(sc),
-        "error": sc["Description"],
-        "vms": [{"name": v["ElementName"], "host": v["HostName"] or None, "state": state_of(v),
-                 "type": v["VirtualSystemType"]} for v in vms],
-        "segments": sorted(({"net": n["ElementName"], "hosts": list(n["Hosts"] or []),
-                             "kind": n["SegmentKind"], "id": int(n["SegmentID"])}
-                            for n in nets), key=lambda s: (s["kind"], s["id"])),
-    }
-
-
-def status(conn, name=None, as_json=False, **_: Any) -> None:
-    names = [name] if name else [s["ElementName"] for s in conn.EnumerateInstances(
-        "EDIV_Scenario")]
-    print_status([_status(conn, n) for n in names], bool(name), as_json)
-
-
-def locate(conn, vm=None, name=None, as_json=False, **_: Any) -> None:
-    print_locate([{"scenario": v["ScenarioName"], "vm": v["ElementName"], "host": v["HostName"],
-                   "state": state_of(v)} for v in conn.EnumerateInstances("EDIV_VirtualSystem")
-                  if v["HostName"] and (name is None or v["ScenarioName"] == name)
-                  and (vm is None or v["ElementName"] == vm)], vm, as_json)
-
-
-def segments(conn, name=None, as_json=False, **_: Any) -> None:
-    rows = sorted(({"kind": n["SegmentKind"], "id": int(n["SegmentID"]),
-                    "scenario": n["ScenarioName"], "net": n["ElementName"],
-                    "hosts": list(n["Hosts"] or [])}
-                   for n in conn.EnumerateInstances("EDIV_VirtualNetwork")
-                   if n["SegmentKind"] not in (None, "none")
-                   and (name is None or n["ScenarioName"] == name)),
-                  key=lambda s: (s["kind"], s["id"]))
-    print_segments(rows, as_json)
-
-
-def hosts(conn, cluster_path=None, as_json=False, **_: Any) -> None:
-    """The hosts as the server last probed them (the server probes on each deploy)."""
-    rows = []
-    for h in sorted(conn.EnumerateInstances("EDIV_HostSystem"), key=lambda h: h["Name"]):
-        status = (h["OperationalStatus"] or [0])[0]
-        state = {2: "up", 13: "down"}.get(status, "unknown")
-        rows.append({"host": h["Name"], "address": h["Address"], "state": state,
-                     "load": float(h["Load"]) if h["Load"] is not None and state == "up"
-                     else None,
-                     "cpus": None, "mem_total_mb": None, "mem_available_mb": None,
-                     "vms": int(h["NumberOfVirtualSystems"] or 0), "uml": None,
-                     "error": None if state != "down" else "unreachable at the last probe"})
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table()
-    for col in ("host", "address", "state", "load", "VMs"):
-        t.add_column(col)
-    for r in rows:
-        load = f"{r['load']:.2f}" if isinstance(r["load"], float) else ""
-        t.add_row(r["host"], r["address"] or "", r["error"] or r["state"], load, str(r["vms"]))
-    Console().print(t)
-    if any(r["error"] for r in rows):
-        sys.exit(1)
-
-
-def vm_state(conn, action, name, vm, as_json=False, **_: Any) -> None:
-    """`ediv vm ACTION NAME VM`: RequestStateChange on the EDIV_VirtualSystem, job followed."""
-    import pywbem
-
-    from ediv.provider.cim_paths import VM_REQUESTS, vm_path
-
-    get_scenario(conn, name)
-    path = vm_path(name, vm)
-    try:
-        before = conn.GetInstance(path)
-    except pywbem.CIMError as exc:
-        if exc.status_code == pywbem.CIM_ERR_NOT_FOUND:
-            raise EdivError(f"scenario {name!r} has no VM named {vm!r}") from None
-        raise
-    requested = {a: s for s, a in VM_REQUESTS.items()}[action]
-    rv, out = conn.InvokeMethod("RequestStateChange", path,
-                                [("RequestedState", pywbem.Uint16(requested))])
-    ok, result, error = finished(conn, rv, out, f"{action} {name}/{vm}", as_json)
-    if not ok:
-        raise (WrongState if rv == 5 else EdivError)(error or f"{action} {name}/{vm} failed")
-    if result is None:  # 0: already in the requested state
-        result = {"vm": vm, "action": action, "previous": state_of(before),
-                  "state": state_of(before), "host": before["HostName"] or None}
-    print_vm_state(name, result, as_json)
-
-
-def _direct_only(what: str) -> Callable:
-    def handler(conn, **_: Any) -> None:
-        raise EdivError(f"{what} is not available with --server; run it on the controller")
-    return handler
-
-
-HANDLERS: dict[str, Callable] = {
-    "deploy": deploy, "exec": exec_cmd, "release": release, "status": status,
-    "locate": locate, "segments": segments, "hosts": hosts, "vm": vm_state,
-    "console": _direct_only("console (an SSH session into a VM)"),
-    "cleanup": _direct_only("cleanup"),
-}

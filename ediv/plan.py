@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from ediv.cluster import Cluster, Host
-from ediv.errors import PlanError
+from ediv.errors import EdivError, PlanError
 from ediv.partition import registry
 from ediv.restrictions import Restrictions, resolve
 from ediv.scenario.model import Scenario
@@ -31,6 +31,11 @@ class Segment:
 
     def to_json(self) -> dict:
         return {"net": self.net, "hosts": list(self.hosts), "kind": self.kind, "id": self.id}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Segment:
+        return cls(str(data["net"]), [str(h) for h in data["hosts"]], str(data["kind"]),
+                   int(data["id"]))
 
 
 @dataclass
@@ -55,6 +60,24 @@ class Plan:
             "notes": list(self.notes),
             "loads": dict(self.loads),
         }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Plan:
+        """A plan as stored (``to_json``'s shape; the state store's ``plan`` column)."""
+        try:
+            return cls(
+                scenario=str(data["scenario"]),
+                algorithm=str(data["algorithm"]),
+                allocation={str(vm): str(h) for vm, h in data["allocation"].items()},
+                hosts={str(h): [str(v) for v in entry["vms"]]
+                       for h, entry in data["hosts"].items()},
+                segments=[Segment.from_json(s) for s in data.get("segments", [])],
+                host_section=data.get("host_section"),
+                notes=[str(n) for n in data.get("notes", [])],
+                loads={str(h): float(v) for h, v in (data.get("loads") or {}).items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise EdivError(f"a stored plan is not in the plan's shape: {exc!r}") from None
 
     def used_hosts(self) -> list[str]:
         return [h for h, vms in self.hosts.items() if vms]

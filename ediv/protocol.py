@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ediv.errors import Diagnostic, InputError
@@ -25,6 +25,30 @@ VLAN_MAX = 4094
 MAX_IF_ID = 36**4 - 1  # what the longest interface name form leaves (see agent/naming.py)
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}$")
 _NAME_MAX = 256
+
+
+# -- events (one JSON object a line on the agent's stdout: {"event": NAME, ...}) ----------
+EVENT_RESULT = "result"  # the verb's result, last line of a successful verb
+EVENT_ERROR = "error"  # {"message", "diagnostics"?}: the verb failed
+EVENT_WARNING = "warning"
+EVENT_ALIVE = "alive"  # the heartbeat
+EVENT_HOST = "host"  # controller side: {"host", "state"}
+EVENT_VM = "vm"  # {"vm", "state"}
+EVENT_EXEC = "exec"  # one command finished: {"vm", "command", "exit_code", "output"}; a VM
+# that cannot run the sequence: {"vm", "exit_code": null, "error"}
+EVENT_EXEC_VM = "exec-vm"  # a VM's whole sequence finished: {"vm", "exit_code"}
+EVENTS = (EVENT_RESULT, EVENT_ERROR, EVENT_WARNING, EVENT_ALIVE, EVENT_HOST, EVENT_VM,
+          EVENT_EXEC, EVENT_EXEC_VM)
+
+# -- verbs and exit codes ----------------------------------------------------------------------
+# ediv-host vm VM ACTION
+VM_ACTIONS = ("start", "stop", "reboot", "reset", "shutdown", "pause", "resume")
+EXIT_OK = 0
+EXIT_ERROR = 1  # bad input, refused, failed deploy (rolled back)
+EXIT_INTERNAL = 2  # an agent bug (traceback on stderr)
+EXIT_FAILED = 3  # the verb ran, its result says ok: false (a command of exec failed)
+EXIT_WRONG_STATE = 4  # the request does not apply to a VM's state
+EXIT_INTERRUPTED = 130
 
 
 class ProtocolError(InputError):
@@ -155,6 +179,10 @@ class Segment:
                  for i, p in enumerate(_list(raw.get("peers"), f"{where}.peers", "deploy.json"))]
         return cls(net, kind, seg_id, local, peers, dev)
 
+    def to_json(self) -> dict[str, Any]:
+        return {"net": self.net, "kind": self.kind, "id": self.id, "local": self.local,
+                "peers": list(self.peers), "dev": self.dev}
+
 
 @dataclass
 class MgmtAddr:
@@ -168,19 +196,41 @@ class MgmtAddr:
             raise ProtocolError(f"{where}: needs 'host' and 'vm'")
         return cls(_cidr(raw["host"], f"{where}.host"), _cidr(raw["vm"], f"{where}.vm"))
 
+    def to_json(self) -> dict[str, str]:
+        return {"host": self.host, "vm": self.vm}
+
 
 @dataclass
 class DeployInfo:
     """``deploy.json``: what the splitter adds to a host's sub-scenario."""
 
     scenario: str
-    key: str
+    key: str | None  # None only before the controller gives the part its key
     segments: list[Segment] = field(default_factory=list)
     mgmt: dict[str, MgmtAddr] = field(default_factory=dict)
-    vm_type: str = "container"
+    vm_type: str = "container"  # the driver of VMs that name no type
     # <vm_mgmt><host_mapping/>: name -> address of every VM of the whole scenario (and of
     # the <host> section as "host"), written into each VM's /etc/hosts
     hosts: dict[str, str] = field(default_factory=dict)
+    parent: str | None = None  # the whole scenario's name (informative)
+    host: str | None = None  # the cluster host this part is for (informative)
+
+    def with_key(self, key: str) -> DeployInfo:
+        return replace(self, key=check_key(key))
+
+    def to_json(self) -> dict[str, Any]:
+        """deploy.json as the controller writes it (what from_json reads back)."""
+        out: dict[str, Any] = {"scenario": self.scenario}
+        if self.parent is not None:
+            out["parent"] = self.parent
+        if self.host is not None:
+            out["host"] = self.host
+        out.update({"key": self.key, "vm_type": self.vm_type,
+                    "segments": [s.to_json() for s in self.segments],
+                    "mgmt": {vm: m.to_json() for vm, m in self.mgmt.items()}})
+        if self.hosts:
+            out["hosts"] = dict(self.hosts)
+        return out
 
     def segment(self, net: str) -> Segment | None:
         return next((s for s in self.segments if s.net == net), None)
@@ -207,7 +257,9 @@ class DeployInfo:
         hosts_raw = data.get("hosts")
         hosts = {_hostname(n): _ip(a, f"hosts.{n}") for n, a in _obj(
             hosts_raw if hosts_raw is not None else {}, "hosts", "deploy.json").items()}
-        return cls(name, key, segments, mgmt, vm_type, hosts)
+        parent = _opt_str(data, "parent", "parent", "deploy.json")
+        host = _opt_str(data, "host", "host", "deploy.json")
+        return cls(name, key, segments, mgmt, vm_type, hosts, parent, host)
 
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}$")

@@ -26,6 +26,7 @@ from pathlib import Path
 from ediv.cluster import Cluster
 from ediv.errors import PlanError
 from ediv.plan import Plan
+from ediv.protocol import DeployInfo, MgmtAddr, Segment
 from ediv.scenario.defaults import effective_vm, has_mgmt_if
 from ediv.scenario.model import VM, Scenario, VmMgmt
 
@@ -34,8 +35,13 @@ from ediv.scenario.model import VM, Scenario, VmMgmt
 class HostPart:
     host: str
     scenario: Scenario
-    deploy: dict  # deploy.json for the host agent (see docs/agent-protocol.md)
+    info: DeployInfo  # deploy.json for the host agent (see docs/agent-protocol.md)
     vms: list[str] = field(default_factory=list)
+
+    @property
+    def deploy(self) -> dict:
+        """deploy.json as JSON data."""
+        return self.info.to_json()
 
 
 def sub_name(name: str, host: str) -> str:
@@ -145,27 +151,21 @@ def split(
             for s in plan.segments
             if host_name in s.hosts
         }
-        deploy = {
-            "scenario": g.simulation_name,
-            "parent": scenario.name,
-            "host": host_name,
-            "key": key,
-            "vm_type": host.vm_type,
-            "segments": [
-                {
-                    "net": net,
-                    "kind": segments_by_net[net].kind,
-                    "id": segments_by_net[net].id,
-                    "local": host.address or host_name,
-                    "peers": peers,
-                    "dev": host.ifname,
-                }
+        info = DeployInfo(
+            scenario=g.simulation_name,
+            parent=scenario.name,
+            host=host_name,
+            key=key,
+            vm_type=host.vm_type,
+            segments=[
+                Segment(net=net, kind=segments_by_net[net].kind, id=segments_by_net[net].id,
+                        local=host.address or host_name, peers=peers, dev=host.ifname)
                 for net, peers in peers_of.items()
             ],
-            "mgmt": {n: {"host": h, "vm": v} for n, (h, v) in mgmt.items()},
-            **({"hosts": host_map} if host_map else {}),
-        }
-        parts.append(HostPart(host=host_name, scenario=sub, deploy=deploy, vms=list(vm_names)))
+            mgmt={n: MgmtAddr(host=h, vm=v) for n, (h, v) in mgmt.items()},
+            hosts=dict(host_map),
+        )
+        parts.append(HostPart(host=host_name, scenario=sub, info=info, vms=list(vm_names)))
     return parts
 
 

@@ -18,12 +18,13 @@ import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ediv.errors import EdivError
+from ediv.errors import AlreadyExists, Busy, EdivError, no_scenario
 from ediv.private import FILE_MODE, private_dir, tighten
 
 DEFAULT_PATH = os.environ.get("EDIV_STATE", "/var/lib/ediv/state.db")
@@ -106,6 +107,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN requested_by TEXT;
     ALTER TABLE jobs ADD COLUMN element TEXT;
     """,
+    # 5: the scenario claim (the one lock): besides lock_owner (the process, for staleness),
+    # a token per call, so two calls of one process (two server threads) are told apart, and
+    # what the holder is doing (for the "busy" message)
+    """
+    ALTER TABLE scenarios ADD COLUMN lock_token TEXT;
+    ALTER TABLE scenarios ADD COLUMN lock_what TEXT;
+    """,
 ]
 
 # Scenario states
@@ -187,6 +195,24 @@ class ScenarioRow:
                 f"that process is gone; 'ediv release {self.name}' removes what it built")
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A held claim on a scenario: the one lock of ediv. ``token`` is unique per call (two
+    threads of one process hold different tokens), ``owner`` the process (``host:pid:start``)
+    that decides staleness: a claim whose process is gone may be taken by anybody;
+    ``interrupted`` then names the dead owner and what it was doing."""
+
+    name: str
+    token: str
+    what: str
+    owner: str
+    interrupted: str | None = None
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
 def _private_db(path: Path) -> None:
     """state.db holds specs and job outputs: 0600 (SQLite gives -wal/-shm the database's
     mode), its directory 0700 when ediv creates it."""
@@ -255,39 +281,54 @@ class StateStore:
         name: str,
         spec: str,
         *,
-        basedir: str,
+        basedir: str | None,
         algorithm: str | None,
         restrictions: str | None = None,
         state: str = DEFINED,
+        token: str | None = None,
+        what: str | None = None,
     ) -> str | None:
-        """Register a scenario (``DEFINED``) or start deploying one (``DEPLOYING``), locked
-        for this process. Deploying a scenario that was only defined takes it over; any other
-        scenario of the same name (defined twice, deploying, deployed, failed half way) is
-        refused. Returns the state the scenario had before (None when it is new)."""
+        """Register a scenario (``DEFINED``, unclaimed) or start deploying one (``DEPLOYING``),
+        claimed with ``token`` (a fresh one when None: :meth:`unlock` without a token gives it
+        back).
+        Deploying a scenario that was only defined takes it over (refused while another live
+        call holds its claim); any other scenario of the same name (defined twice, deploying,
+        deployed, failed half way) is refused with AlreadyExists. Returns the state the
+        scenario had before (None when it is new)."""
         now = time.time()
         me = owner_id()
+        explicit = token is not None
+        token = token or new_token()
+        what = what or ("deploy" if state == DEPLOYING else "define")
         with self.transaction() as db:
             row = db.execute(
-                "SELECT state, lock_owner FROM scenarios WHERE name=?", (name,)
-            ).fetchone()
+                "SELECT state, lock_owner, lock_token, lock_what FROM scenarios WHERE name=?",
+                (name,)).fetchone()
             if row is None:
+                # a defined scenario is not being changed, unless its creator asks to hold it
+                held = state in IN_PROGRESS or explicit
                 db.execute(
                     "INSERT INTO scenarios (name, state, spec, restrictions, algorithm, basedir,"
-                    " lock_owner, lock_time, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (name, state, spec, restrictions, algorithm, basedir, me, now, now, now),
+                    " lock_owner, lock_token, lock_what, lock_time, created, updated)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (name, state, spec, restrictions, algorithm, basedir,
+                     me if held else None, token if held else None, what if held else None,
+                     now, now, now),
                 )
                 return None
-            busy = row["lock_owner"] not in (None, me) and _owner_alive(row["lock_owner"])
-            if state != DEPLOYING or row["state"] != DEFINED or busy:
+            if state != DEPLOYING or row["state"] != DEFINED:
                 advice = (
                     "" if row["state"] == DEFINED else f"; release it first ('ediv release {name}')"
                 )
-                raise EdivError(f"scenario {name!r} is already {row['state']}{advice}")
+                raise AlreadyExists("scenario", name, state=row["state"],
+                                    message=f"scenario {name!r} is already {row['state']}{advice}")
+            if _held_by_other(row, token):
+                raise Busy(name, row["lock_what"], row["lock_owner"])
             db.execute(
-                "UPDATE scenarios SET state=?, spec=?, basedir=?,"
+                "UPDATE scenarios SET state=?, spec=?, basedir=COALESCE(?, basedir),"
                 " algorithm=COALESCE(?, algorithm), restrictions=COALESCE(?, restrictions),"
-                " lock_owner=?, lock_time=?, updated=? WHERE name=?",
-                (state, spec, basedir, algorithm, restrictions, me, now, now, name),
+                " lock_owner=?, lock_token=?, lock_what=?, lock_time=?, updated=? WHERE name=?",
+                (state, spec, basedir, algorithm, restrictions, me, token, what, now, now, name),
             )
             return row["state"]
 
@@ -307,7 +348,9 @@ class StateStore:
                 db.execute(f"DELETE FROM {table} WHERE scenario=?", (name,))
             db.execute(
                 "UPDATE scenarios SET state=?, error=?, plan=NULL, mac_base=NULL,"
-                " mgmt_offset=NULL, mgmt_count=NULL, lock_owner=NULL, updated=? WHERE name=?",
+                " mgmt_offset=NULL, mgmt_count=NULL, lock_owner=NULL, lock_token=NULL,"
+                " lock_what=NULL,"
+                " updated=? WHERE name=?",
                 (DEFINED, error, time.time(), name),
             )
 
@@ -317,6 +360,11 @@ class StateStore:
                 "UPDATE scenarios SET state=?, error=?, updated=? WHERE name=?",
                 (state, error, time.time(), name),
             )
+
+    def set_basedir(self, name: str, basedir: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE scenarios SET basedir=?, updated=? WHERE name=?",
+                       (basedir, time.time(), name))
 
     def set_plan(self, name: str, plan: dict, algorithm: str) -> None:
         with self.transaction() as db:
@@ -344,35 +392,74 @@ class StateStore:
         with self.transaction() as db:
             db.execute("DELETE FROM scenarios WHERE name=?", (name,))
 
-    @contextmanager
-    def locked(self, name: str) -> Iterator[None]:
-        """Hold the scenario's lock: a scenario being changed is refused to others."""
-        self.lock(name)
-        try:
-            yield
-        finally:
-            self.unlock(name)
-
-    def lock(self, name: str) -> None:
+    # -- claims (the one lock) -----------------------------------------------------------
+    def claim(self, name: str, what: str, token: str | None = None) -> Claim:
+        """Claim scenario ``name`` for one call doing ``what``: refused (Busy) while another
+        live claim holds it, whichever thread or process that is; a claim whose process is gone
+        is taken over (the Claim says what was interrupted). Passing the ``token`` of a claim
+        already held renews it (a job thread carrying on the request's claim)."""
         me = owner_id()
+        token = token or new_token()
         with self.transaction() as db:
-            row = db.execute("SELECT lock_owner FROM scenarios WHERE name=?", (name,)).fetchone()
+            row = db.execute("SELECT lock_owner, lock_token, lock_what, state FROM scenarios"
+                             " WHERE name=?", (name,)).fetchone()
             if row is None:
-                raise EdivError(f"no scenario named {name!r}")
-            owner = row["lock_owner"]
-            if owner and owner != me and _owner_alive(owner):
-                raise EdivError(f"scenario {name!r} is being changed by {owner}; try later")
+                raise no_scenario(name)
+            if _held_by_other(row, token):
+                raise Busy(name, row["lock_what"], row["lock_owner"])
+            interrupted = None
+            if row["lock_owner"] and row["lock_token"] != token:  # stale: its process is gone
+                interrupted = f"{row['lock_what'] or row['state']} by {row['lock_owner']}"
             db.execute(
-                "UPDATE scenarios SET lock_owner=?, lock_time=? WHERE name=?",
-                (me, time.time(), name),
-            )
+                "UPDATE scenarios SET lock_owner=?, lock_token=?, lock_what=?, lock_time=?"
+                " WHERE name=?", (me, token, what, time.time(), name))
+        return Claim(name, token, what, me, interrupted)
 
-    def unlock(self, name: str) -> None:
+    def unclaim(self, claim: Claim | str, name: str | None = None) -> None:
+        """Give a claim back (nothing happens when it is no longer held: a rollback that
+        reset the scenario, or a delete, gave it back already)."""
+        token = claim.token if isinstance(claim, Claim) else claim
+        name = claim.name if isinstance(claim, Claim) else name
         with self.transaction() as db:
-            db.execute(
-                "UPDATE scenarios SET lock_owner=NULL WHERE name=? AND lock_owner=?",
-                (name, owner_id()),
-            )
+            db.execute("UPDATE scenarios SET lock_owner=NULL, lock_token=NULL, lock_what=NULL"
+                       " WHERE name=? AND lock_token=?", (name, token))
+
+    def holds(self, claim: Claim) -> bool:
+        """Whether ``claim`` is still the scenario's claim."""
+        row = self.db.execute("SELECT lock_token FROM scenarios WHERE name=?",
+                              (claim.name,)).fetchone()
+        return row is not None and row["lock_token"] == claim.token
+
+    def claimed(self, name: str) -> tuple[str, str] | None:
+        """(what, owner) of the live claim on ``name``, None when nobody holds one."""
+        row = self.db.execute("SELECT lock_owner, lock_token, lock_what FROM scenarios"
+                              " WHERE name=?", (name,)).fetchone()
+        if row is None or not row["lock_token"] or not owner_alive(row["lock_owner"]):
+            return None
+        return row["lock_what"] or "change", row["lock_owner"]
+
+    @contextmanager
+    def locked(self, name: str, what: str = "change") -> Iterator[Claim]:
+        """Hold the scenario's claim for the block."""
+        claim = self.claim(name, what)
+        try:
+            yield claim
+        finally:
+            self.unclaim(claim)
+
+    def lock(self, name: str, what: str = "change") -> str:
+        """Claim ``name`` (see :meth:`claim`); returns the token for :meth:`unlock`."""
+        return self.claim(name, what).token
+
+    def unlock(self, name: str, token: str | None = None) -> None:
+        """Give back the claim ``token``; without one, any claim of this process on ``name``
+        (what a caller of create_scenario without a token does)."""
+        if token is not None:
+            self.unclaim(token, name)
+            return
+        with self.transaction() as db:
+            db.execute("UPDATE scenarios SET lock_owner=NULL, lock_token=NULL, lock_what=NULL"
+                       " WHERE name=? AND lock_owner=?", (name, owner_id()))
 
     # -- allocations ---------------------------------------------------------------------
     def allocate_segments(
@@ -696,6 +783,12 @@ class StateStore:
                 return now, []
             rows = db.execute("SELECT kind, key FROM changes WHERE seq > ? ORDER BY seq", (mark,))
             return now, [(r[0], r[1]) for r in rows]
+
+
+def _held_by_other(row: sqlite3.Row, token: str) -> bool:
+    """The row's claim is held by another call that is still alive."""
+    held = row["lock_token"] or (row["lock_owner"] and "legacy")  # a lock of schema < 5
+    return bool(held) and row["lock_token"] != token and owner_alive(row["lock_owner"])
 
 
 def _statements(script: str) -> Iterator[str]:

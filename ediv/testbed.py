@@ -320,7 +320,7 @@ def down(directory: str | Path = DEFAULT_DIR, progress=print) -> bool:
         return False
     for host in tb.hosts:
         _stop_sshd(Path(tb.dir) / host.name / "sshd.pid", host.sshd_pid)
-        _purge_agent(host)
+        _purge_agent(host, d / "agent.json")
         _run("ip", "netns", "del", host.netns, check=False)
         _run("ip", "link", "del", host.veth, check=False)
         progress(f"host {host.name}: removed")
@@ -356,11 +356,11 @@ def _stop_sshd(pidfile: Path, pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _purge_agent(host: TestbedHost) -> None:
+def _purge_agent(host: TestbedHost, config: Path) -> None:
     """Whatever the agent of this host still runs (a scenario never released) goes too."""
     if not any(Path(host.state_dir).glob("*")):
         return
-    agent = _agent_command(host.state_dir).split()
+    agent = _agent_command(host.state_dir, config).split()
     subprocess.run(
         ["ip", "netns", "exec", host.netns, *agent, "purge"],
         capture_output=True,

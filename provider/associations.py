@@ -11,6 +11,14 @@
 - EDIV_ElementCapabilities: service, scenarios and VMs -> their capabilities.
 - EDIV_AffectedJobElement / EDIV_OwningJobElement: job -> its VM (per-VM jobs) or scenario /
   the service -> job.
+- EDIV_HostedResourcePool: host -> its pools (``resources.py``).
+- EDIV_ElementAllocatedFromPool / EDIV_ResourceAllocationFromPool: the pool of the VM's host
+  -> each device / RASD of a placed VM.
+- EDIV_SettingsDefineCapabilities: allocation capabilities -> Default, Minimum, Maximum,
+  Increment RASDs; EDIV_ElementCapabilities also host -> management capabilities and
+  pool -> allocation capabilities.
+- EDIV_SystemDevice: VM -> its devices; EDIV_SettingsDefineState also device -> its RASD;
+  EDIV_NetworkPortOnNetwork: net -> the network ports on it.
 
 Each class also answers "the association instances touching this object path" from the
 store by key (the VMs of one scenario, the host of one VM, the jobs of one scenario...), so
@@ -25,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pywbem import CIMInstanceName, Uint16
 
 from ediv.provider import cim_paths as P
+from ediv.provider import resources as R
 from ediv.provider.engine_providers import (
     RASD_CLASSES,
     EngineModel,
@@ -170,6 +179,196 @@ class Associations:
         return {c: touching for c in ("ediv_scenario", "ediv_scenariosettingdata",
                                       "ediv_virtualsystem", "ediv_virtualsystemsettingdata")}
 
+    # -- devices: EDIV_SettingsDefineState device -> RASD, EDIV_SystemDevice VM -> devices
+    def _devices(self, scenario: str, vm: str) -> list[Row]:
+        return self.m.resources.vm_devices(scenario, vm)
+
+    def _device_state(self, device: Row) -> Row:
+        ids = P.split_key(device.keys["SystemName"])
+        assert ids is not None
+        return self._sds(device.path(), R.rasd_part_path(*ids, device.keys["DeviceID"]))
+
+    def device_settings(self) -> Iterator[Row]:
+        for v in self.m.iter_vms():
+            yield from (self._device_state(d) for d in self._devices(v["scenario"], v["name"]))
+
+    def _device_of(self, path: CIMInstanceName) -> Row | None:
+        return self.m.resources.get_device(path)
+
+    def device_settings_touching(self) -> dict[str, Touching]:
+        def of_device(path):
+            d = self._device_of(path)
+            return [self._device_state(d)] if d is not None else []
+
+        def of_rasd(path):
+            ids = P.rasd_ids(path)
+            if ids is None:
+                return []
+            return [self._device_state(d) for d in self._devices(*ids[:2])
+                    if d.keys["DeviceID"] == ids[2]
+                    and R.rasd_part_path(*ids).classname.lower() == path.classname.lower()]
+        out: dict[str, Touching] = {c.lower(): of_device for c in R.DEVICE_CLASSES}
+        out.update({c.lower(): of_rasd for c in RASD_CLASSES})
+        return out
+
+    @staticmethod
+    def _system_device(device: Row) -> Row:
+        ids = P.split_key(device.keys["SystemName"])
+        assert ids is not None
+        return _assoc("EDIV_SystemDevice", {"GroupComponent": P.vm_path(*ids),
+                                            "PartComponent": device.path()})
+
+    def system_device(self) -> Iterator[Row]:
+        for v in self.m.iter_vms():
+            yield from (self._system_device(d) for d in self._devices(v["scenario"], v["name"]))
+
+    def system_device_touching(self) -> dict[str, Touching]:
+        def of_vm(path):
+            v = self._vm(path)
+            return [self._system_device(d) for d in self._devices(v["scenario"], v["name"])] \
+                if v else []
+
+        def of_device(path):
+            d = self._device_of(path)
+            return [self._system_device(d)] if d is not None else []
+        out: dict[str, Touching] = {c.lower(): of_device for c in R.DEVICE_CLASSES}
+        out["ediv_virtualsystem"] = of_vm
+        return out
+
+    # -- EDIV_NetworkPortOnNetwork: net -> ports
+    @staticmethod
+    def _on_net(device: Row) -> Row:
+        ids = P.split_key(device.keys["SystemName"])
+        assert ids is not None
+        return _assoc("EDIV_NetworkPortOnNetwork", {
+            "Antecedent": P.net_path(ids[0], device.props["NetworkName"]),
+            "Dependent": device.path()})
+
+    def _ports(self, scenario: str, vm: str) -> list[Row]:
+        return [d for d in self._devices(scenario, vm) if d.classname == "EDIV_NetworkPort"]
+
+    def port_on_network(self) -> Iterator[Row]:
+        for v in self.m.iter_vms():
+            yield from (self._on_net(d) for d in self._ports(v["scenario"], v["name"]))
+
+    def port_on_network_touching(self) -> dict[str, Touching]:
+        def of_port(path):
+            d = self._device_of(path)
+            return [self._on_net(d)] if d is not None else []
+
+        def of_net(path):
+            key = P.split_key(_key(path, "Name"))
+            model = self.m.scenario_model(key[0]) if key and self.m.get_net(path) else None
+            if model is None:
+                return []
+            return [self._on_net(d) for vm in model.vms if vm.name and key[1] in vm.nets
+                    for d in self._ports(key[0], vm.name)
+                    if d.props["NetworkName"] == key[1]]
+        return {"ediv_networkport": of_port, "ediv_virtualnetwork": of_net}
+
+    # -- pools: EDIV_HostedResourcePool, EDIV_ElementAllocatedFromPool,
+    #    EDIV_ResourceAllocationFromPool
+    def _hosted_pool(self, host: str, kind: str) -> Row:
+        return _assoc("EDIV_HostedResourcePool", {
+            "GroupComponent": P.host_path(host), "PartComponent": R.pool_path(host, kind)})
+
+    def hosted_pool(self) -> Iterator[Row]:
+        for host in self.m.resources.hosts():
+            yield from (self._hosted_pool(host, k) for k in R.POOL_KINDS)
+
+    def hosted_pool_touching(self) -> dict[str, Touching]:
+        def of_host(path):
+            name = _key(path, "Name")
+            return [self._hosted_pool(name, k) for k in R.POOL_KINDS] \
+                if name in self.m.resources.hosts() else []
+
+        def of_pool(path):
+            ids = R.pool_ids(path)
+            return [self._hosted_pool(*ids)] if ids and ids[0] in self.m.resources.hosts() \
+                else []
+        out: dict[str, Touching] = {c.lower(): of_pool for c in R.POOL_CLASSES}
+        out["ediv_hostsystem"] = of_host
+        return out
+
+    def _placed_parts(self, scenario: str, vm: str) -> tuple[str, list[Row]] | None:
+        """The host of a placed VM (known to the server) and the VM's devices."""
+        v = self.m.vm(scenario, vm)
+        if not v or not v["host"] or v["host"] not in self.m.resources.hosts():
+            return None
+        return v["host"], self._devices(scenario, vm)
+
+    @staticmethod
+    def _from_pool(classname: str, host: str, device: Row, as_rasd: bool) -> Row:
+        part = device.keys["DeviceID"]
+        kind = R.part_kind(part)
+        assert kind is not None
+        if as_rasd:
+            ids = P.split_key(device.keys["SystemName"])
+            assert ids is not None
+            dependent = R.rasd_part_path(*ids, part)
+        else:
+            dependent = device.path()
+        return _assoc(classname, {"Antecedent": R.pool_path(host, kind), "Dependent": dependent})
+
+    def _allocated(self, classname: str, as_rasd: bool) -> Callable[[], Iterator[Row]]:
+        def rows() -> Iterator[Row]:
+            for v in self.m.iter_vms():
+                placed = self._placed_parts(v["scenario"], v["name"])
+                if placed:
+                    yield from (self._from_pool(classname, placed[0], d, as_rasd)
+                                for d in placed[1])
+        return rows
+
+    def _allocated_touching(self, classname: str, as_rasd: bool) -> dict[str, Touching]:
+        def of_pool(path):
+            ids = R.pool_ids(path)
+            if not ids or ids[0] not in self.m.resources.hosts():
+                return []
+            out = []
+            for v in self.m.engine.store().vms_on_host(ids[0]):
+                for d in self._devices(v["scenario"], v["name"]):
+                    if R.part_kind(d.keys["DeviceID"]) == ids[1]:
+                        out.append(self._from_pool(classname, ids[0], d, as_rasd))
+            return out
+
+        def of_member(path):
+            ids = P.rasd_ids(path) if as_rasd else R.device_ids(path)
+            placed = self._placed_parts(*ids[:2]) if ids else None
+            if not placed:
+                return []
+            return [self._from_pool(classname, placed[0], d, as_rasd) for d in placed[1]
+                    if d.keys["DeviceID"] == ids[2]]
+        out: dict[str, Touching] = {c.lower(): of_pool for c in R.POOL_CLASSES}
+        members = RASD_CLASSES if as_rasd else R.DEVICE_CLASSES
+        out.update({c.lower(): of_member for c in members})
+        return out
+
+    # -- EDIV_SettingsDefineCapabilities
+    @staticmethod
+    def _defines_caps(host: str, kind: str, role: str) -> Row:
+        value_role, value_range = R.CAP_ROLES[role]
+        return _assoc("EDIV_SettingsDefineCapabilities", {
+            "GroupComponent": R.caps_path(host, kind),
+            "PartComponent": R.cap_rasd_path(host, kind, role),
+            "PropertyPolicy": Uint16(0), "ValueRole": Uint16(value_role),
+            "ValueRange": Uint16(value_range)})
+
+    def defines_caps(self) -> Iterator[Row]:
+        for host in self.m.resources.hosts():
+            for kind in R.POOL_KINDS:
+                yield from (self._defines_caps(host, kind, role) for role in R.CAP_ROLES)
+
+    def defines_caps_touching(self) -> dict[str, Touching]:
+        def touching(path):
+            ids = R.caps_ids(path)
+            if not ids or ids[0] not in self.m.resources.hosts():
+                return []
+            roles = [ids[2]] if ids[2] else list(R.CAP_ROLES)
+            return [self._defines_caps(ids[0], ids[1], role) for role in roles]
+        out: dict[str, Touching] = {R.CAPS_CLASS.lower(): touching}
+        out.update({c.lower(): touching for c in RASD_CLASSES})
+        return out
+
     # -- EDIV_VirtualSystemSettingDataComponent
     @staticmethod
     def _vssd_parts(scenario, vm) -> Iterator[Row]:
@@ -252,10 +451,25 @@ class Associations:
             "ManagedElement": P.vm_path(v["scenario"], v["name"]),
             "Capabilities": P.elem_caps_path(P.VM_CAPS_ID)})
 
+    @staticmethod
+    def _host_caps(host: str) -> Row:
+        return _assoc("EDIV_ElementCapabilities", {
+            "ManagedElement": P.host_path(host), "Capabilities": P.vsm_caps_path(),
+            "Characteristics": [Uint16(2)]})
+
+    @staticmethod
+    def _pool_caps(host: str, kind: str) -> Row:
+        return _assoc("EDIV_ElementCapabilities", {
+            "ManagedElement": R.pool_path(host, kind), "Capabilities": R.caps_path(host, kind),
+            "Characteristics": [Uint16(2)]})
+
     def element_capabilities(self) -> Iterator[Row]:
         yield self._service_caps()
         yield from (self._scenario_caps(r.name) for r in self.m.scenario_rows())
         yield from (self._vm_caps(v) for v in self.m.iter_vms())
+        hosts = self.m.resources.hosts()
+        yield from (self._host_caps(h) for h in hosts)
+        yield from (self._pool_caps(h, k) for h in hosts for k in R.POOL_KINDS)
 
     def element_capabilities_touching(self) -> dict[str, Touching]:
         def of_scenario(path):
@@ -273,10 +487,31 @@ class Associations:
             if which == P.VM_CAPS_ID:
                 return (self._vm_caps(v) for v in self.m.iter_vms())
             return []
-        return {"ediv_scenario": of_scenario, "ediv_virtualsystem": of_vm,
-                "ediv_virtualsystemmanagementservice": lambda _p: [self._service_caps()],
-                "ediv_virtualsystemmanagementcapabilities": lambda _p: [self._service_caps()],
-                "ediv_enabledlogicalelementcapabilities": of_elem_caps}
+        def of_host(path):
+            name = _key(path, "Name")
+            return [self._host_caps(name)] if name in self.m.resources.hosts() else []
+
+        def of_vsm_caps(_path):
+            return [self._service_caps(), *(self._host_caps(h)
+                                            for h in self.m.resources.hosts())]
+
+        def of_pool(path):
+            ids = R.pool_ids(path)
+            return [self._pool_caps(*ids)] if ids and ids[0] in self.m.resources.hosts() \
+                else []
+
+        def of_alloc_caps(path):
+            ids = R.caps_ids(path)
+            ok = ids and ids[2] is None and ids[0] in self.m.resources.hosts()
+            return [self._pool_caps(ids[0], ids[1])] if ok else []
+        out: dict[str, Touching] = {c.lower(): of_pool for c in R.POOL_CLASSES}
+        out.update({"ediv_scenario": of_scenario, "ediv_virtualsystem": of_vm,
+                    "ediv_hostsystem": of_host,
+                    "ediv_virtualsystemmanagementservice": lambda _p: [self._service_caps()],
+                    "ediv_virtualsystemmanagementcapabilities": of_vsm_caps,
+                    "ediv_enabledlogicalelementcapabilities": of_elem_caps,
+                    R.CAPS_CLASS.lower(): of_alloc_caps})
+        return out
 
     # -- EDIV_AffectedJobElement and EDIV_OwningJobElement
     @staticmethod
@@ -329,12 +564,20 @@ class Associations:
         return {"ediv_concretejob": of_job,
                 "ediv_virtualsystemmanagementservice": lambda _p: self.owning_job()}
 
+    @staticmethod
+    def _chain(*sources: Callable[[], Iterable[Row]]) -> Callable[[], Iterator[Row]]:
+        def rows() -> Iterator[Row]:
+            for source in sources:
+                yield from source()
+        return rows
+
     def register(self, registry: ProviderRegistry) -> None:
         for cls, fn, touching in (
             ("EDIV_HostedDependency", self.hosted_dependency, self.hosted_dependency_touching()),
             ("EDIV_SystemComponent", self.system_component, self.system_component_touching()),
-            ("EDIV_SettingsDefineState", self.settings_define_state,
-             self._setting_touching(self._sds)),
+            ("EDIV_SettingsDefineState", self._chain(self.settings_define_state,
+                                                     self.device_settings),
+             {**self._setting_touching(self._sds), **self.device_settings_touching()}),
             ("EDIV_ElementSettingData", self.element_setting_data,
              self._setting_touching(self._esd)),
             ("EDIV_VirtualSystemSettingDataComponent", self.vssd_component,
@@ -346,6 +589,18 @@ class Associations:
              self.element_capabilities_touching()),
             ("EDIV_AffectedJobElement", self.affected_job, self.affected_job_touching()),
             ("EDIV_OwningJobElement", self.owning_job, self.owning_job_touching()),
+            ("EDIV_SystemDevice", self.system_device, self.system_device_touching()),
+            ("EDIV_NetworkPortOnNetwork", self.port_on_network,
+             self.port_on_network_touching()),
+            ("EDIV_HostedResourcePool", self.hosted_pool, self.hosted_pool_touching()),
+            ("EDIV_ElementAllocatedFromPool",
+             self._allocated("EDIV_ElementAllocatedFromPool", False),
+             self._allocated_touching("EDIV_ElementAllocatedFromPool", False)),
+            ("EDIV_ResourceAllocationFromPool",
+             self._allocated("EDIV_ResourceAllocationFromPool", True),
+             self._allocated_touching("EDIV_ResourceAllocationFromPool", True)),
+            ("EDIV_SettingsDefineCapabilities", self.defines_caps,
+             self.defines_caps_touching()),
         ):
             registry.register(EDIV_NAMESPACE, StoreProvider(cls, fn, touching=_by_class(touching)))
 

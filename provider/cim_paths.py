@@ -1,54 +1,32 @@
 """Object paths of the root/ediv instances: one function per class, used by the instance
-providers, the associations, the methods and the client alike (so the keys agree)."""
+providers, the associations and the methods (so the keys agree). The names and paths the
+client needs too live in ``ediv.cim_names``; they are re-exported here."""
 
 from __future__ import annotations
 
 from pywbem import CIMInstanceName
 
-from ediv.provider.schema import EDIV_NAMESPACE
+from ediv.cim_names import (  # noqa: F401 (re-exported for the providers)
+    NAMESPACE,
+    SERVICE_NAME,
+    VM_REQUESTS,
+    host_path,
+    net_path,
+    scenario_path,
+    service_path,
+    split_key,
+    vm_key,
+    vm_path,
+)
 
-NS = EDIV_NAMESPACE
-SERVICE_NAME = "ediv"
+NS = NAMESPACE
 VSMCAPS_ID = "ediv:capabilities:management"
 SCENARIO_CAPS_ID = "ediv:capabilities:scenario"
 VM_CAPS_ID = "ediv:capabilities:virtualsystem"
-# RequestStateChange on EDIV_VirtualSystem (DSP1057): RequestedState -> ediv-host vm ACTION
-VM_REQUESTS: dict[int, str] = {2: "start", 3: "stop", 10: "reboot", 11: "reset"}
-
-
-def _system(classname: str, name: str) -> CIMInstanceName:
-    return CIMInstanceName(classname, {"CreationClassName": classname, "Name": name},
-                           namespace=NS)
 
 
 def _setting(classname: str, instance_id: str) -> CIMInstanceName:
     return CIMInstanceName(classname, {"InstanceID": instance_id}, namespace=NS)
-
-
-def host_path(name: str) -> CIMInstanceName:
-    return _system("EDIV_HostSystem", name)
-
-
-def scenario_path(name: str) -> CIMInstanceName:
-    return _system("EDIV_Scenario", name)
-
-
-def vm_key(scenario: str, vm: str) -> str:
-    """EDIV_VirtualSystem.Name: VM names are unique within a scenario only."""
-    return f"{scenario}/{vm}"
-
-
-def split_key(key: str) -> tuple[str, str] | None:
-    scenario, sep, name = str(key).partition("/")
-    return (scenario, name) if sep and scenario and name else None
-
-
-def vm_path(scenario: str, vm: str) -> CIMInstanceName:
-    return _system("EDIV_VirtualSystem", vm_key(scenario, vm))
-
-
-def net_path(scenario: str, net: str) -> CIMInstanceName:
-    return _system("EDIV_VirtualNetwork", vm_key(scenario, net))
 
 
 def ssd_path(scenario: str) -> CIMInstanceName:
@@ -100,13 +78,6 @@ def job_element(job: dict) -> CIMInstanceName | None:
 
 def job_path(job: int) -> CIMInstanceName:
     return _setting("EDIV_ConcreteJob", f"ediv:job:{job}")
-
-
-def service_path(system_name: str) -> CIMInstanceName:
-    return CIMInstanceName("EDIV_VirtualSystemManagementService", {
-        "SystemCreationClassName": "CIM_ComputerSystem", "SystemName": system_name,
-        "CreationClassName": "EDIV_VirtualSystemManagementService", "Name": SERVICE_NAME,
-    }, namespace=NS)
 
 
 def vsm_caps_path() -> CIMInstanceName:

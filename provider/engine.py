@@ -2,8 +2,9 @@
 
 The server's threads (cheroot workers, job threads, the indication poller) each read the
 SQLite state store through their own connection (WAL lets them run side by side); the
-controller of a job gets a connection of its own too. Nothing here changes the engine:
-it is the glue between the WBEM server and ``ediv.controller``.
+engine service of a job gets a connection of its own too. Nothing here changes the engine:
+it is the glue between the WBEM server and ``ediv.service``. The one lock is the state
+store's claim (``Engine.claim``), correct between server threads and server processes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,16 +21,16 @@ from pywbem import CIM_ERR_FAILED, CIM_ERR_INVALID_PARAMETER, CIMError
 from ediv import state as st
 from ediv import testbed
 from ediv.cluster import Cluster, load_cluster, parse_cluster
-from ediv.errors import EdivError, InputError
+from ediv.errors import EdivError, InputError, cim_status, message
 from ediv.private import private_dir
 from ediv.provider.config import ServerConfig
 from ediv.scenario import load_string
 from ediv.scenario.model import Scenario
+from ediv.service import Service
 
 # A scenario name becomes a directory name under the data dir: keep it plain.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
-DEFINITION_FILE = ".ediv-definition.xml"
-RESTRICTIONS_FILE = ".ediv-restrictions.xml"
+Progress = Callable[[dict], None]
 
 
 def check_name(name: str, what: str = "scenario") -> str:
@@ -50,8 +51,6 @@ class Engine:
         self._local = threading.local()
         self._models: dict[str, tuple[str, Scenario | None]] = {}
         self._models_lock = threading.Lock()
-        self._busy: dict[str, str] = {}  # scenario -> what is being done to it
-        self._busy_lock = threading.Lock()
 
     # -- state store -----------------------------------------------------------------
     def store(self) -> st.StateStore:
@@ -121,26 +120,56 @@ class Engine:
     def scenario_dir(self, name: str) -> Path:
         return self.data_dir / "scenarios" / check_name(name)
 
-    # -- one change at a time per scenario -------------------------------------------
-    @contextmanager
-    def claim(self, name: str, what: str) -> Iterator[None]:
-        self.take(name, what)
+    # -- the engine service ----------------------------------------------------------
+    def service(self, store: st.StateStore | None = None, *, scenario: str | None = None,
+                progress: Progress | None = None, hosts: bool = True) -> Service:
+        """The engine service over ``store`` (this thread's by default), with the cluster
+        ``scenario`` was deployed with (else the server's). ``hosts=False``: the call acts on
+        no host (define, checks), so a server without a cluster file can serve it. Close it
+        when done."""
+        store = store or self.store()
         try:
-            yield
+            cluster = self.cluster(scenario, store)
+        except CIMError:
+            if hosts:
+                raise
+            cluster = Cluster(file_dirs=[str(d) for d in self.config.file_dirs],
+                              source="<no cluster file>")
+        return Service(store, cluster, progress=progress or _quiet)
+
+    # -- one change at a time per scenario: the store's claims -------------------------
+    @contextmanager
+    def claim(self, name: str, what: str) -> Iterator[st.Claim]:
+        """Hold scenario ``name``'s claim for the block (CIMError when another call holds
+        it or there is no such scenario)."""
+        held = self.take(name, what)
+        try:
+            yield held
         finally:
-            self.give(name)
+            self.give(held)
 
-    def take(self, name: str, what: str) -> None:
-        with self._busy_lock:
-            if name in self._busy:
-                raise CIMError(CIM_ERR_FAILED,
-                               f"scenario {name!r} is busy ({self._busy[name]}); try later")
-            self._busy[name] = what
+    def take(self, name: str, what: str) -> st.Claim:
+        try:
+            return self.store().claim(name, what)
+        except EdivError as exc:
+            raise to_cim(exc) from None
 
-    def give(self, name: str) -> None:
-        with self._busy_lock:
-            self._busy.pop(name, None)
+    def give(self, claim: st.Claim | None) -> None:
+        if claim is not None:
+            self.store().unclaim(claim)
 
     def busy(self, name: str) -> str | None:
-        with self._busy_lock:
-            return self._busy.get(name)
+        """What the live call holding ``name``'s claim does (None: nobody holds it)."""
+        held = self.store().claimed(name)
+        return held[0] if held else None
+
+
+def _quiet(_event: dict) -> None:
+    pass
+
+
+def to_cim(exc: BaseException) -> CIMError:
+    """The CIMError a WBEM client gets for an engine error (status from ediv.errors.CODES)."""
+    if isinstance(exc, CIMError):
+        return exc
+    return CIMError(cim_status(exc), message(exc))

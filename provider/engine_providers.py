@@ -47,6 +47,7 @@ from ediv.provider.providers import (
     key_of,
     path_key,
 )
+from ediv.provider.resources import CAPS_PREFIX, ResourceModel
 from ediv.provider.schema import EDIV_NAMESPACE
 from ediv.scenario.defaults import effective_vm
 from ediv.scenario.model import VM, Scenario
@@ -60,11 +61,13 @@ SCENARIO_STATES: dict[str, tuple[int, int, int]] = {
 VM_STATES: dict[str, tuple[int, int]] = {
     "defined": (3, 3), "planned": (10, 2), "deploying": (10, 2), "running": (2, 2),
     "ready": (2, 2), "stopped": (3, 3), "released": (3, 3), "failed": (6, 5),
+    "paused": (9, 9),
 }
 VM_HEALTH: dict[str, tuple[int, int]] = {
     # VM state: (OperationalStatus, HealthState)
     "defined": (15, 5), "planned": (8, 5), "deploying": (8, 5), "running": (2, 5),
     "ready": (2, 5), "stopped": (10, 5), "released": (15, 5), "failed": (6, 20),
+    "paused": (2, 5),
 }
 HOST_HEALTH: dict[str | None, tuple[int, int]] = {
     # last probe: (OperationalStatus, HealthState)
@@ -105,23 +108,29 @@ def _time(ts: float | None) -> CIMDateTime | None:
 
 # ---------------------------------------------------------------- hosts
 
-def host_instances(engine: Engine) -> list[CIMInstance]:
-    """Hosts of the server's cluster file, with what the last probe measured; hosts known only
-    from probes (a scenario deployed with another cluster file) too."""
-    store = engine.store()
-    probed = {r["name"]: r for r in store.hosts()}
-    counts = store.vm_counts_by_host()
+def known_hosts(engine: Engine) -> dict[str, tuple[Host, dict | None]]:
+    """Hosts of the server's cluster file and hosts known only from probes (a scenario
+    deployed with another cluster file), each with its last probe row (None: not probed)."""
+    probed = {r["name"]: r for r in engine.store().hosts()}
     hosts: dict[str, Host] = {h.name: h for h in engine.cluster_hosts()}
     for name, r in probed.items():
         if name not in hosts:
             hosts[name] = Host(name, mem=r["mem"] or 0, cpu=r["cpu"] or 0,
                                max_vhost=r["max_vhost"] or 0, ifname=r["ifname"] or "eth0",
                                vm_type=r["vm_type"] or "uml", address=r["address"])
-    out = []
     for name, host in hosts.items():
         row = probed.get(name)
         if row is not None and row["load"] is not None:
             host.load = float(row["load"])
+    return {name: (host, probed.get(name)) for name, host in hosts.items()}
+
+
+def host_instances(engine: Engine) -> list[CIMInstance]:
+    """Hosts of the server's cluster file, with what the last probe measured; hosts known only
+    from probes (a scenario deployed with another cluster file) too."""
+    counts = engine.store().vm_counts_by_host()
+    out = []
+    for name, (host, row) in known_hosts(engine).items():
         inst = host_instance(host, counts.get(name, 0))
         inst.path.namespace = EDIV_NAMESPACE
         status = row["status"] if row else None
@@ -479,6 +488,7 @@ class EngineModel:
         self.engine = engine
         self.system_name = system_name
         self.vm_state_changes = vm_state_changes
+        self.resources = ResourceModel(self)
 
     # scenario-level helpers shared with the associations
     def scenario_rows(self) -> list[st.ScenarioRow]:
@@ -616,10 +626,14 @@ class EngineModel:
         return vssd_row(found[0].name, found[1], stored["type"] if stored else None)
 
     def rasds(self, classname: str) -> Iterator[Row]:
-        return (r for s, vm, _t in self.vm_models() for r in rasd_rows(s, vm)
-                if r.classname == classname)
+        """The RASDs of every VM, then the allocation capabilities' RASDs of the class."""
+        yield from (r for s, vm, _t in self.vm_models() for r in rasd_rows(s, vm)
+                    if r.classname == classname)
+        yield from self.resources.cap_rasds(classname)
 
     def get_rasd(self, path: CIMInstanceName) -> Row | None:
+        if str(path.keybindings.get("InstanceID", "")).startswith(CAPS_PREFIX):
+            return self.resources.get_cap_rasd(path)
         ids = P.rasd_ids(path)
         found = self.vm_model(*ids[:2]) if ids else None
         if found is None:
@@ -662,6 +676,7 @@ class EngineModel:
         caps = capabilities(self.vm_state_changes)
         reg(ns, StoreProvider("EDIV_VirtualSystemManagementCapabilities", lambda: caps[:1]))
         reg(ns, StoreProvider("EDIV_EnabledLogicalElementCapabilities", lambda: caps[1:]))
+        self.resources.register(registry)
 
 
 RASD_CLASSES = ("EDIV_ProcessorRASD", "EDIV_MemoryRASD", "EDIV_EthernetPortAllocationSettingData",

@@ -36,8 +36,8 @@ class Profile:
     name: str
     version: str
     other_organization: str | None = None
-    # (namespace, class) of the central instances; None: none in this implementation yet
-    central: tuple[str, str] | None = None
+    # (namespace, class, more classes...) of the central instances; None: none
+    central: tuple[str, ...] | None = None
     # name of the autonomous profile that scopes this component profile
     scoped_by: str | None = None
 
@@ -54,7 +54,11 @@ PROFILES: tuple[Profile, ...] = (
             central=(EDIV_NAMESPACE, "EDIV_HostSystem")),
     Profile(ORG_DMTF, "Virtual System", "1.0.0",
             central=(EDIV_NAMESPACE, "EDIV_VirtualSystem"), scoped_by="System Virtualization"),
-    Profile(ORG_DMTF, "Resource Allocation", "1.1.0", scoped_by="System Virtualization"),
+    Profile(ORG_DMTF, "Resource Allocation", "1.1.0", scoped_by="System Virtualization",
+            central=(EDIV_NAMESPACE, "EDIV_ProcessorPool", "EDIV_MemoryPool",
+                     "EDIV_NetworkPortPool", "EDIV_StoragePool")),
+    Profile(ORG_DMTF, "Allocation Capabilities", "1.0.0", scoped_by="System Virtualization",
+            central=(EDIV_NAMESPACE, "EDIV_AllocationCapabilities")),
     Profile(ORG_OTHER, "EDIV Distributed Scenario", "1.0.0", other_organization="ediv",
             central=(EDIV_NAMESPACE, "EDIV_Scenario"), scoped_by="System Virtualization"),
 )
@@ -150,15 +154,16 @@ class InteropModel:
     def central_instances(self, profile: Profile) -> Iterator[CIMInstanceName]:
         if profile.central is None:
             return
-        namespace, classname = profile.central
-        provider: InstanceProvider | None = self.registry.get(namespace, classname)
-        if provider is None:
-            return
-        for row in provider.rows():
-            path = row.path()
-            path.namespace = namespace
-            path.host = None
-            yield path
+        namespace, *classes = profile.central
+        for classname in classes:
+            provider: InstanceProvider | None = self.registry.get(namespace, classname)
+            if provider is None:
+                continue
+            for row in provider.rows():
+                path = row.path()
+                path.namespace = namespace
+                path.host = None
+                yield path
 
     def conformance(self, classname: str) -> list[CIMInstance]:
         return [make_instance(classname, {"ConformantStandard": self.profile_path(p),
@@ -173,7 +178,7 @@ class InteropModel:
         for p in PROFILES:
             if p.central is None:
                 continue
-            namespace, central_class = p.central
+            namespace, *central_classes = p.central
             if managed_namespace is not None and namespace.lower() != managed_namespace:
                 continue
             profile = self.profile_path(p)
@@ -182,8 +187,8 @@ class InteropModel:
                     yield Row(classname, {"ConformantStandard": profile,
                                           "ManagedElement": central})
             elif (want.namespace or "").lower() == namespace.lower() and \
-                    want.classname.lower() == central_class.lower():
-                provider = self.registry.get(namespace, central_class)
+                    want.classname.lower() in {c.lower() for c in central_classes}:
+                provider = self.registry.get(namespace, want.classname)
                 found = provider.get_row(want) if provider is not None else None
                 if found is not None:
                     central = found.path()

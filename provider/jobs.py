@@ -46,21 +46,21 @@ class JobRunner:
         self._lock = threading.Lock()
 
     def start(self, kind: str, scenario: str | None, work: Work,
-              release_claim: bool = False, element: str | None = None) -> int:
+              claim: st.Claim | None = None, element: str | None = None) -> int:
         """Record a running job and run ``work(job, store)`` in a thread. The work may finish
-        the job row itself (the controller does); otherwise its return value is the result.
-        ``release_claim``: give the scenario back (Engine.give) when the work ends.
+        the job row itself (the service does); otherwise its return value is the result.
+        ``claim``: the scenario's claim the request took, given back when the work ends.
         ``element``: the VM key (``scenario/vm``) when the job affects one VM only."""
         job = self.engine.store().start_job(kind, scenario, requested_by=requester.get(),
                                             element=element)
-        thread = threading.Thread(target=self._run, args=(job, scenario, work, release_claim),
+        thread = threading.Thread(target=self._run, args=(job, work, claim),
                                   name=f"ediv-job-{job}", daemon=True)
         with self._lock:
             self._threads[job] = thread
         thread.start()
         return job
 
-    def _run(self, job: int, scenario: str | None, work: Work, release_claim: bool) -> None:
+    def _run(self, job: int, work: Work, claim: st.Claim | None) -> None:
         store = self.engine.new_store()
         try:
             try:
@@ -74,8 +74,8 @@ class JobRunner:
                 if _running(store, job):
                     store.finish_job(job, True, result)
         finally:
-            if release_claim and scenario:
-                self.engine.give(scenario)
+            if claim is not None:
+                store.unclaim(claim)
             store.close()
             with self._lock:
                 self._threads.pop(job, None)

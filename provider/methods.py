@@ -33,16 +33,14 @@ from pywbem import (
 )
 
 from ediv import state as st
-from ediv.controller import Controller
-from ediv.errors import EdivError, InputError
+from ediv.errors import EdivError, InputError, NotFound, WrongState, no_scenario
 from ediv.ovf.environment import ENV_FILE
 from ediv.ovf.importer import ENV_DIR_SUFFIX, ENV_SEQ
 from ediv.partition import registry as algorithms
-from ediv.plan import make_plan
 from ediv.provider import archive
 from ediv.provider import cim_paths as P
 from ediv.provider.embedded import EmbeddedParser, text_property
-from ediv.provider.engine import DEFINITION_FILE, RESTRICTIONS_FILE, Engine, check_name
+from ediv.provider.engine import Engine, check_name, to_cim
 from ediv.provider.jobs import JobRunner, cim_errors
 from ediv.provider.operations import Dispatcher, MethodProvider
 from ediv.provider.providers import same_path
@@ -60,6 +58,16 @@ _SEQ = re.compile(r"^[A-Za-z0-9_.:+-]{1,64}$")
 
 def _bad(message: str) -> CIMError:
     return CIMError(CIM_ERR_INVALID_PARAMETER, message)
+
+
+def _cim(exc: BaseException, what: str | None = None) -> BaseException:
+    """An engine error as the CIMError the client sees (status from ediv.errors.CODES);
+    ``what`` prefixes the diagnostics of an InputError. Other exceptions pass unchanged."""
+    if isinstance(exc, InputError) and what:
+        return diagnostics_error(what, exc)
+    if isinstance(exc, EdivError):
+        return to_cim(exc)
+    return exc
 
 
 def diagnostics_error(what: str, exc: InputError) -> CIMError:
@@ -159,7 +167,7 @@ class EngineMethods:
             raise _bad(f"{ref.classname} does not name a scenario "
                        "(use EDIV_Scenario or EDIV_ScenarioSettingData)")
         if self.engine.store().scenario(name) is None:
-            raise CIMError(CIM_ERR_NOT_FOUND, f"no scenario named {name!r}")
+            raise to_cim(no_scenario(name))
         return name
 
     def load_definition(self, inst: CIMInstance, basedir: str
@@ -228,27 +236,24 @@ class EngineMethods:
     def define_scenario(self, settings: CIMInstance) -> str:
         staging = self.staging()
         try:
-            scenario, spec, algorithm, restrictions = self.load_staged(settings, staging)
-            name = check_name(scenario.name)
-            store = self.engine.store()
-            with self.engine.claim(name, "define"):
-                row = store.scenario(name)
-                if row is not None:
-                    raise CIMError(CIM_ERR_ALREADY_EXISTS,
-                                   f"scenario {name!r} is already {row.state}")
+            _scenario, spec, algorithm, restrictions = self.load_staged(settings, staging)
+            check_name(_scenario.name)
+
+            def install(name: str) -> str:
+                """The Archive's files, checked in staging, moved to the scenario's dir."""
                 final = self.engine.scenario_dir(name)
                 if final.exists():  # left by a scenario the store no longer has
                     shutil.rmtree(final)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 staging.rename(final)
-                try:
-                    store.create_scenario(name, spec, basedir=str(final), algorithm=algorithm,
-                                          restrictions=restrictions, state=st.DEFINED)
-                except EdivError as exc:
-                    shutil.rmtree(final, ignore_errors=True)
-                    raise CIMError(CIM_ERR_ALREADY_EXISTS, str(exc)) from None
-                store.unlock(name)
-            return name
+                return str(final)
+
+            with self.engine.service(hosts=False) as svc:
+                return svc.define(spec, basedir=str(staging), source_name="ScenarioDefinition",
+                                  algorithm=algorithm, restrictions=restrictions,
+                                  install=install)
+        except EdivError as exc:
+            raise _cim(exc, "ScenarioDefinition") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -304,28 +309,30 @@ class EngineMethods:
         if self.nss.is_subclass(ref.classname, "EDIV_VirtualSystem"):
             return self._destroy_vm(ref)
         name = self.scenario_name(ref)
-        store = self.engine.store()
-        self.engine.take(name, "destroy")
+        claim = self.engine.take(name, "destroy")
         try:
-            row = store.scenario(name)
-            if row.state == st.DEFINED:
-                store.delete_scenario(name)
+            row = self.engine.store().scenario(name)
+            with self.engine.service(hosts=False) as svc:
+                if svc.transition(name, "destroyed") == "now":
+                    svc.destroy(name, claim=claim)
+                    self._remove_files(name, row)
+                    self.engine.give(claim)
+                    return Uint32(OK), []
+
+            def work(job: int, jstore: st.StateStore) -> Any:
+                with self.engine.service(jstore, scenario=name,
+                                         progress=self._progress(jstore, job)) as svc:
+                    left = svc.destroy(name, claim=claim)
+                if left:
+                    raise EdivError(f"release could not reach {', '.join(left)}; the scenario "
+                                    "stays (failed) until they are back")
                 self._remove_files(name, row)
-                self.engine.give(name)
-                return Uint32(OK), []
-        except BaseException:
-            self.engine.give(name)
-            raise
+                return {"destroyed": name}
 
-        def work(job: int, jstore: st.StateStore) -> Any:
-            left = self._release(job, jstore, name, keep_definition=False)
-            if left:
-                raise EdivError(f"release could not reach {', '.join(left)}; the scenario "
-                                "stays (failed) until they are back")
-            self._remove_files(name, row)
-            return {"destroyed": name}
-
-        job = self.jobs.start("release", name, work, release_claim=True)
+            job = self.jobs.start("release", name, work, claim=claim)
+        except BaseException as exc:
+            self.engine.give(claim)
+            raise _cim(exc) from None
         return Uint32(JOB_STARTED), [("Job", P.job_path(job))]
 
     def _remove_files(self, name: str, row: st.ScenarioRow) -> None:
@@ -366,72 +373,81 @@ class EngineMethods:
             return Uint32(NO_TIMEOUT), []
         if requested not in (2, 3):
             return Uint32(INVALID_TRANSITION), []
-        self.engine.take(name, "deploy" if requested == 2 else "release")
+        target_state = "deployed" if requested == 2 else "defined"
+        claim = self.engine.take(name, "deploy" if requested == 2 else "release")
         try:
-            row = self.engine.store().scenario(name)
-            if (requested == 2 and row.state == st.DEPLOYED) or \
-                    (requested == 3 and row.state == st.DEFINED):
-                self.engine.give(name)
-                return Uint32(OK), []
-            if (requested == 2 and row.state != st.DEFINED) or \
-                    (requested == 3 and row.state not in (st.DEPLOYED, st.FAILED,
-                                                          st.INTERRUPTED)):
-                self.engine.give(name)
-                return Uint32(INVALID_TRANSITION), []
+            with self.engine.service(hosts=False) as svc:
+                try:
+                    if svc.transition(name, target_state) == "noop":
+                        self.engine.give(claim)
+                        return Uint32(OK), []
+                except WrongState:
+                    self.engine.give(claim)
+                    return Uint32(INVALID_TRANSITION), []
             if requested == 2:
-                job = self.jobs.start("deploy", name, lambda j, s: self._deploy(j, s, name),
-                                      release_claim=True)
+                job = self.jobs.start("deploy", name, lambda j, s: self._deploy(j, s, name, claim),
+                                      claim=claim)
             else:
                 job = self.jobs.start("release", name, lambda j, s: self._release_checked(
-                    j, s, name), release_claim=True)
-        except BaseException:
-            self.engine.give(name)
-            raise
+                    j, s, name, claim), claim=claim)
+        except BaseException as exc:
+            self.engine.give(claim)
+            raise _cim(exc) from None
         return Uint32(JOB_STARTED), [("Job", P.job_path(job))]
 
     def vm_state(self, target: CIMInstanceName, params: pywbem.NocaseDict) -> tuple[Any, list]:
-        """2 starts, 3 stops (gracefully), 10 reboots, 11 resets one VM, as a job; 0 at once
-        when the VM is already in the requested state, 5 when the scenario is not deployed or
-        a stopped VM is asked to reboot."""
+        """2 starts (or resumes a paused VM), 3 stops (killed after stop_timeout), 4 shuts
+        down (asked only), 9 pauses, 10 reboots, 11 resets one VM, as a job; 0 at once when
+        the VM is already in the requested state, 5 when the scenario is not deployed or a
+        stopped VM is asked to reboot or pause."""
         _allow("RequestStateChange", params, "RequestedState", "TimeoutPeriod")
         if not isinstance(target, CIMInstanceName):
             raise _bad("RequestStateChange is invoked on an EDIV_VirtualSystem instance")
         ids = P.split_key(target.keybindings.get("Name", ""))
-        store = self.engine.store()
-        row = store.scenario(ids[0]) if ids else None
-        vm = store.vm(*ids) if row is not None else None
-        model = self.engine.model(row) if row is not None and vm is None else None
-        if vm is None and not (model and any(v.name == ids[1] for v in model.vms)):
+        if ids is None or self.engine.store().scenario(ids[0]) is None:
             raise CIMError(CIM_ERR_NOT_FOUND,
                            f"no virtual system {target.keybindings.get('Name')!r}")
+        name, vm = ids
         requested = _requested_state(params)
         if not in_valuemap(self.requested_states["EDIV_VirtualSystem"], requested):
             return Uint32(INVALID_PARAMETER), []
         action = P.VM_REQUESTS.get(requested)
-        if _timeout_required(params):
-            return Uint32(NO_TIMEOUT), []
-        if action is None:
-            return Uint32(INVALID_TRANSITION), []
-        if vm is None or row.state != st.DEPLOYED:  # a defined VM runs nowhere yet
-            return Uint32(INVALID_STATE), []
-        name = row.name
-        running = vm["state"] == "running"
-        if (action == "start" and running) or (action == "stop" and vm["state"] == "stopped"):
-            return Uint32(OK), []
-        if action in ("reboot", "reset") and not running:
-            return Uint32(INVALID_STATE), []
+        with self.engine.service(hosts=False) as svc:
+            try:
+                verdict = svc.vm_transition(name, vm, action or "start")
+            except NotFound:
+                raise CIMError(CIM_ERR_NOT_FOUND,
+                               f"no virtual system {target.keybindings.get('Name')!r}") from None
+            except WrongState:
+                if _timeout_required(params):
+                    return Uint32(NO_TIMEOUT), []
+                if action is None:
+                    return Uint32(INVALID_TRANSITION), []
+                return Uint32(INVALID_STATE), []
+            if _timeout_required(params):
+                return Uint32(NO_TIMEOUT), []
+            if action is None:
+                return Uint32(INVALID_TRANSITION), []
+            try:
+                verdict = svc.vm_transition(name, vm, action)
+            except WrongState:
+                return Uint32(INVALID_STATE), []
+            if verdict == "noop":
+                return Uint32(OK), []
+            action = verdict  # 2 of a paused VM resumes it
+
+        claim = self.engine.take(name, f"{action} {vm}")
 
         def work(job: int, jstore: st.StateStore) -> Any:
-            cluster = self.engine.cluster(name, jstore)
-            with Controller(jstore, cluster, progress=self._progress(jstore, job)) as ctl:
-                return ctl.vm_state(name, vm["name"], action)
+            with self.engine.service(jstore, scenario=name,
+                                     progress=self._progress(jstore, job)) as svc:
+                return svc.vm_action(name, vm, action, claim=claim)
 
-        self.engine.take(name, f"{action} {vm['name']}")
         try:
-            job = self.jobs.start(f"vm-{action}", name, work, release_claim=True,
-                                  element=P.vm_key(name, vm["name"]))
+            job = self.jobs.start(f"vm-{action}", name, work, claim=claim,
+                                  element=P.vm_key(name, vm))
         except BaseException:
-            self.engine.give(name)
+            self.engine.give(claim)
             raise
         return Uint32(JOB_STARTED), [("Job", P.job_path(job))]
 
@@ -444,32 +460,18 @@ class EngineMethods:
             store.job_progress(job, line=" ".join(parts))
         return emit
 
-    def _deploy(self, job: int, store: st.StateStore, name: str) -> Any:
-        row = store.scenario(name)
-        basedir = Path(row.basedir or self.engine.scenario_dir(name))
-        basedir.mkdir(parents=True, exist_ok=True)
-        spec_file = basedir / DEFINITION_FILE
-        spec_file.write_text(row.spec or "", encoding="utf-8")
-        restrictions = row.restrictions
-        restrictions_file = None
-        if restrictions:
-            restrictions_file = basedir / RESTRICTIONS_FILE
-            restrictions_file.write_text(restrictions, encoding="utf-8")
-        cluster = self.engine.cluster()
-        with Controller(store, cluster, progress=self._progress(store, job)) as ctl:
-            plan = ctl.deploy(str(spec_file), algorithm=row.algorithm,
-                              restrictions_path=str(restrictions_file) if restrictions_file
-                              else None, job=job)
+    def _deploy(self, job: int, store: st.StateStore, name: str, claim: st.Claim) -> Any:
+        """The deploy job: the stored definition, deployed by the service (no file is
+        written: the service takes the stored text)."""
+        with self.engine.service(store, progress=self._progress(store, job)) as svc:
+            plan = svc.deploy(name=name, job=job, claim=claim)
         return plan.to_json()
 
-    def _release(self, job: int, store: st.StateStore, name: str, keep_definition: bool
-                 ) -> list[str]:
-        cluster = self.engine.cluster(name, store)
-        with Controller(store, cluster, progress=self._progress(store, job)) as ctl:
-            return ctl.release(name, keep_definition=keep_definition)
-
-    def _release_checked(self, job: int, store: st.StateStore, name: str) -> Any:
-        left = self._release(job, store, name, keep_definition=True)
+    def _release_checked(self, job: int, store: st.StateStore, name: str, claim: st.Claim
+                         ) -> Any:
+        with self.engine.service(store, scenario=name,
+                                 progress=self._progress(store, job)) as svc:
+            left = svc.release(name, keep_definition=True, claim=claim)
         if left:
             raise EdivError(f"release could not reach {', '.join(left)}; run it again (or "
                             "'ediv cleanup') when they are back")
@@ -483,41 +485,33 @@ class EngineMethods:
         if not isinstance(seq, str) or not _SEQ.match(seq):
             raise _bad("Sequence must be the name of a command sequence (letters, digits, "
                        "'_', '.', ':', '+', '-')")
-        store = self.engine.store()
-        row = store.scenario(name)
-        if row.state != st.DEPLOYED:
-            return Uint32(INVALID_STATE), []
-        model = self.engine.model(row)
-        if model is not None:
-            known = sequences(model)
-            if seq not in known:
-                raise _bad(f"scenario {name!r} has no command sequence {seq!r} "
-                           f"(it has: {', '.join(sorted(known)) or 'none'})")
         vms = params.get("VirtualSystems") or None
-        if vms is not None:
-            if not all(isinstance(v, str) for v in vms):
-                raise _bad("VirtualSystems must be an array of VM names")
-            unknown = sorted(set(vms) - {v["name"] for v in store.vms(name)})
-            if unknown:
-                raise _bad(f"scenario {name!r} has no VM {', '.join(unknown)}")
-
-        def work(job: int, jstore: st.StateStore) -> Any:
-            cluster = self.engine.cluster(name, jstore)
-            with Controller(jstore, cluster, progress=self._progress(jstore, job)) as ctl:
-                results = ctl.exec(name, seq, vms=vms)
-            failed = [r for r in results if r["exit_code"] != 0]
-            if failed:
-                jstore.finish_job(job, False, results, error=f"{len(failed)} of {len(results)} "
-                                  "failed: " + ", ".join(str(r["vm"] or r["host"])
-                                                         for r in failed))
-            return results
-
-        self.engine.take(name, "exec")
+        if vms is not None and not all(isinstance(v, str) for v in vms):
+            raise _bad("VirtualSystems must be an array of VM names")
+        claim = self.engine.take(name, "exec")
         try:
-            job = self.jobs.start("exec", name, work, release_claim=True)
-        except BaseException:
-            self.engine.give(name)
-            raise
+            with self.engine.service(hosts=False) as svc:
+                try:
+                    svc.exec_targets(name, seq, vms)  # checked before the job starts
+                except WrongState:
+                    self.engine.give(claim)
+                    return Uint32(INVALID_STATE), []
+
+            def work(job: int, jstore: st.StateStore) -> Any:
+                with self.engine.service(jstore, scenario=name,
+                                         progress=self._progress(jstore, job)) as svc:
+                    results = [r.to_json() for r in svc.exec(name, seq, vms, claim=claim)]
+                failed = [r for r in results if r["exit_code"] != 0]
+                if failed:
+                    jstore.finish_job(job, False, results, error=(
+                        f"{len(failed)} of {len(results)} failed: "
+                        + ", ".join(str(r["vm"] or r["host"]) for r in failed)))
+                return results
+
+            job = self.jobs.start("exec", name, work, claim=claim)
+        except BaseException as exc:
+            self.engine.give(claim)
+            raise _cim(exc) from None
         return Uint32(JOB_STARTED), [("Job", P.job_path(job))]
 
     def plan_scenario(self, params: pywbem.NocaseDict) -> tuple[Any, list]:
@@ -529,33 +523,22 @@ class EngineMethods:
         loads = parse_loads(params.get("HostLoads"))
         staging = self.staging()
         try:
-            scenario, _spec, algorithm, restrictions = self.load_staged(settings, staging)
-        finally:
+            _scenario, spec, algorithm, restrictions = self.load_staged(settings, staging)
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
-        cluster = self.engine.cluster()
-        measured = {h["name"]: float(h["load"]) for h in self.engine.store().hosts()
-                    if h["load"] is not None}
-        measured.update(loads)
+            raise
+        staging.mkdir(parents=True, exist_ok=True)
         try:
-            rules = parse_restrictions(restrictions.encode(), "Restrictions") \
-                if restrictions else None
-            plan = make_plan(scenario, cluster, algorithm, rules, measured)
+            with self.engine.service() as svc:
+                plan = svc.plan(spec, basedir=str(staging), source_name="ScenarioDefinition",
+                                algorithm=algorithm, restrictions=restrictions, loads=loads)
         except InputError as exc:
             raise diagnostics_error("the placement", exc) from None
         except EdivError as exc:
             raise CIMError(CIM_ERR_FAILED, f"cannot place the scenario: {exc}") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return Uint32(OK), [("Plan", json.dumps(plan.to_json()))]
-
-
-def sequences(scenario: Scenario) -> set[str]:
-    seqs = {e.seq for vm in scenario.vms for e in vm.execs}
-    seqs |= {f.seq for vm in scenario.vms for f in vm.filetrees}
-    if scenario.host:
-        seqs |= {e.seq for e in scenario.host.execs}
-    defaults = scenario.global_.vm_defaults
-    if defaults:
-        seqs |= {f.seq for f in defaults.filetrees}
-    return seqs
 
 
 def parse_loads(value: Any) -> dict[str, float]:
@@ -635,7 +618,7 @@ def _defined_row(store: st.StateStore, name: str, when: str) -> st.ScenarioRow:
     """The scenario's row, which must exist and be only defined for its VMs to change."""
     row = store.scenario(name)
     if row is None:
-        raise CIMError(CIM_ERR_NOT_FOUND, f"no scenario named {name!r}")
+        raise to_cim(no_scenario(name))
     if row.state != st.DEFINED:
         raise CIMError(CIM_ERR_FAILED, f"scenario {name!r} is {row.state}: VMs can only be "
                        + when)

@@ -13,22 +13,23 @@ EDIV_VirtualSystemManagementService on the VMs of a scenario that is only define
   InstanceID of an existing one: VirtualSystemType, Filesystem/FilesystemType, Kernel, and
   the VM's name (VirtualSystemIdentifier or ElementName) when the new one is free.
 
-Each call works on one scenario under its claim: the stored VNUML text is parsed, changed,
-re-serialised and validated like DefineSystem validates a scenario, and stored in one UPDATE
-only when all of it is valid (``EngineMethods._parse_stored`` / ``_store_spec``).
-A scenario that is not only defined answers 5 (Invalid State); AddResourceSettings has no
-such return value in CIM 2.49, so it answers CIM_ERR_FAILED saying why.
+This module only translates: RASD/VSSD instances into the edits of ``ediv.scenario.edit``
+(which hold the rules; ``ediv.service.edit`` makes each call all or nothing under the
+scenario's claim), and
+the ediv errors they raise into CIM statuses (``ediv.errors.cim_status``). A scenario that
+is not only defined answers 5 (Invalid State); AddResourceSettings has no such return value
+in CIM 2.49, so it answers CIM_ERR_FAILED saying why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pywbem
 from pywbem import (
-    CIM_ERR_ALREADY_EXISTS,
     CIM_ERR_FAILED,
     CIM_ERR_NOT_FOUND,
     CIMError,
@@ -37,11 +38,9 @@ from pywbem import (
     Uint32,
 )
 
-from ediv import state as st
-from ediv.errors import InputError
+from ediv.errors import EdivError, InputError, WrongState, cim_status
 from ediv.provider import cim_paths as P
 from ediv.provider.embedded import text_property
-from ediv.provider.engine import check_name
 from ediv.provider.engine_providers import rasd_instances, vssd_instance
 from ediv.provider.methods import (
     INVALID_STATE,
@@ -49,8 +48,6 @@ from ediv.provider.methods import (
     EngineMethods,
     _allow,
     _bad,
-    _defined_row,
-    diagnostics_error,
 )
 from ediv.provider.vm_settings import (
     ETHERNET,
@@ -58,13 +55,13 @@ from ediv.provider.vm_settings import (
     PROCESSOR,
     STORAGE,
     filesystem_from_rasd,
-    filesystem_type,
     interface_from_rasd,
     memory_from_rasd,
     resource_type,
 )
-from ediv.restrictions import parse_restrictions
-from ediv.scenario.model import VM, Filesystem, Interface, Kernel, Scenario
+from ediv.scenario import edit
+from ediv.scenario.model import VM, Filesystem, Interface, Scenario
+from ediv.service.edit import edit_defined
 
 Handler = Callable[[pywbem.NocaseDict], tuple[Any, list]]
 T = TypeVar("T")
@@ -87,15 +84,6 @@ HINTS = {"cpu": "VNUML has no processor count", "mem": "memory: VirtualQuantity,
          "Ethernet port: Connection, NetworkName, Address, IPAddresses, InterfaceIndex"}
 SYSTEM_CHANGEABLE = ("VirtualSystemType", "Filesystem", "FilesystemType", "Kernel",
                      "VirtualSystemIdentifier", "ElementName")
-VM_TYPES = ("uml", "container", "")  # "": the host's default driver
-
-
-class NotDefined(Exception):
-    """The scenario exists but is not (only) defined: its VMs cannot change."""
-
-    def __init__(self, name: str, state: str):
-        super().__init__(f"scenario {name!r} is {state}")
-        self.state = state
 
 
 @dataclass(frozen=True)
@@ -149,7 +137,7 @@ class ResourceMethods:
         rasds = self._embedded_list(params, "ResourceSettings", RASD)
         try:
             refs = self._edit(name, lambda s: self._add(s, name, vm_name, rasds))
-        except NotDefined as exc:
+        except WrongState as exc:
             raise CIMError(CIM_ERR_FAILED, f"{exc}: resources can only be added while it is "
                            "defined (release it first)") from None
         return Uint32(OK), [("ResultingResourceSettings", refs)]
@@ -162,7 +150,7 @@ class ResourceMethods:
         name = _one_scenario(targets)
         try:
             refs = self._edit(name, lambda s: self._modify(s, name, targets, rasds))
-        except NotDefined:
+        except WrongState:
             return Uint32(INVALID_STATE), []
         return Uint32(OK), [("ResultingResourceSettings", refs)]
 
@@ -176,7 +164,7 @@ class ResourceMethods:
         name = _one_scenario(targets)
         try:
             self._edit(name, lambda s: self._remove(s, targets))
-        except NotDefined:
+        except WrongState:
             return Uint32(INVALID_STATE), []
         return Uint32(OK), []
 
@@ -200,30 +188,27 @@ class ResourceMethods:
         name, vm_name = ids
         try:
             self._edit(name, lambda s: self._modify_system(s, name, vm_name, inst))
-        except NotDefined:
+        except WrongState:
             return Uint32(INVALID_STATE), []
         return Uint32(OK), []
 
     # ------------------------------------------------------------ all or nothing
     def _edit(self, name: str, change: Callable[[Scenario], T]) -> T:
-        """``change`` the stored scenario ``name`` and store it if the result is valid.
+        """``change`` the stored scenario ``name`` (``edit.edit_defined``: all or nothing).
 
-        Raises NotDefined when the scenario is in another state than defined (before the
-        claim: a deploy holds it for its whole job), NOT_FOUND when there is none."""
-        store = self.m.engine.store()
-        _check_defined(store, name)
-        with self.m.engine.claim(name, "modify"):
-            _check_defined(store, name)
-            row = _defined_row(store, name, "changed while it is defined")
-            scenario = self.m._parse_stored(row)
-            result = change(scenario)
-            self.m._store_spec(name, scenario, row.basedir)
-        return result
+        WrongState passes through (each method answers it its own way); the other ediv
+        errors become CIMErrors."""
+        try:
+            return edit_defined(self.m.engine.store(), name, change, self.m.engine.claim)
+        except WrongState:
+            raise
+        except EdivError as exc:
+            raise cim_error(exc) from None
 
     # ------------------------------------------------------------ changes
     def _add(self, scenario: Scenario, name: str, vm_name: str, rasds: list[CIMInstance]
              ) -> list[CIMInstanceName]:
-        vm = _vm(scenario, name, vm_name)
+        vm = edit.find_vm(scenario, vm_name, name)
         refs = []
         for i, rasd in enumerate(rasds):
             part = _add_one(vm, rasd, f"ResourceSettings[{i}] ({rasd.classname})")
@@ -248,29 +233,20 @@ class ResourceMethods:
 
     def _modify_system(self, scenario: Scenario, name: str, vm_name: str, inst: CIMInstance
                        ) -> None:
-        vm = _vm(scenario, name, vm_name)
+        vm = edit.find_vm(scenario, vm_name, name)
         changes = _changes(inst, vssd_instance(name, vm), SYSTEM_CHANGEABLE, "SystemSettings",
                            "settings: " + ", ".join(SYSTEM_CHANGEABLE), None)
-        if "VirtualSystemType" in changes:
-            vm.type = _system_type(changes["VirtualSystemType"])
-        if "Filesystem" in changes or "FilesystemType" in changes:
-            vm.filesystem = _system_filesystem(vm, changes)
-        if "Kernel" in changes:
-            vm.kernel = _kernel(vm, changes["Kernel"])
+        with _at("SystemSettings"):
+            if "VirtualSystemType" in changes:
+                edit.set_type(vm, str(changes["VirtualSystemType"] or ""))
+            if "Filesystem" in changes or "FilesystemType" in changes:
+                edit.set_filesystem(vm, _system_filesystem(vm, changes))
+            if "Kernel" in changes:
+                edit.set_kernel(vm, str(changes["Kernel"] or ""))
         new_name = _new_name(vm, changes)
         if new_name is not None:
-            self._rename(scenario, name, vm, new_name)
-
-    def _rename(self, scenario: Scenario, name: str, vm: VM, new_name: str) -> None:
-        check_name(new_name, "VM")
-        if scenario.vm(new_name) is not None:
-            raise CIMError(CIM_ERR_ALREADY_EXISTS,
-                           f"scenario {name!r} already has a VM named {new_name!r}")
-        restricted = _restricted_vms(self.m.engine.store().scenario(name).restrictions)
-        if vm.name in restricted:
-            raise _bad(f"the restrictions of scenario {name!r} name VM {vm.name!r}: it cannot "
-                       "be renamed (define the scenario again with new restrictions)")
-        vm.name = new_name
+            restrictions = self.m.engine.store().scenario(name).restrictions
+            edit.rename_vm(scenario, vm, new_name, edit.restricted_vms(restrictions), name)
 
     # ------------------------------------------------------------ finding things
     def _affected_vm(self, ref: Any) -> tuple[str, str]:
@@ -307,7 +283,7 @@ class ResourceMethods:
                        where)
 
     def _resolve(self, scenario: Scenario, t: Target, *, embedded: bool) -> Resolved:
-        vm = _vm(scenario, t.scenario, t.vm)
+        vm = edit.find_vm(scenario, t.vm, t.scenario)
         current = next((r for r in rasd_instances(scenario, vm)
                         if r["InstanceID"] == _current_id(scenario, t)), None)
         if current is None:
@@ -324,13 +300,32 @@ class ResourceMethods:
         return Resolved(t, vm, current, itf)
 
 
+# ---------------------------------------------------------------- errors
+
+def _text(exc: EdivError) -> str:
+    """An ediv error's message (the diagnostics of an InputError one per line; those that
+    name no file are shown without the ``error:`` source)."""
+    if not isinstance(exc, InputError):
+        return str(exc)
+    return "\n".join(d.message if d.source == "error" and not d.line else str(d)
+                     for d in exc.diagnostics)
+
+
+def cim_error(exc: EdivError) -> CIMError:
+    """The CIMError the WBEM client sees for an ediv error (its status from ediv.errors)."""
+    return CIMError(cim_status(exc), _text(exc))
+
+
+@contextmanager
+def _at(where: str, hint: str = "") -> Iterator[None]:
+    """An edit's bad input as CIM_ERR_INVALID_PARAMETER, saying which parameter it is."""
+    try:
+        yield
+    except InputError as exc:
+        raise _bad(f"{where}: {_text(exc)}{hint}") from None
+
+
 # ---------------------------------------------------------------- helpers
-
-def _check_defined(store: st.StateStore, name: str) -> None:
-    row = store.scenario(name)
-    if row is not None and row.state != st.DEFINED:
-        raise NotDefined(name, row.state)
-
 
 def _target(path: CIMInstanceName, classname: str, where: str) -> Target:
     ids = P.rasd_ids(path)
@@ -357,13 +352,6 @@ def _one_scenario(targets: list[Target]) -> str:
             raise _bad(f"{t.where}: {t.instance_id!r} is named twice")
         seen.add(t.instance_id)
     return names[0]
-
-
-def _vm(scenario: Scenario, name: str, vm_name: str) -> VM:
-    vm = scenario.vm(vm_name)
-    if vm is None:
-        raise CIMError(CIM_ERR_NOT_FOUND, f"scenario {name!r} has no VM {vm_name!r}")
-    return vm
 
 
 def _current_id(scenario: Scenario, t: Target) -> str:
@@ -422,24 +410,23 @@ def _changes(inst: CIMInstance, current: CIMInstance, changeable: tuple[str, ...
 def _add_one(vm: VM, rasd: CIMInstance, where: str) -> str:
     """Add one RASD to ``vm``; returns the part it became (ifN, mem, disk)."""
     rtype = resource_type(rasd, where)
+    again = "; change it with ModifyResourceSettings"
     if rtype in ETHERNET:
         itf = interface_from_rasd(rasd, where, vm)
-        vm.interfaces.append(itf)
+        with _at(where):
+            edit.add_interface(vm, itf)
         return f"if{itf.id}"
     if rtype == MEMORY:
-        if vm.mem is not None:
-            raise _bad(f"{where}: VM {vm.name!r} already has its memory ({vm.mem}); change it "
-                       "with ModifyResourceSettings")
-        vm.mem = memory_from_rasd(rasd, where)
+        mem = memory_from_rasd(rasd, where)
+        with _at(where, again):
+            edit.add_memory(vm, mem)
         return "mem"
     if rtype in STORAGE:
-        if vm.filesystem is not None:
-            raise _bad(f"{where}: VM {vm.name!r} already has its filesystem "
-                       f"({vm.filesystem.path}); change it with ModifyResourceSettings")
         fs = filesystem_from_rasd(rasd, where)
         if fs is None:
             raise _bad(f"{where}: storage needs HostResource (the filesystem image)")
-        vm.filesystem = fs
+        with _at(where, again):
+            edit.add_filesystem(vm, fs)
         return "disk"
     if rtype == PROCESSOR:
         raise _bad(f"{where}: a VM has one processor (VNUML has no processor count)")
@@ -451,10 +438,10 @@ def _apply(item: Resolved, changes: dict[str, Any]) -> str:
     """Apply ``changes`` to the resolved RASD's VM; returns its part (ifN may change)."""
     t, vm, current = item.target, item.vm, item.current
     if changes and t.kind == "mem":
-        vm.mem = memory_from_rasd(_scratch(PART_CLASSES["mem"], {
+        edit.set_memory(vm, memory_from_rasd(_scratch(PART_CLASSES["mem"], {
             "VirtualQuantity": changes.get("VirtualQuantity", current.get("VirtualQuantity")),
             "AllocationUnits": changes.get("AllocationUnits", current.get("AllocationUnits")),
-        }), t.where)
+        }), t.where))
     elif changes and t.kind == "disk":
         fs = filesystem_from_rasd(_scratch(PART_CLASSES["disk"], {
             "HostResource": changes.get("HostResource", current.get("HostResource")),
@@ -463,7 +450,7 @@ def _apply(item: Resolved, changes: dict[str, Any]) -> str:
         if fs is None:
             raise _bad(f"{t.where}: storage needs HostResource (RemoveResourceSettings drops "
                        "the VM's own filesystem)")
-        vm.filesystem = fs
+        edit.set_filesystem(vm, fs)
     elif changes and item.interface is not None:
         _modify_interface(item.interface, changes, t.where)
     return f"if{item.interface.id}" if item.interface is not None else t.part
@@ -484,36 +471,28 @@ def _modify_interface(itf: Interface, changes: dict[str, Any], where: str) -> No
         "Connection": [net], "InterfaceIndex": Uint32(int(index)),
         "Address": changes.get("Address"), "IPAddresses": changes.get("IPAddresses")}),
         where, VM(name=""))
-    itf.net, itf.id = parsed.net, parsed.id
+    keep: dict[str, Any] = {}
     if "Address" in changes:
-        itf.mac = parsed.mac
+        keep["mac"] = parsed.mac
     if "IPAddresses" in changes:
-        itf.addresses = parsed.addresses
+        keep["addresses"] = parsed.addresses
+    with _at(where):
+        edit.change_interface(itf, net=parsed.net, if_id=parsed.id, **keep)
 
 
 def _remove_one(item: Resolved, scenario: Scenario) -> None:
     t, vm = item.target, item.vm
     if item.interface is not None:
-        vm.interfaces = [i for i in vm.interfaces if i is not item.interface]
+        edit.remove_interface(vm, item.interface)
     elif t.kind == "mem":
-        vm.mem = None  # back to <vm_defaults> or the default size
+        edit.remove_memory(vm)
     elif t.kind == "disk":
-        if vm.filesystem is None:
-            raise _bad(f"{t.where}: the filesystem of VM {vm.name!r} comes from the "
-                       f"<vm_defaults> of scenario {scenario.name!r}; it cannot be removed "
-                       "from one VM")
-        vm.filesystem = None
+        with _at(t.where):
+            edit.remove_filesystem(vm, scenario.name)
     else:
         raise _bad(f"{t.where}: the processor of VM {vm.name!r} cannot be removed (a VM "
                    "always has one)")
 
-
-def _system_type(value: Any) -> str:
-    vm_type = str(value or "").strip()
-    if vm_type not in VM_TYPES:
-        raise _bad(f"SystemSettings: VirtualSystemType {vm_type!r} is not supported "
-                   "(uml or container)")
-    return vm_type
 
 
 def _system_filesystem(vm: VM, changes: dict[str, Any]) -> Filesystem | None:
@@ -527,17 +506,8 @@ def _system_filesystem(vm: VM, changes: dict[str, Any]) -> Filesystem | None:
             raise _bad("SystemSettings: FilesystemType needs a Filesystem (VM "
                        f"{vm.name!r} has none of its own)")
         return None
-    return Filesystem(path, filesystem_type(str(kind) if kind else None, "SystemSettings"))
+    return edit.filesystem(path, str(kind) if kind else None)
 
-
-def _kernel(vm: VM, value: Any) -> Kernel | None:
-    path = str(value or "").strip()
-    if not path:
-        return None
-    if vm.kernel is None:
-        return Kernel(path)
-    vm.kernel.path = path
-    return vm.kernel
 
 
 def _new_name(vm: VM, changes: dict[str, Any]) -> str | None:
@@ -552,17 +522,3 @@ def _new_name(vm: VM, changes: dict[str, Any]) -> str | None:
         raise _bad("SystemSettings: VirtualSystemIdentifier and ElementName give two "
                    f"different names ({names[0]!r}, {names[1]!r})")
     return names[0] if names and names[0] != vm.name else None
-
-
-def _restricted_vms(text: str | None) -> set[str]:
-    """VM names the scenario's restrictions use (they must keep naming existing VMs)."""
-    if not text:
-        return set()
-    try:
-        rules = parse_restrictions(text.encode("utf-8"), "Restrictions")
-    except InputError as exc:
-        raise diagnostics_error("the stored Restrictions", exc) from None
-    names = {r.vm for r in rules.vm_deploy_at}
-    for group in (*rules.affinity, *rules.antiaffinity):
-        names.update(group.vms)
-    return names

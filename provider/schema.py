@@ -20,7 +20,9 @@ from pathlib import Path
 import pywbem
 from pywbem_mock import FakedWBEMConnection
 
-EDIV_NAMESPACE = "root/ediv"
+from ediv.cim_names import NAMESPACE
+
+EDIV_NAMESPACE = NAMESPACE
 INTEROP_NAMESPACE = "interop"
 
 # MOF files (relative to the ediv.mof package) compiled into each namespace, in order.

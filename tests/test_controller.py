@@ -233,9 +233,12 @@ def test_one_vm_stopped_started_rebooted_and_reset(env):
         "h1": "running", "h2": "running", "r1": "running", "r2": "running", "h3": "stopped",
         "h4": "running"}
     results = exec_json(env, "simple6", "check")
-    refused = [r for r in results if r["host"] == h3_host]
-    assert refused and all(r["exit_code"] is None and "h3 is not running" in r["output"]
-                           for r in refused), results
+    # one entry per VM: the stopped one says so, the others (on its host too) ran
+    assert len(results) == 6 and [r for r in results if r["vm"] == "h3"] == [
+        {"vm": "h3", "host": h3_host, "exit_code": None, "output": "",
+         "error": "h3 is not running; start it first"}], results
+    assert all(r["exit_code"] is not None and "error" not in r
+               for r in results if r["vm"] != "h3"), results
     wrong = vm("reboot", "simple6", "h3", check=False)
     assert wrong.returncode == 4 and "h3 is stopped" in wrong.stderr
     assert "already stopped" in vm("stop", "simple6", "h3").stdout
@@ -245,6 +248,17 @@ def test_one_vm_stopped_started_rebooted_and_reset(env):
     for action, target in (("reboot", "r2"), ("reset", "r1")):
         assert json.loads(vm(action, "simple6", target, "--json").stdout)["state"] == "running"
     # the routers' addresses, routes and forwarding are back: h1 reaches h3 and h4 again
+    assert [r["exit_code"] for r in exec_json(env, "simple6", "check")] == [0] * 6
+    # pause freezes h3 (h2's ping of it fails), resume lets it run on
+    paused = json.loads(vm("pause", "simple6", "h3", "--json").stdout)
+    assert (paused["previous"], paused["state"]) == ("running", "paused")
+    now = json.loads(run("status", "simple6", "--state", env["state"], "--json").stdout)
+    assert {v["name"]: v["state"] for v in now["vms"]}["h3"] == "paused"
+    h2 = run("exec", "simple6", "check", "--vm", "h2", "--state", env["state"], "--json",
+             check=False)
+    assert [r["exit_code"] for r in json.loads(h2.stdout)] != [0]
+    resumed = json.loads(vm("resume", "simple6", "h3", "--json").stdout)
+    assert (resumed["previous"], resumed["state"]) == ("paused", "running")
     assert [r["exit_code"] for r in exec_json(env, "simple6", "check")] == [0] * 6
     unknown = vm("stop", "simple6", "nope", check=False)
     assert unknown.returncode == 1 and "no VM named 'nope'" in unknown.stderr

@@ -18,10 +18,10 @@ from ediv.agent.layout import build_layout
 from ediv.agent.network import host_access_problems, preflight
 from ediv.bundle import FileScope, build_bundle
 from ediv.cluster import Cluster, Host
-from ediv.controller import Controller
 from ediv.errors import InputError
 from ediv.protocol import DeployInfo
 from ediv.scenario import load_scenario, load_string
+from ediv.service import Service
 
 HEAD = ('<vnuml><global><version>1.8</version><simulation_name>iso</simulation_name>'
         '<vm_mgmt type="none"/></global>\n')
@@ -115,14 +115,19 @@ def test_admin_listed_dir_may_be_named(tmp_path, secret):
         scope.resolve(str(secret))
 
 
-def test_controller_refuses_before_anything_is_recorded_or_contacted(tmp_path, secret):
-    """The CLI and the server deploy through Controller.deploy: the check comes first (the
-    cluster's one host is an address nobody listens on: it is never contacted)."""
+def test_service_refuses_before_anything_is_recorded_or_contacted(tmp_path, secret):
+    """The CLI and the server deploy through Service.deploy: the check comes first (the
+    cluster's one host is an address nobody listens on: it is never contacted), for a spec
+    to deploy and for one to define alike."""
     path = scenario_dir(tmp_path, vm(f'<exec seq="s" type="file">{secret}</exec>\n'))
     store = state.StateStore(tmp_path / "state.db")
     cluster = Cluster(hosts=[Host("h1", address="198.18.255.254")], source="test")
-    with Controller(store, cluster) as ctl, pytest.raises(InputError, match="outside"):
-        ctl.deploy(str(path))
+    text = path.read_text()
+    with Service(store, cluster) as svc:
+        with pytest.raises(InputError, match="outside"):
+            svc.deploy(text, basedir=str(path.parent), source_name=str(path))
+        with pytest.raises(InputError, match="outside"):
+            svc.define(text, basedir=str(path.parent), source_name=str(path))
     assert store.scenarios() == []
 
 

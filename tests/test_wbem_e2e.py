@@ -210,7 +210,7 @@ def test_scenario_lifecycle_through_wbem(site):
     vm = pywbem.CIMInstanceName("EDIV_VirtualSystem", {
         "CreationClassName": "EDIV_VirtualSystem", "Name": "simple6/h3"}, namespace="root/ediv")
     (caps,) = conn.Associators(vm, AssocClass="CIM_ElementCapabilities")
-    assert sorted(caps["RequestedStatesSupported"]) == [2, 3, 10, 11]
+    assert sorted(caps["RequestedStatesSupported"]) == [2, 3, 4, 9, 10, 11]
     rv, out = conn.InvokeMethod("RequestStateChange", vm, [("RequestedState", pywbem.Uint16(3))])
     assert rv == 4096
     done = _follow(conn, out["Job"])
@@ -218,7 +218,7 @@ def test_scenario_lifecycle_through_wbem(site):
     assert json.loads(done["ResultData"])["state"] == "stopped"
     assert conn.GetInstance(vm)["EnabledState"] == 3
     assert sum(v["EnabledState"] == 2 for v in conn.EnumerateInstances("EDIV_VirtualSystem")) == 5
-    for state, expected in ((3, 0), (10, 5), (11, 5), (4, 4097)):
+    for state, expected in ((3, 0), (4, 0), (10, 5), (11, 5), (9, 5), (6, 4097)):
         rv, _out = conn.InvokeMethod("RequestStateChange", vm,
                                      [("RequestedState", pywbem.Uint16(state))])
         assert rv == expected, (state, rv)
@@ -237,6 +237,9 @@ def test_scenario_lifecycle_through_wbem(site):
                                 [("AffectedSystem", scenario), ("Sequence", "check")])
     done = _follow(conn, out["Job"])
     assert done["JobState"] == 7, done["ErrorDescription"]
+
+    check_pools_and_devices(conn, handle, base, vms)
+    check_pause_resume_shutdown(conn, service, scenario, vm)
 
     # release with wbemcli (cm over HTTPS, CA file): the definition stays
     text = _wbemcli(handle, base, "cm",
@@ -258,6 +261,83 @@ def test_scenario_lifecycle_through_wbem(site):
     assert rv == 0
     assert conn.EnumerateInstances("EDIV_Scenario") == []
     assert not (Path(handle.config.data_dir) / "scenarios" / "simple6").exists()
+
+
+def _ping_h3_from_h2(conn, service, scenario) -> bool:
+    """h2's check sequence pings h3 (198.18.2.10), through ExecuteSequence: did it answer?
+    (The job fails when a VM's command exits non-zero.)"""
+    rv, out = conn.InvokeMethod("ExecuteSequence", service, [
+        ("AffectedSystem", scenario), ("Sequence", "check"), ("VirtualSystems", ["h2"])])
+    assert rv == 4096
+    done = _follow(conn, out["Job"])
+    return done["JobState"] == 7
+
+
+def _request(conn, vm, state: int) -> dict:
+    import pywbem
+
+    rv, out = conn.InvokeMethod("RequestStateChange", vm,
+                                [("RequestedState", pywbem.Uint16(state))])
+    assert rv == 4096, (state, rv)
+    done = _follow(conn, out["Job"])
+    assert done["JobState"] == 7, done["ErrorDescription"]
+    return json.loads(done["ResultData"])
+
+
+def check_pause_resume_shutdown(conn, service, scenario, vm) -> None:
+    """9 freezes h3 (EnabledState 9, its devices too; h2's ping of it fails), 2 lets it run
+    on (same process; the ping answers), 4 shuts it down gracefully, 2 boots it again."""
+    assert _ping_h3_from_h2(conn, service, scenario)
+    assert _request(conn, vm, 9)["state"] == "paused"
+    inst = conn.GetInstance(vm)
+    assert (inst["EnabledState"], inst["RequestedState"]) == (9, 9)
+    assert {d["EnabledState"] for d in conn.Associators(vm, AssocClass="EDIV_SystemDevice")} \
+        == {9}
+    assert not _ping_h3_from_h2(conn, service, scenario)
+    resumed = _request(conn, vm, 2)
+    assert (resumed["action"], resumed["previous"], resumed["state"]) == \
+        ("resume", "paused", "running")
+    assert conn.GetInstance(vm)["EnabledState"] == 2
+    assert _ping_h3_from_h2(conn, service, scenario)
+    down = _request(conn, vm, 4)
+    assert (down["action"], down["state"]) == ("shutdown", "stopped")
+    assert conn.GetInstance(vm)["EnabledState"] == 3
+    assert _request(conn, vm, 2)["state"] == "running"
+    assert _ping_h3_from_h2(conn, service, scenario)
+
+
+def check_pools_and_devices(conn, handle, base: Path, vms) -> None:
+    """Per host: Capacity from cluster.conf, Reserved from the VMs placed there; every VM's
+    devices and their pools navigable with pywbemcli."""
+    placed: dict[str, list[str]] = {}
+    for v in vms:
+        placed.setdefault(v["HostName"], []).append(v["Name"])
+    for host in conn.EnumerateInstances("EDIV_HostSystem"):
+        pools = {p.classname: p for p in conn.Associators(
+            host.path, AssocClass="EDIV_HostedResourcePool")}
+        mine = placed.get(host["Name"], [])
+        cpu, mem = pools["EDIV_ProcessorPool"], pools["EDIV_MemoryPool"]
+        assert cpu["Reserved"] == len(mine)
+        assert cpu["Capacity"] == (host["MaxVirtualSystems"] or None)
+        assert mem["Capacity"] == host["MemoryMB"]
+        assert mem["Reserved"] == 64 * len(mine)  # simple6: no <mem>, 64 MB each
+        rasds = conn.Associators(mem.path, AssocClass="EDIV_ResourceAllocationFromPool")
+        assert sorted(r["InstanceID"].rpartition(":")[0][len("ediv:rasd:"):]
+                      for r in rasds) == sorted(mine)
+    for v in vms:
+        text = f'EDIV_VirtualSystem.CreationClassName="EDIV_VirtualSystem",Name="{v["Name"]}"'
+        out = _pywbemcli(handle, base, "instance", "associators", text, "--ac",
+                         "EDIV_SystemDevice", "--no")
+        assert "EDIV_Processor" in out and "EDIV_NetworkPort" in out, out
+        port = (f'EDIV_NetworkPort.SystemCreationClassName="EDIV_VirtualSystem",'
+                f'SystemName="{v["Name"]}",CreationClassName="EDIV_NetworkPort",DeviceID="if1"')
+        out = _pywbemcli(handle, base, "instance", "associators", port, "--ac",
+                         "EDIV_ElementAllocatedFromPool", "--no")
+        assert f'ediv:pool:{v["HostName"]}:net' in out, out
+    shrub = _pywbemcli(handle, base, "instance", "shrub",
+                       f'EDIV_HostSystem.CreationClassName="EDIV_HostSystem",'
+                       f'Name="{vms[0]["HostName"]}"')
+    assert "EDIV_HostedResourcePool" in shrub
 
 
 def test_cli_commands_through_the_server(site):
@@ -302,3 +382,67 @@ def test_cli_commands_through_the_server(site):
     assert ediv("release", "simple6").stdout.strip() == "simple6: released"
     assert "no scenarios" in ediv("status").stdout
     assert not {n for n in netns() if any(n.startswith(f"ediv-{k}-") for k in keys)}
+
+
+MIXED = """<vnuml><global><version>1.8</version><simulation_name>mixed2</simulation_name>
+<automac/><vm_mgmt type="none"/></global>
+<net name="Lan" mode="virtual_bridge"/>
+<vm name="a"><if id="1" net="Lan"><ipv4 mask="255.255.255.0">198.18.7.1</ipv4></if>
+  <exec seq="mixed" type="verbatim">echo one</exec>
+  <exec seq="mixed" type="verbatim">echo two; exit 3</exec></vm>
+<vm name="b"><if id="1" net="Lan"><ipv4 mask="255.255.255.0">198.18.7.2</ipv4></if>
+  <exec seq="mixed" type="verbatim">echo fine</exec></vm>
+</vnuml>
+"""
+RULES = """<deployment_restrictions>
+  <vm_deploy_at vm="a" host="h1"/><vm_deploy_at vm="b" host="h2"/>
+</deployment_restrictions>
+"""
+
+
+def test_direct_and_server_mode_print_the_same(site, tmp_path):
+    """One scenario on one testbed, read and run both ways: `status --json` and `exec` (text
+    and JSON, one entry per VM, exit 1 when one VM failed) are the same through --server and
+    direct mode; an unknown sequence is an error naming the scenario's sequences in both."""
+    handle = site[0]
+    (tmp_path / "pw").write_text(OPERATOR[1] + "\n")
+    server = ["--server", handle.url, "--user", OPERATOR[0], "--password-file",
+              str(tmp_path / "pw"), "--ca-cert", str(handle.config.cert_file)]
+    direct = ["--state", str(handle.config.state_path)]
+    env = {k: v for k, v in os.environ.items() if k not in _CA_ENV}
+    (tmp_path / "mixed2.xml").write_text(MIXED)
+    (tmp_path / "rules.xml").write_text(RULES)
+
+    def ediv(*args: str, expect: int = 0) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "ediv.client.cli", *args],
+                              capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == expect, proc.stderr + proc.stdout
+        assert "Traceback" not in proc.stderr
+        return proc
+
+    ediv("deploy", str(tmp_path / "mixed2.xml"), "-r", str(tmp_path / "rules.xml"), "--json",
+         *server)
+    try:
+        both = [json.loads(ediv("status", "mixed2", "--json", *mode).stdout)
+                for mode in (server, direct)]
+        assert both[0] == both[1]
+        assert {v["name"]: v["host"] for v in both[0]["vms"]} == {"a": "h1", "b": "h2"}
+
+        runs = [json.loads(ediv("exec", "mixed2", "mixed", "--json", *mode, expect=1).stdout)
+                for mode in (server, direct)]
+        assert runs[0] == runs[1]
+        by_vm = {r["vm"]: r for r in runs[0]}
+        assert len(runs[0]) == 2 and set(by_vm) == {"a", "b"}
+        assert by_vm["a"]["exit_code"] == 3 and by_vm["a"]["host"] == "h1"
+        assert by_vm["a"]["output"].split() == ["one", "two"]
+        assert (by_vm["b"]["exit_code"], by_vm["b"]["output"].strip()) == (0, "fine")
+        texts = [ediv("exec", "mixed2", "mixed", *mode, expect=1).stdout
+                 for mode in (server, direct)]
+        assert texts[0] == texts[1] and "1/2 succeeded" in texts[0]
+        assert "--- a on h1: exit 3" in texts[0]
+
+        for mode in (server, direct):
+            proc = ediv("exec", "mixed2", "nosuch", *mode, expect=1)
+            assert "nosuch" in proc.stderr and "mixed" in proc.stderr
+    finally:
+        ediv("release", "mixed2", *server)

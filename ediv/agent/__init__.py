@@ -5,6 +5,8 @@ Invoked as ``ediv-host VERB`` (usually over SSH by the controller); see docs/age
 
 AGENT_VERSION = "0.1.0"
 
-# Parts of the agent protocol the controller relies on (docs/agent-protocol.md)
-VM_ACTIONS = ("start", "stop", "reboot", "reset")  # ediv-host vm VM ACTION
-EXIT_WRONG_STATE = 4  # the request does not apply to a VM's state
+# Parts of the agent protocol the controller relies on (docs/agent-protocol.md), defined once
+# in ediv.protocol
+from ediv.protocol import EXIT_WRONG_STATE, VM_ACTIONS  # noqa: E402
+
+__all__ = ["AGENT_VERSION", "EXIT_WRONG_STATE", "VM_ACTIONS"]

@@ -1,4 +1,8 @@
-"""``exec SEQ``: filetrees then commands of a sequence, in every VM (VMs in parallel)."""
+"""``exec SEQ``: filetrees then commands of a sequence, in every VM (VMs in parallel).
+
+Each command's result is an ``exec`` event as soon as it is known and each VM's end an
+``exec-vm`` event, so a controller that loses the agent (killed, host lost) keeps what had
+finished. A stopped VM does not stop the others: its result says it is not running."""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from typing import Any
 from ediv.agent import network
 from ediv.agent.drivers.base import AgentContext, ExecResult, vm_running
 from ediv.agent.layout import VmLayout
-from ediv.errors import EdivError, InputError, WrongState
+from ediv.errors import EdivError, InputError
+from ediv.protocol import EVENT_EXEC, EVENT_EXEC_VM
 
 
 def inside_files(base: Path, rel: str, what: str) -> Path:
@@ -46,11 +51,12 @@ def run_sequence(ctx: AgentContext, drivers: dict[str, Any], seq: str, *,
                         "(allow_host_exec = false)")
     if not todo and not host_cmds and not quiet_if_empty:
         ctx.emitter.warning(f"sequence {seq!r} has no commands or filetrees on this host")
-    stopped = [v.name for v in todo if not vm_running(ctx, v)]
-    if stopped:  # checked first: a sequence runs in all its VMs or in none
-        raise WrongState(f"sequence {seq}: {', '.join(stopped)} "
-                         f"{'is' if len(stopped) == 1 else 'are'} not running; start "
-                         f"{'it' if len(stopped) == 1 else 'them'} first")
+    # a stopped VM cannot run it: said so in its own result, the others run regardless
+    stopped = {v.name for v in todo if not vm_running(ctx, v)}
+    for name in sorted(stopped):
+        ctx.emitter.emit(EVENT_EXEC, vm=name, exit_code=None,
+                         error=f"{name} is not running; start it first")
+    todo = [v for v in todo if v.name not in stopped]
     # resolve every source before running anything (bad input changes nothing)
     plans = {v.name: ([(inside_files(ctx.files_dir, f.source, "filetree"), f.root)
                        for f in v.filetrees(seq)], commands_of(ctx, v, seq)) for v in todo}
@@ -63,17 +69,24 @@ def run_sequence(ctx: AgentContext, drivers: dict[str, Any], seq: str, *,
                 raise EdivError(f"vm {v.name}: filetree source {src.name} is not a directory")
             drv.put_files(ctx, v, src, dst)
             ctx.emitter.emit("filetree", vm=v.name, root=dst)
-        results = drv.exec(ctx, v, cmds) if cmds else []
-        for r in results:
-            ctx.emitter.emit("exec", vm=v.name, command=r.command, exit_code=r.exit_code,
-                             output=r.output)
+        results: list[ExecResult] = []
+        for cmd in cmds:  # one by one: each result is reported as soon as it is known
+            for r in drv.exec(ctx, v, [cmd]):
+                ctx.emitter.emit(EVENT_EXEC, vm=v.name, command=r.command,
+                                 exit_code=r.exit_code, output=r.output)
+                results.append(r)
+        ctx.emitter.emit(EVENT_EXEC_VM, vm=v.name,
+                         exit_code=next((r.exit_code for r in results if r.exit_code), 0))
         return results
 
-    results = []
+    results: list[dict[str, Any]] = [
+        {"vm": name, "command": None, "exit_code": None,
+         "error": f"{name} is not running; start it first"} for name in sorted(stopped)]
     for v, res in zip(todo, ctx.map(one, todo), strict=True):
         results += [{"vm": v.name, "command": r.command, "exit_code": r.exit_code,
                      "output": r.output} for r in res]
     for cmd, rc, output in network.run_host_commands(ctx, seq) if vms is None else ():
-        ctx.emitter.emit("exec", vm=None, host=True, command=cmd, exit_code=rc, output=output)
+        ctx.emitter.emit(EVENT_EXEC, vm=None, host=True, command=cmd, exit_code=rc,
+                         output=output)
         results.append({"vm": None, "command": cmd, "exit_code": rc, "output": output})
     return {"seq": seq, "ok": all(r["exit_code"] == 0 for r in results), "results": results}

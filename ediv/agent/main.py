@@ -12,13 +12,26 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from ediv.agent import AGENT_VERSION, EXIT_WRONG_STATE, VM_ACTIONS
+from ediv.agent import AGENT_VERSION
 from ediv.agent.config import DEFAULT_STATE_DIR, AgentConfig, load_config
 from ediv.agent.events import Emitter
 from ediv.agent.journal import ScenarioDir, list_keys
 from ediv.agent.naming import derive_key
 from ediv.errors import EdivError, InputError, WrongState
-from ediv.protocol import KeyRequest, check_key, parse_json_object
+from ediv.protocol import (
+    EVENT_ERROR,
+    EVENT_RESULT,
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_WRONG_STATE,
+    VM_ACTIONS,
+    KeyRequest,
+    check_key,
+    parse_json_object,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,24 +233,24 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         result = run_verb(args, config, em)
     except InputError as e:
-        em.emit("error", message=str(e), diagnostics=[str(d) for d in e.diagnostics])
-        return 1
+        em.emit(EVENT_ERROR, message=str(e), diagnostics=[str(d) for d in e.diagnostics])
+        return EXIT_ERROR
     except WrongState as e:
-        em.emit("error", message=str(e))
+        em.emit(EVENT_ERROR, message=str(e))
         return EXIT_WRONG_STATE
     except EdivError as e:
-        em.emit("error", message=str(e))
-        return 1
+        em.emit(EVENT_ERROR, message=str(e))
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        em.emit("error", message="interrupted")
-        return 130
+        em.emit(EVENT_ERROR, message="interrupted")
+        return EXIT_INTERRUPTED
     except Exception as e:  # an agent bug: say so, with the traceback on stderr
         traceback.print_exc()
-        em.emit("error", message=f"internal error: {type(e).__name__}: {e}")
-        return 2
+        em.emit(EVENT_ERROR, message=f"internal error: {type(e).__name__}: {e}")
+        return EXIT_INTERNAL
     ok = result.pop("ok", True) if isinstance(result, dict) else True
-    em.emit("result", ok=ok, **result)
-    return 0 if ok else 3
+    em.emit(EVENT_RESULT, ok=ok, **result)
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 if __name__ == "__main__":

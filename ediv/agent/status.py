@@ -23,8 +23,9 @@ def status(state_root: Path, key: str | None = None) -> dict[str, Any]:
             rt = vm.get("runtime", {})
             pid = rt.get("pid")
             running = is_running(pid, rt.get("start"))
+            word = "paused" if vm.get("state") == "paused" else "running"  # vm pause
             vms.append({"name": name, "type": vm.get("type"),
-                        "state": "running" if running else "stopped", "pid": pid,
+                        "state": word if running else "stopped", "pid": pid,
                         "console": vm.get("console")})
         out.append({"key": k, "scenario": meta.get("scenario"),
                     "state": "deployed" if state else "incomplete", "vms": vms,

@@ -40,6 +40,12 @@ ROOT_CLASSES = [
     "CIM_VirtualSystemSettingDataComponent", "CIM_ElementSettingData", "CIM_HostedService",
     "CIM_ServiceAffectsElement", "CIM_ElementCapabilities", "CIM_AffectedJobElement",
     "CIM_OwningJobElement",
+    # Resource pools, allocation capabilities and virtual devices (DSP1041, DSP1043, DSP1057)
+    "CIM_ResourcePool", "CIM_AllocationCapabilities", "CIM_HostedResourcePool",
+    "CIM_ElementAllocatedFromPool", "CIM_ResourceAllocationFromPool",
+    "CIM_SettingsDefineCapabilities", "CIM_ProcessorAllocationSettingData",
+    "CIM_MemoryAllocationSettingData", "CIM_Processor", "CIM_Memory", "CIM_EthernetPort",
+    "CIM_LogicalDisk", "CIM_SystemDevice",
     # Indications (DSP1054): subscriptions in interop, lifecycle indications
     "CIM_IndicationFilter", "CIM_ListenerDestinationCIMXML", "CIM_IndicationSubscription",
     "CIM_InstCreation", "CIM_InstDeletion", "CIM_InstModification",

@@ -114,3 +114,59 @@ def test_container_stop_start_reboot_reset(agent, snapshot, tmp_path):
                     reason=f"{UML_KERNEL} missing (apt-get install user-mode-linux)")
 def test_uml_stop_start_reboot_reset(agent, snapshot, tmp_path, rootfs_image):
     check_cycle(agent, snapshot, tmp_path, "uml", rootfs_image)
+
+
+def check_pause_resume_shutdown(agent, snapshot, tmp_path: Path, a_type: str,
+                                image: Path | None) -> None:
+    """pause freezes the VM (it stops answering ping, status says paused), resume lets it
+    run on (same process, answers again), shutdown halts it without a kill; a paused VM is
+    also released cleanly."""
+    key = unique_key("vp")
+    before = snapshot(key)
+    deploy_two(agent, tmp_path, key, a_type, image)
+    pid0 = vm_status(agent, key)["a"]["pid"]
+    assert ping_a(agent, key) == 0
+    wrong = agent("vm", "--key", key, "b", "resume")  # running: nothing to do
+    assert wrong.rc == 0 and wrong.result["state"] == "running", wrong.events
+
+    paused = agent("vm", "--key", key, "a", "pause")
+    assert paused.rc == 0, paused.events
+    assert (paused.result["previous"], paused.result["state"]) == ("running", "paused")
+    assert vm_status(agent, key)["a"]["state"] == "paused"
+    assert ping_a(agent, key) != 0
+    again = agent("vm", "--key", key, "a", "pause")
+    assert again.rc == 0 and again.result["previous"] == "paused"
+
+    resumed = agent("vm", "--key", key, "a", "resume")
+    assert resumed.rc == 0 and resumed.result["state"] == "running", resumed.events
+    assert vm_status(agent, key)["a"] == {**vm_status(agent, key)["a"], "pid": pid0,
+                                          "state": "running"}
+    assert ping_a(agent, key) == 0
+
+    assert agent("vm", "--key", key, "a", "pause").rc == 0
+    start = agent("vm", "--key", key, "a", "start")  # start of a paused VM resumes it
+    assert start.rc == 0 and start.result["previous"] == "paused", start.events
+    assert vm_status(agent, key)["a"]["pid"] == pid0 and ping_a(agent, key) == 0
+
+    down = agent("vm", "--key", key, "a", "shutdown")
+    assert down.rc == 0 and down.result["state"] == "stopped", down.events
+    assert not down.of("warning"), down.events
+    assert ping_a(agent, key) != 0
+    refused = agent("vm", "--key", key, "a", "pause")
+    assert refused.rc == 4 and "start it" in refused.result["message"], refused.events
+
+    assert agent("vm", "--key", key, "a", "start").rc == 0
+    assert agent("vm", "--key", key, "a", "pause").rc == 0
+    rel = agent("release", "--key", key)  # a paused VM goes like a running one
+    assert rel.rc == 0, rel.events
+    assert snapshot(key) == before
+
+
+def test_container_pause_resume_shutdown(agent, snapshot, tmp_path):
+    check_pause_resume_shutdown(agent, snapshot, tmp_path, "container", None)
+
+
+@pytest.mark.skipif(not os.access(UML_KERNEL, os.X_OK),
+                    reason=f"{UML_KERNEL} missing (apt-get install user-mode-linux)")
+def test_uml_pause_resume_shutdown(agent, snapshot, tmp_path, rootfs_image):
+    check_pause_resume_shutdown(agent, snapshot, tmp_path, "uml", rootfs_image)

@@ -310,11 +310,15 @@ def test_state_changes_that_cannot_happen(op, service, store):
                                [("RequestedState", pywbem.Uint16(state))])[0]
 
     assert vm_change("lab3/h1", 2) == 0  # already running: no job, no host contacted
-    assert vm_change("lab3/h1", 4) == 4097  # shut down is not a state a VM offers
+    assert vm_change("lab3/h1", 6) == 4097  # offline is not a state a VM offers
     assert vm_change("def3/h1", 2) == 5  # its scenario is not deployed
     store.set_vm_state("lab3", "h2", "stopped")
     assert vm_change("lab3/h2", 3) == 0
+    assert vm_change("lab3/h2", 4) == 0  # shut down already
     assert vm_change("lab3/h2", 10) == 5 and vm_change("lab3/h2", 11) == 5
+    assert vm_change("lab3/h2", 9) == 5  # a stopped VM cannot be paused
+    store.set_vm_state("lab3", "h2", "paused")
+    assert vm_change("lab3/h2", 9) == 0  # paused already
     err = error_of(lambda: vm_change("lab3/nope", 2))
     assert err.status_code == pywbem.CIM_ERR_NOT_FOUND
     err = error_of(lambda: op.InvokeMethod("RequestStateChange", scenario_path("nope"),

@@ -103,7 +103,7 @@ def wbemcli(wbem_server, ca_file, tmp_path):
 def test_wbemcli_reads(wbemcli):
     assert "root/ediv:EDIV_HostSystem" in wbemcli("ecn", "root/ediv")
     profiles = wbemcli("ei", "interop:CIM_RegisteredProfile")
-    assert profiles.count("EDIV_RegisteredProfile.InstanceID=") == 5
+    assert profiles.count("EDIV_RegisteredProfile.InstanceID=") == 6
     assert 'RegisteredName="EDIV Distributed Scenario"' in profiles
     host = wbemcli("gi", f"root/ediv:{HOST1}")
     assert 'Address="198.18.0.11"' in host and "MemoryMB=4096" in host

@@ -84,7 +84,7 @@ def test_request_state_change_timeout_and_values(op, store):
     # outside the method's ValueMap: Invalid Parameter, not an invalid transition
     assert change(scenario_path("rsc1"), 99) == 5
     assert change(vm_path("rsc1/h1"), 99) == 5
-    assert change(vm_path("rsc1/h1"), 4) == 4097  # a valid value this VM does not offer
+    assert change(vm_path("rsc1/h1"), 6) == 4097  # a valid value this VM does not offer
 
 
 def test_per_vm_job_owner_element_and_get_error(engine_server, op, store):

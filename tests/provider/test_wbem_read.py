@@ -27,6 +27,7 @@ def test_wbemserver_discovers_interop_brand_and_profiles(conn):
     assert names == {
         (2, "Profile Registration", "1.0.0"), (2, "System Virtualization", "1.0.0"),
         (2, "Virtual System", "1.0.0"), (2, "Resource Allocation", "1.1.0"),
+        (2, "Allocation Capabilities", "1.0.0"),
         (1, "EDIV Distributed Scenario", "1.0.0"),
     }
     own = server.get_selected_profiles(registered_org="Other",
@@ -44,7 +45,7 @@ def test_central_instances_cross_namespace(conn):
     [om] = server.get_central_instances(reg.path)
     assert om.classname == "CIM_ObjectManager" and om.namespace == "interop"
     [ra] = server.get_selected_profiles("DMTF", "Resource Allocation")
-    assert server.get_central_instances(ra.path) == []
+    assert server.get_central_instances(ra.path) == []  # no engine here: no pools
 
 
 def test_get_class_flags(conn):
@@ -155,7 +156,7 @@ def test_pull_operations_page_through(conn):
         result = interop.PullInstancesWithPath(ctx, MaxObjectCount=2)
         got += result.instances
         ctx = result.context
-    assert len(got) == 5 and all(i.path.namespace == "interop" for i in got)
+    assert len(got) == 6 and all(i.path.namespace == "interop" for i in got)
     paths = interop.OpenEnumerateInstancePaths("CIM_RegisteredProfile", MaxObjectCount=1)
     assert len(paths.paths) == 1 and not paths.eos
     interop.CloseEnumeration(paths.context)
@@ -183,7 +184,7 @@ def test_pull_rejects_filters_and_other_users_contexts(wbem_server, ca_file):
         other.PullInstancePaths(opened.context, MaxObjectCount=1)
     assert _status(exc) == pywbem.CIM_ERR_INVALID_ENUMERATION_CONTEXT
     rest = reader.PullInstancePaths(opened.context, MaxObjectCount=100)
-    assert rest.eos and len(rest.paths) == 4
+    assert rest.eos and len(rest.paths) == 5
 
 
 @pytest.mark.parametrize("call, code", [

@@ -57,7 +57,8 @@ def test_associator_names_of_one_vm(big):
     assert {p.classname for p in found} == {
         "EDIV_HostSystem", "EDIV_Scenario", "EDIV_VirtualSystemSettingData",
         "EDIV_VirtualSystemManagementService", "EDIV_EnabledLogicalElementCapabilities",
-        "EDIV_RegisteredProfile"}
+        "EDIV_RegisteredProfile", "EDIV_Processor", "EDIV_Memory", "EDIV_NetworkPort",
+        "EDIV_LogicalDisk"}  # the VM's devices (SystemDevice)
     (host,) = [p for p in found if p.classname == "EDIV_HostSystem"]
     assert host.keybindings["Name"] == HOSTS[7 % 3]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from ediv.agent import naming
+from ediv.agent import freeze, naming
 from ediv.agent.config import AgentConfig
 from ediv.agent.events import Emitter
 from ediv.agent.journal import ScenarioDir
@@ -93,6 +93,14 @@ class Driver(Protocol):
         """Driver-specific cleanup at release, beyond what the journal undoes."""
         ...
 
+    def pause(self, ctx: AgentContext, vm: VmLayout) -> None:
+        """Freeze a running VM: none of its processes runs and it answers nothing."""
+        ...
+
+    def resume(self, ctx: AgentContext, vm: VmLayout) -> None:
+        """Let a paused VM run on from where it was frozen."""
+        ...
+
     def runtime_info(self, ctx: AgentContext, vm: VmLayout) -> dict[str, Any]:
         """Data for state.json / status (pid, console...)."""
         ...
@@ -138,6 +146,12 @@ class ProcessOwner:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=10)
         reap_registered()
+
+    def pause(self, ctx: AgentContext, vm: VmLayout) -> None:
+        freeze.freeze(naming.marker(ctx.sdir.key), vm.name)
+
+    def resume(self, ctx: AgentContext, vm: VmLayout) -> None:
+        freeze.thaw(naming.marker(ctx.sdir.key), vm.name)
 
     def cleanup(self, ctx: AgentContext) -> None:
         for p in self._procs.values():

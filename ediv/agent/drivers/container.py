@@ -218,6 +218,16 @@ class ContainerDriver(ProcessOwner):
         super().shutdown(ctx, vm, graceful, timeout)
         self._set_links(vm, up=False)
 
+    def pause(self, ctx: AgentContext, vm: VmLayout) -> None:
+        """Frozen processes, and (the kernel of the VM's namespace would still answer ping
+        and ARP) its host-side links down, as for a stopped VM."""
+        super().pause(ctx, vm)
+        self._set_links(vm, up=False)
+
+    def resume(self, ctx: AgentContext, vm: VmLayout) -> None:
+        self._set_links(vm, up=True)
+        super().resume(ctx, vm)
+
     @staticmethod
     def _set_links(vm: VmLayout, up: bool) -> None:
         lines = [C.link_set(i.host, up=up, down=not up) for i in vm.all_interfaces]
