@@ -1,7 +1,7 @@
 """WBEM server figures: schema load (compile vs cache), and request rates over HTTPS on loopback.
 
 Run: python bench/bench_wbem.py [--requests N] [--hosts H] [--vms 1000,10000]
-                                [--assoc-vms 2000] [--skip-basic]
+                                [--assoc-vms 2000] [--skip-basic] [--repeat 3]
 Prints timings; asserts nothing. Traffic goes to 127.0.0.1 only and stops after N requests.
 
 The state-store part serves EDIV_VirtualSystem from a store populated directly (one
@@ -12,6 +12,12 @@ clients. The association part defines a generated scenario of --assoc-vms VMs (s
 so VSSDs and RASDs exist too), places it on 16 hosts and times AssociatorNames /
 References on one VM and on the scenario, and ``pywbemcli profile centralinsts`` for each
 advertised profile (each call capped by --assoc-timeout seconds).
+
+Anchors, so that figures from runs under different load can be compared: the load average
+(``uptime``) and a fixed CPU task (a pure-Python loop and a SHA-256) timed at the start and
+at the end of the run. For the big enumeration the bench also times pywbem's own parsing of
+the captured response offline (the client side alone), and for GetInstance the server
+process's CPU time per request (what bounds its rate: one process, one GIL).
 """
 
 from __future__ import annotations
@@ -52,6 +58,44 @@ def report(label: str, samples: list[float]) -> None:
     p95 = ms[int(len(ms) * 0.95) - 1] if len(ms) > 1 else ms[0]
     print(f"{label:38s} n={len(ms):5d}  median {statistics.median(ms):8.2f} ms  "
           f"p95 {p95:8.2f} ms  rate {len(ms) / (sum(ms) / 1000):8.1f}/s")
+
+
+def anchors(when: str) -> None:
+    """Load average and a fixed CPU task: how busy the machine was around the figures."""
+    import hashlib
+
+    t = time.perf_counter()
+    total = 0
+    for i in range(3_000_000):
+        total += i & 7
+    loop = time.perf_counter() - t
+    data = bytes(64 * 1024 * 1024)
+    t = time.perf_counter()
+    hashlib.sha256(data).digest()
+    sha = time.perf_counter() - t
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"anchor ({when}): load average {load}; python loop 3e6 {loop * 1000:.0f} ms; "
+          f"sha256 64 MiB {sha * 1000:.0f} ms")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pywbem_parse_seconds(body: bytes) -> tuple[float, int]:
+    """pywbem's client-side work on a captured EnumerateInstances response, offline: its
+    SAX tuple tree and TupleParser, as WBEMConnection runs them (pywbem 1.x internals)."""
+    from pywbem._tupleparse import TupleParser
+    from pywbem._tupletree import xml_to_tupletree_sax
+
+    t = time.perf_counter()
+    tree = TupleParser().parse_cim(xml_to_tupletree_sax(body, "CIM-XML response"))
+    elapsed = time.perf_counter() - t
+    response = tree[2][2][2][2]  # CIM / MESSAGE / SIMPLERSP / IMETHODRESPONSE: its children
+    returned = [c for c in response if isinstance(c, tuple) and c[0] == "IRETURNVALUE"]
+    return elapsed, len(returned[0][2]) if returned else 0
 
 
 def rss_mb(pid: int) -> float:
@@ -102,6 +146,10 @@ ENUMERATE_VMS = (
 
 def raw_enumerate(url: str, ca: str) -> int:
     """The request without pywbem's response parsing: what the server itself costs."""
+    return len(raw_enumerate_body(url, ca))
+
+
+def raw_enumerate_body(url: str, ca: str) -> bytes:
     import base64
     import http.client
     import ssl
@@ -115,7 +163,7 @@ def raw_enumerate(url: str, ca: str) -> int:
             "Content-Type": 'application/xml; charset="utf-8"', "CIMOperation": "MethodCall",
             "CIMMethod": "EnumerateInstances", "CIMObject": "root/ediv",
             "Authorization": "Basic " + base64.b64encode(b"bench:bench").decode()})
-        return len(conn.getresponse().read())
+        return conn.getresponse().read()
     finally:
         conn.close()
 
@@ -267,7 +315,7 @@ def _timed_once(label: str, call) -> None:
 
 
 def bench_store(sizes: list[int], requests: int, threads: int, assoc_vms: int = 0,
-                assoc_timeout: float = 60) -> None:
+                assoc_timeout: float = 60, repeat: int = 3) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         populate(base / "state.db", [])
@@ -295,31 +343,44 @@ def bench_store(sizes: list[int], requests: int, threads: int, assoc_vms: int = 
                 def enumerate_vms(out: list[int] = counts) -> None:
                     out.append(len(conn.EnumerateInstances("EDIV_VirtualSystem")))
 
-                samples = timed(enumerate_vms, 3)
+                samples = timed(enumerate_vms, repeat)
                 report(f"EnumerateInstances VMs ({counts[-1]} VMs)", samples)
                 print(f"  -> {counts[-1] / statistics.median(samples):10.0f} instances/s "
                       f"(pywbem client, parsing included); server RSS "
                       f"{rss_mb(proc.pid):.1f} MB")
-                raw = timed(lambda: raw_enumerate(url, ca), 3)
+                raw = timed(lambda: raw_enumerate(url, ca), repeat)
                 report(f"  same, raw HTTP ({n} VMs)", raw)
                 print(f"  -> {n / statistics.median(raw):10.0f} instances/s "
                       f"(server and transfer only), {raw_enumerate(url, ca) / n:.0f} bytes "
                       f"per VM; server RSS {rss_mb(proc.pid):.1f} MB")
+                body = raw_enumerate_body(url, ca)
+                parse, parsed = pywbem_parse_seconds(body)
+                print(f"  pywbem parsing that response offline ({len(body) / 1e6:.1f} MB, "
+                      f"{parsed} instances): {parse:.2f} s = "
+                      f"{parse / statistics.median(samples) * 100:.0f} % of the end-to-end "
+                      f"median (server and transfer: {statistics.median(raw):.2f} s)")
                 pulled = timed(lambda out=counts: out.append(len(list(
                     conn.IterEnumerateInstances("EDIV_VirtualSystem", MaxObjectCount=1000)))), 1)
                 report(f"  same, pull 1000/page ({counts[-1]} VMs)", pulled)
+                print(f"  server RSS after {n} VMs: {rss_mb(proc.pid):.1f} MB")
             paths = conn.EnumerateInstanceNames("EDIV_VirtualSystem")
             for clients in (1, 8, 32):
                 per = max(1, requests // clients)
+                cpu0 = cpu_seconds(proc.pid)
                 samples, wall = concurrent_gets(url, ca, paths, clients, per)
+                cpu = (cpu_seconds(proc.pid) - cpu0) / len(samples)
                 report(f"GetInstance VM, {clients:2d} clients", samples)
-                print(f"  -> throughput {len(samples) / wall:8.1f} req/s;"
-                      f" server RSS {rss_mb(proc.pid):.1f} MB")
+                print(f"  -> throughput {len(samples) / wall:8.1f} req/s; server CPU "
+                      f"{cpu * 1000:.2f} ms/request; server RSS {rss_mb(proc.pid):.1f} MB")
             names = [str(p.keybindings["Name"]) for p in paths]
             for clients in (8, 32):
+                cpu0 = cpu_seconds(proc.pid)
                 ok, wall = raw_gets(url, ca, names, clients, max(1, requests // clients))
+                cpu = (cpu_seconds(proc.pid) - cpu0) / max(1, ok)
                 print(f"GetInstance VM raw HTTP, {clients:2d} clients: {ok} answers, "
-                      f"throughput {ok / wall:8.1f} req/s (server-bound)")
+                      f"throughput {ok / wall:8.1f} req/s (server-bound); server CPU "
+                      f"{cpu * 1000:.2f} ms/request (one process: at most "
+                      f"{1 / cpu:.0f} req/s with a free core)")
             if assoc_vms:
                 store = st.StateStore(base / "state.db")
                 for name in [r.name for r in store.scenarios()]:
@@ -343,15 +404,19 @@ def main() -> None:
     ap.add_argument("--assoc-timeout", type=float, default=60,
                     help="client timeout of each association call, seconds")
     ap.add_argument("--server-threads", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each whole-class enumeration (the median is reported)")
     ap.add_argument("--skip-basic", action="store_true",
                     help="only the state-store figures")
     args = ap.parse_args()
     for key in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         os.environ.pop(key, None)
+    anchors("start")
     if not args.skip_basic:
         bench_basic(args)
     bench_store([int(n) for n in args.vms.split(",") if n], args.requests, args.server_threads,
-                args.assoc_vms, args.assoc_timeout)
+                args.assoc_vms, args.assoc_timeout, args.repeat)
+    anchors("end")
 
 
 def bench_basic(args: argparse.Namespace) -> None:

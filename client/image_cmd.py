@@ -27,7 +27,8 @@ def image_group() -> None:
     """Root filesystem images: build Debian images, list, inspect, import, remove.
 
     Images live in a content-addressed store (each file named by its sha256) with one
-    manifest per name; a scenario's <filesystem> can point at the file 'inspect' shows.
+    manifest per name. A scenario names one as <filesystem type="cow">image:NAME</filesystem>
+    (or image:sha256:HEX): 'ediv deploy' ships it by digest to each host's image_store.
     """
 
 

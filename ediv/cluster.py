@@ -23,6 +23,9 @@ class Host:
     ssh_port: int = 22
     vm_type: str = "uml"  # extension: default driver for VMs without vm@type
     agent: str = "ediv-host"  # extension: command that runs the host agent over SSH
+    # extension: the host's image store, where deploys ship <filesystem>image:NAME</filesystem>
+    # images (by digest); the host's agent must list it in vm_image_paths (its default does)
+    image_store: str = "/var/lib/ediv/images"
     load: float = 0.0  # 1-minute load as a fraction (0.0 idle, 1.0 fully loaded)
 
     def capacity(self) -> int | None:
@@ -84,6 +87,7 @@ _HOST_KEYS = {
     "ssh_port": "ssh_port",
     "vm_type": "vm_type",
     "agent": "agent",
+    "image_store": "image_store",
 }
 _INT_HOST_KEYS = {"mem", "cpu", "max_vhost", "ssh_port"}
 _INTERCONNECTS = ("vlan", "vxlan")
@@ -234,6 +238,10 @@ def parse_cluster(text: str, source: str = "<cluster.conf>") -> Cluster:
             elif attr == "vm_type" and value not in _VM_TYPES:
                 errors.append(
                     Diagnostic(source, pline, f"{name}: vm_type must be uml or container")
+                )
+            elif attr == "image_store" and not value.startswith("/"):
+                errors.append(
+                    Diagnostic(source, pline, f"{name}: image_store must be an absolute path")
                 )
             elif attr == "ifname" and not _IFNAME.match(value):
                 errors.append(

@@ -111,6 +111,12 @@ def _agent_command(state_dir: str, config: Path) -> str:
     return f"{agent} --state-dir {state_dir} --config {config}"
 
 
+def host_image_store(tb: Testbed, host: TestbedHost) -> str:
+    """Where deploys ship images for ``host``: its own store (the hosts share a filesystem,
+    so one store for all would hide what each host was sent); removed with the testbed."""
+    return str(Path(tb.dir) / host.name / "images")
+
+
 def _write_agent_config(tb: Testbed, image_paths: tuple[str, ...]) -> Path:
     """The agents' settings: VM images may come from DIR/images/, the local image store and
     the directories the caller names (the agent refuses every other <filesystem> path)."""
@@ -119,6 +125,7 @@ def _write_agent_config(tb: Testbed, image_paths: tuple[str, ...]) -> Path:
     d = Path(tb.dir)
     (d / "images").mkdir(mode=0o700, exist_ok=True)
     paths = [*DEFAULT_IMAGE_PATHS, f"{d / 'images'}/",
+             *(f"{host_image_store(tb, h)}/" for h in tb.hosts),
              *(p if p.endswith("/") or Path(p).is_file() else f"{p}/" for p in image_paths)]
     path = d / "agent.json"
     path.write_text(json.dumps({"vm_image_paths": paths}, indent=2))
@@ -290,6 +297,7 @@ def _write_cluster_conf(tb: Testbed, agent_config: Path) -> None:
             f"address = {h.address}",
             "ssh_user = root",
             "vm_type = container",
+            f"image_store = {host_image_store(tb, h)}",
             f"agent = {_agent_command(h.state_dir, agent_config)}",
             "",
         ]
@@ -357,7 +365,8 @@ def _stop_sshd(pidfile: Path, pid: int) -> None:
 
 
 def _purge_agent(host: TestbedHost, config: Path) -> None:
-    """Whatever the agent of this host still runs (a scenario never released) goes too."""
+    """Whatever the agent of this host still runs (a scenario never released, an image
+    still mounted) goes too."""
     if not any(Path(host.state_dir).glob("*")):
         return
     agent = _agent_command(host.state_dir, config).split()

@@ -46,7 +46,12 @@ class CIMRequest:
 
 def parse_request(body: bytes) -> CIMRequest:
     try:
-        tree = pywbem_adapter.parse_cim_message(body)
+        root = pywbem_adapter.read_tree(body)
+        simple = pywbem_adapter.simple_imethodcall(root)
+        if simple is not None:
+            msg_id, method, namespace, params = simple
+            return CIMRequest(msg_id, method, True, namespace, pywbem.NocaseDict(params))
+        tree = pywbem_adapter.parse_tree(root)
     except pywbem_adapter.InputError as exc:
         raise RequestNotValid("request-not-well-formed", str(exc)) from None
     except pywbem_adapter.MultipleRequests as exc:

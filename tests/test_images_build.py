@@ -2,16 +2,13 @@
 Debian mirror), an ext4 image in the store, booted as a UML VM by the agent and mounted as a
 container's overlay lower layer.
 
-The build takes minutes, so it is done once and kept: the cache is an image store outside
-the repository (``$EDIV_TEST_IMAGE_CACHE``, default ``/var/cache/ediv-test-images``) and the
-image's name is derived from everything that shapes it (the mmdebstrap command, the apt
-sources, the build's layout version), so a later run, or a later CI step, reuses it and a
-changed build rebuilds.
+The build takes minutes, so it is done once and kept (``tests/image_cache.py``: an image
+store outside the repository, names derived from everything that shapes a build), so a later
+run, or a later CI step, reuses it and a changed build rebuilds.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from ediv.images import build as build_mod
 from ediv.images.build import mounts_below
 from ediv.images.digest import file_digest
 from ediv.images.sources import sources_text
 from ediv.images.store import ImageStore
 from tests.agent.agent_helpers import Agent, unique_key
+from tests.image_cache import build_cached, cached, mirror_error
 
 UML_KERNEL = "/usr/bin/linux"
 EDIV = [sys.executable, "-m", "ediv.client.cli"]
@@ -43,57 +40,20 @@ pytestmark = [
 ]
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("EDIV_TEST_IMAGE_CACHE", "/var/cache/ediv-test-images"))
-
-
-def cache_name() -> str:
-    spec = build_mod.BuildSpec("x", suite=SUITE, packages=PACKAGES)
-    shape = json.dumps({"argv": build_mod.mmdebstrap_argv(spec, Path("/t"), Path("/s")),
-                        "sources": sources_text(SUITE), "layout": build_mod.LAYOUT_VERSION},
-                       sort_keys=True)
-    return "test-" + hashlib.sha256(shape.encode()).hexdigest()[:16]
-
-
 def mirror_reachable_or_skip() -> None:
     """The build needs the Debian mirror of this machine's apt sources; without it (an
     offline machine) the build tests skip and say why."""
-    import socket
-    from urllib.parse import urlsplit
-
-    from ediv.images.sources import parse_deb822
-
-    url = urlsplit(parse_deb822(sources_text(SUITE))[0].uris[0])
-    try:
-        port = url.port or (443 if url.scheme == "https" else 80)
-        socket.create_connection((url.hostname, port), timeout=10).close()
-    except OSError as exc:
-        pytest.skip(f"Debian mirror {url.hostname} unreachable ({exc}): cannot build an image")
+    why = mirror_error(SUITE)
+    if why:
+        pytest.skip(why)
 
 
 @pytest.fixture(scope="session")
 def debian_image() -> tuple[ImageStore, str]:
     """(store, name) of a minbase + iproute2 image, built through the CLI unless cached."""
-    store = ImageStore(cache_root())
-    name = cache_name()
-    log = store.root / "logs" / f"{name}.log"
-    m = store.get(name)
-    if m is None or not store.blob_path(m.digest).exists():
+    if cached(PACKAGES, SUITE) is None:
         mirror_reachable_or_skip()
-        r = subprocess.run([*EDIV, "image", "build", name, "--suite", SUITE,
-                            "--packages", ",".join(PACKAGES), "--store", str(store.root),
-                            "--json"], capture_output=True, text=True, timeout=3600)
-        assert r.returncode == 0, f"build failed:\n{r.stderr[-3000:]}"
-        log.parent.mkdir(mode=0o700, exist_ok=True)
-        log.write_text(r.stderr)
-        log.chmod(0o600)
-        assert json.loads(r.stdout)["name"] == name
-        # older builds of the same parameters are of no more use
-        for old in store.list():
-            if old.name.startswith("test-") and old.name != name:
-                store.remove(old.name)
-                (log.parent / f"{old.name}.log").unlink(missing_ok=True)
-    return store, name
+    return build_cached(PACKAGES, SUITE, stale_prefix="test-")
 
 
 def test_build_progress_manifest_and_digest(debian_image):

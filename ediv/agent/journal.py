@@ -5,7 +5,7 @@ Layout of ``<state-dir>/<key>/``::
     lock            flock held during receive/deploy/exec/release (re-entrant per process)
     upload.tar.gz   the bundle the controller sent (``receive``), 0600, until deploy extracts
                     it; its absence after taking the lock is what fences a late deploy
-    journal.jsonl   one JSON object per created thing: {"op": "netns"|"link"|"proc"|"mount"|
+    journal.jsonl   one JSON object per created thing: {"op": "netns"|"link"|"proc"|"mount"|"image"|
                     "host_route"|"host_addr"|"external"|"dir", ...}, appended and fsynced
                     before the thing is created, so release knows it even after a crash
     meta.json       scenario name, key, config of the deploy (written at the start)

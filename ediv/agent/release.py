@@ -14,6 +14,7 @@ from typing import Any
 
 from ediv.agent import commands as C
 from ediv.agent import naming
+from ediv.agent.drivers import imagemount
 from ediv.agent.events import Emitter
 from ediv.agent.journal import ScenarioDir, list_keys
 from ediv.agent.proc import kill_and_wait, marked_pids, reap_registered, run, start_time
@@ -89,6 +90,9 @@ def release(state_root: str | Path, key: str, emitter: Emitter) -> dict[str, Any
             if subprocess.run(["umount", "-l", m], capture_output=True, check=False).returncode \
                     == 0:
                 counts["mounts"] += 1
+        #    then the scenario's references to shared image mounts (the last user unmounts)
+        for ident in dict.fromkeys(e["id"] for e in entries if e.get("op") == "image"):
+            counts["mounts"] += imagemount.release(state_root, ident, key)
         # 3. host settings
         for e in reversed(entries):
             op = e.get("op")
@@ -143,6 +147,8 @@ def purge(state_root: str | Path, emitter: Emitter) -> list[dict[str, Any]]:
     half-extracted by a deploy that died."""
     out = [release(state_root, key, emitter) for key in list_keys(state_root)
            if naming.KEY_RE.match(key)]
+    # image mounts whose scenarios are gone (a journal lost with its directory)
+    imagemount.sweep(state_root, [k for k in list_keys(state_root) if naming.KEY_RE.match(k)])
     root = Path(state_root)
     if root.is_dir():
         for p in root.glob(".incoming-*"):

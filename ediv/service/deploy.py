@@ -1,7 +1,7 @@
 """``deploy`` as named stages, in the order :func:`run` calls them:
 
-    load -> probe -> plan -> allocate -> split -> bundle -> upload -> build -> commit
-                                                             (any failure) -> rollback
+    load -> probe -> plan -> allocate -> split -> images -> bundle -> upload -> build -> commit
+                                                                       (any failure) -> rollback
 
 :func:`ediv.service.run.run_deploy` runs them on one screen; load..bundle are here, upload +
 build are ``Controller.build_parts`` (the agent's ``receive`` and ``deploy --key`` on every
@@ -25,6 +25,7 @@ from ediv import state as st
 from ediv.bundle import FileScope, build_bundle, check_references
 from ediv.cluster import Cluster, Host
 from ediv.errors import EdivError
+from ediv.images.distribute import ensure_images
 from ediv.plan import Plan, make_plan
 from ediv.restrictions import Restrictions, parse_restrictions
 from ediv.scenario.loader import load_string
@@ -110,6 +111,16 @@ def split_parts(run: DeployRun, store: st.StateStore, cluster: Cluster) -> None:
                host_access.refusals(p.scenario, run.probes[p.host].get("allow"))]
     if refused:
         raise EdivError("refused before anything was built:\n  " + "\n  ".join(refused))
+
+
+def images(run: DeployRun, conns, host_of: Callable[[str], Host],
+           progress: Callable[[dict], None]) -> None:
+    """Stage images: the parts' ``image:NAME`` filesystems pinned to the digest's path in each
+    host's image store (so it comes before bundle), and every host given the images its VMs
+    use, by digest, over the controller's SSH connections (``ediv.images.distribute``). It
+    adds files to the hosts' image stores only: a failure here builds nothing, and images a
+    host received stay for the next deploy."""
+    ensure_images(conns, [(host_of(p.host), p) for p in run.parts], progress)
 
 
 def bundle(run: DeployRun, store: st.StateStore, cluster: Cluster,

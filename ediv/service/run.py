@@ -60,6 +60,7 @@ def run_deploy(svc: Service, spec: str | Scenario | None, *, name: str | None,
         stages.probe(run, svc.ctl.probe)  # -- probe
         stages.plan(run, store, cluster)  # -- plan + allocate
         stages.split_parts(run, store, cluster)  # -- split
+        stages.images(run, svc.ctl.conns, svc.ctl.host, svc.progress)  # -- images
         stages.bundle(run, store, cluster, svc.ctl.host)  # -- bundle
     except BaseException as exc:
         stages.undo_records(run, store, str(exc))

@@ -11,8 +11,10 @@ Per VM, in order (measured: everything a network lab does works, see tests/agent
 - one veth pair per interface (``eth<id>`` inside, host end on the net's bridge);
 - a launcher ``nsenter --net=… unshare --fork --pid --mount --propagation private``
   running ``cinit.py`` as PID 1 (host root, but in mount and PID namespaces no VM process
-  can change): it mounts the overlay (lower: the host's ``/``, a configured rootfs, or the
-  VM's own ``<filesystem>`` directory, id-mapped; upper and work in the VM's state dir)
+  can change): it mounts the overlay (lower: the host's ``/``, a configured rootfs, the
+  VM's own ``<filesystem>`` directory, or its ``<filesystem>`` image file, loop-mounted
+  read-only once per host and shared by every VM using it (``imagemount``); all but the
+  host's ``/`` id-mapped; upper and work in the VM's state dir)
   with proc, sysfs and a private minimal /dev, pivots into it (the host's root is detached:
   no chroot escape reaches it), enters the user namespace, creates its UTS/IPC namespaces,
   drops unneeded capabilities from the bounding set and becomes the shell loop.
@@ -46,7 +48,7 @@ from typing import Any
 from ediv.agent import commands as C
 from ediv.agent import naming
 from ediv.agent.config import DEFAULT_HIDDEN_PATHS
-from ediv.agent.drivers import center, cinit, confine
+from ediv.agent.drivers import center, cinit, confine, imagemount
 from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner, vm_running
 from ediv.agent.layout import VmLayout
 from ediv.agent.proc import (
@@ -81,12 +83,28 @@ class ContainerDriver(ProcessOwner):
         self._masked: set[str] = set()  # scenario keys whose mask layer is in place
 
     # -- helpers ------------------------------------------------------------------------
-    def _root_dir(self, ctx: AgentContext, vm: VmLayout) -> str:
-        """The VM's root directory: its own <filesystem> directory, else the configured one."""
+    @staticmethod
+    def _fs_path(ctx: AgentContext, vm: VmLayout) -> str:
         fs = vm.vm.filesystem
-        path = confine.fs_path(ctx.files_dir, fs.path) if fs is not None else ""
+        return confine.fs_path(ctx.files_dir, fs.path) if fs is not None else ""
+
+    def _image(self, ctx: AgentContext, vm: VmLayout) -> str | None:
+        """The VM's <filesystem> image file (a lower layer through a shared loop mount)."""
+        path = self._fs_path(ctx, vm)
+        fs = vm.vm.filesystem
+        if path and fs is not None and fs.type != "hostfs" and Path(path).is_file():
+            return os.path.realpath(path)
+        return None
+
+    def _root_dir(self, ctx: AgentContext, vm: VmLayout) -> str:
+        """The VM's root directory: its own <filesystem> directory, the mount of its
+        <filesystem> image, else the configured one."""
+        path = self._fs_path(ctx, vm)
         if path and Path(path).is_dir():
             return os.path.realpath(path)
+        image = self._image(ctx, vm)
+        if image:
+            return str(imagemount.mount_point(ctx.sdir.state_root, image))
         return os.path.realpath(ctx.config.container_rootfs)
 
     def _host_root(self, ctx: AgentContext, vm: VmLayout) -> bool:
@@ -149,17 +167,32 @@ class ContainerDriver(ProcessOwner):
         allowed = [*ctx.config.vm_image_paths, str(ctx.files_dir)]
         for vm in vms:
             fs = vm.vm.filesystem
-            lower = self._root_dir(ctx, vm)
-            path = confine.fs_path(ctx.files_dir, fs.path) if fs is not None else ""
-            if fs is not None and not Path(path).is_dir():
-                ctx.layout.warnings.append(
-                    f"vm {vm.name}: container VMs need a directory as filesystem; "
-                    f"{fs.path} ignored, using {lower}")
-            elif fs is not None and not confine.path_allowed(path, allowed):
-                problems.append(f"vm {vm.name}: root directory {fs.path} is outside the "
+            path = self._fs_path(ctx, vm)
+            image = self._image(ctx, vm)
+            if fs is not None and (Path(path).is_dir() or image) and \
+                    not confine.path_allowed(path, allowed):
+                what = "image" if image else "root directory"
+                problems.append(f"vm {vm.name}: {what} {fs.path} is outside the "
                                 f"allowed image roots ({', '.join(ctx.config.vm_image_paths)} "
                                 "or the scenario's own files; agent setting vm_image_paths)")
                 continue
+            if image:
+                kind = imagemount.image_kind(image)
+                if kind != "ext":
+                    problems.append(
+                        f"vm {vm.name}: filesystem {fs.path} is a {kind} image; container VMs "
+                        "mount ext2/3/4 images (raw; qemu-img convert -O raw a qcow2 one)")
+                d = str(ctx.sdir.vm_dir(vm.name))
+                point = str(imagemount.mount_point(ctx.sdir.state_root, image))
+                if any(c in s for s in (d, point) for c in _UNSAFE_PATH_CHARS):
+                    problems.append(f"vm {vm.name}: overlay paths may not hold ',', ':' or "
+                                    "'\\'")
+                continue  # its /bin/sh is checked once it is mounted (prepare)
+            lower = self._root_dir(ctx, vm)
+            if fs is not None and not Path(path).is_dir():
+                ctx.layout.warnings.append(
+                    f"vm {vm.name}: {fs.path} is not a directory or image file; "
+                    f"using {lower}")
             if not Path(lower).is_dir():
                 problems.append(f"vm {vm.name}: container root {lower} is not a directory")
             elif not (Path(lower) / "bin" / "sh").exists():
@@ -169,9 +202,21 @@ class ContainerDriver(ProcessOwner):
                 problems.append(f"vm {vm.name}: overlay paths may not hold ',', ':' or '\\'")
         return problems
 
+    def _mount_images(self, ctx: AgentContext, vms: list[VmLayout]) -> None:
+        """Each image the VMs use, mounted once for the host, with this scenario's reference
+        journalled first (a crash in between leaves a reference release drops)."""
+        images = dict.fromkeys(i for i in (self._image(ctx, v) for v in vms) if i)
+        for image in images:
+            ctx.sdir.record({"op": "image", "id": imagemount.image_id(image), "path": image})
+            point = imagemount.acquire(ctx.sdir.state_root, image, ctx.sdir.key)
+            if not (point / "bin" / "sh").exists() and not (point / "bin" / "sh").is_symlink():
+                users = [v.name for v in vms if self._image(ctx, v) == image]
+                raise EdivError(f"vm {', '.join(users)}: image {image} has no /bin/sh")
+
     def prepare(self, ctx: AgentContext, vms: list[VmLayout]) -> None:
         base = self._base(ctx)
         self._ensure_mask(ctx)
+        self._mount_images(ctx, vms)
         for vm in vms:
             d = ctx.sdir.vm_dir(vm.name)
             for sub in ("upper", "work", "merged", "lower"):
