@@ -75,8 +75,11 @@ def check_cycle(agent, snapshot, tmp_path: Path, a_type: str, image: Path | None
     assert not stop.of("warning"), "the VM was killed instead of halting: " + str(stop.events)
     assert [v["state"] for v in vm_status(agent, key).values()] == ["stopped", "running"]
     assert ping_a(agent, key) != 0
-    refused = agent("exec", "on_boot", "--key", key)
-    assert refused.rc != 0 and "not running" in refused.result.get("message", ""), refused.events
+    refused = agent("exec", "on_boot", "--key", key)  # the stopped VM's own result says so
+    entries = {r["vm"]: r for r in refused.result.get("results", [])}
+    assert refused.rc != 0 and "not running" in (entries.get("a") or {}).get("error", ""), \
+        refused.events
+    assert entries["a"]["exit_code"] is None
     again = agent("vm", "--key", key, "a", "stop")  # idempotent
     assert again.rc == 0 and again.result["previous"] == "stopped"
     wrong = agent("vm", "--key", key, "a", "reboot")
