@@ -785,6 +785,19 @@ class StateStore:
             return now, [(r[0], r[1]) for r in rows]
 
 
+# what a live claim must be doing for a stored in-progress state to be true
+_DOING = {DEPLOYING: ("deploy",), RELEASING: ("release",)}
+
+
+def _in_progress_by_live_claim(r: sqlite3.Row) -> bool:
+    """A deploying/releasing row is so only while a live claim does that; a claim taken over
+    from a dead one (to release what it left) leaves the row interrupted until it acts."""
+    what = r["lock_what"]
+    if what is not None and what not in _DOING.get(r["state"], ()):
+        return False
+    return owner_alive(r["lock_owner"])
+
+
 def _held_by_other(row: sqlite3.Row, token: str) -> bool:
     """The row's claim is held by another call that is still alive."""
     held = row["lock_token"] or (row["lock_owner"] and "legacy")  # a lock of schema < 5
@@ -806,7 +819,7 @@ def _statements(script: str) -> Iterator[str]:
 
 def _scenario_row(r: sqlite3.Row) -> ScenarioRow:
     state = r["state"]
-    if state in IN_PROGRESS and not owner_alive(r["lock_owner"]):
+    if state in IN_PROGRESS and not _in_progress_by_live_claim(r):
         state = INTERRUPTED
     return ScenarioRow(
         name=r["name"],

@@ -231,8 +231,12 @@ def test_deploying_scenario_whose_owner_died_reads_interrupted(store, tmp_path):
     row = store.scenario("s")
     assert row.state == st.INTERRUPTED and row.stored_state == DEPLOYING
     assert "interrupted" in row.interrupted_note and "ediv release s" in row.interrupted_note
-    store.lock("s")  # release can take it over
-    assert store.scenario("s").state == DEPLOYING  # owned by a live process again
+    token = store.lock("s", "release")  # release can take it over
+    assert store.scenario("s").state == st.INTERRUPTED  # until the release acts
+    store.set_scenario_state("s", st.RELEASING)
+    assert store.scenario("s").state == st.RELEASING  # a live claim releases it
+    store.unlock("s", token)
+    assert store.scenario("s").state == st.INTERRUPTED
 
 
 def test_owner_is_one_process_not_a_reused_pid():
