@@ -44,6 +44,10 @@ def _quiet(_event: dict) -> None:
 
 
 class Controller:
+    """Runs agent verbs on hosts over SSH, all hosts in parallel, each bounded by the
+    cluster's host_timeout: probe, receive + deploy (``build_parts``), exec, vm, release,
+    status. It owns the SSH connections; the lifecycle rules are the service's."""
+
     def __init__(
         self,
         store: st.StateStore,

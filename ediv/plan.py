@@ -40,6 +40,9 @@ class Segment:
 
 @dataclass
 class Plan:
+    """Where every VM runs and which nets span hosts (segments), as ``ediv plan --json``
+    prints it; stored with the scenario (``to_json`` / ``from_json``)."""
+
     scenario: str
     algorithm: str
     allocation: dict[str, str]  # VM -> host, in VM order

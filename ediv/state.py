@@ -225,6 +225,11 @@ def _private_db(path: Path) -> None:
 
 
 class StateStore:
+    """The one record of what exists: scenarios (spec, plan, state, claim), parts per host,
+    VMs, segments, host probes, jobs and subscriptions. One SQLite file in WAL mode, shared by
+    CLI processes and server threads; every write is one transaction, written before the
+    hosts act, so a process killed at any point leaves what release/cleanup need."""
+
     def __init__(self, path: str | Path = DEFAULT_PATH):
         self.path = str(path)
         if self.path != ":memory:":

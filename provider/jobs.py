@@ -40,6 +40,9 @@ def error_text(exc: BaseException) -> str:
 
 
 class JobRunner:
+    """Long CIM method calls as EDIV_ConcreteJob rows, each worked in a thread of its own
+    with its own store connection; a job whose process died reads as failed."""
+
     def __init__(self, engine: Engine):
         self.engine = engine
         self._threads: dict[int, threading.Thread] = {}

@@ -133,6 +133,8 @@ class _Context:
 
 @dataclass
 class Flags:
+    """The flags of an intrinsic operation that shape what it returns."""
+
     local_only: bool = False
     deep: bool = True
     qualifiers: bool = False
@@ -145,6 +147,10 @@ def _err(code: int, text: str) -> CIMError:
 
 
 class Dispatcher:
+    """Runs one CIM-XML request: checks the role, dispatches intrinsic operations to the schema
+    and the instance providers, extrinsic methods to their MethodProvider, and writes the
+    response; a CIMError becomes an ERROR element, never a broken response."""
+
     def __init__(self, schema: Schema, registry: ProviderRegistry, *, host: str = "localhost",
                  time_limit: float | None = DEFAULT_TIME_LIMIT):
         self.schema = schema

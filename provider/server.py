@@ -35,6 +35,9 @@ Plugin = Callable[[ProviderRegistry, Dispatcher, ServerConfig], None]
 
 @dataclass
 class ServerHandle:
+    """A running WBEM server (``serve``): its transport, dispatcher and providers; ``stop``
+    ends it gracefully."""
+
     config: ServerConfig
     transport: Transport
     dispatcher: Dispatcher

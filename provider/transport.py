@@ -52,6 +52,8 @@ _JOIN_MAX = 256 * 1024  # bodies up to this size are joined to their head (one w
 
 @dataclass
 class Limits:
+    """Bounds of the transport: beyond them a peer gets 503 or is closed, alone."""
+
     max_connections: int = 512     # open connections (TLS done); more get a 503 and are closed
     max_requests: int = 64         # requests waiting for or in a worker thread; more get 503
     max_buffered_bytes: int = 256 * 1024 * 1024  # request bodies held at once, all clients

@@ -223,6 +223,8 @@ def _bound(args: argparse.Namespace, em: Emitter) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``ediv-host VERB``: one verb per run, JSON lines out (events, then one result or error
+    line), exit codes of ``ediv.protocol``; SIGTERM/SIGHUP stop it cleanly."""
     parser = build_parser()
     args = parser.parse_args(argv)
     em = Emitter(sys.stdout)

@@ -76,6 +76,10 @@ _UNSAFE_PATH_CHARS = (",", ":", "\\", "\n")
 
 
 class ContainerDriver(ProcessOwner):
+    """Container VMs: per VM a net, mount, PID, UTS and IPC namespace in the scenario's user
+    namespace, an overlay root over the host's ``/``, a directory or a shared read-only image
+    mount, and ``cinit.py`` as PID 1 (docs/threat-model.md)."""
+
     name = "container"
 
     def __init__(self) -> None:

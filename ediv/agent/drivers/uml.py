@@ -268,6 +268,10 @@ class _Console:
 
 
 class UmlDriver(ProcessOwner):
+    """User-Mode Linux VMs: one unprivileged ``linux`` process per VM in a read-only jail,
+    a copy-on-write layer over its image (or the image itself, type direct), ediv's boot disk
+    running the in-VM runner (exec, files, halt), taps owned by the scenario's uid."""
+
     name = "uml"
 
     def __init__(self) -> None:
