@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ediv import testbed
 from ediv.agent.rootfs import build_busybox_rootfs
 from ediv.cluster import load_cluster
-from ediv.controller import Controller
+from ediv.service import Service
 from ediv.state import StateStore
 
 EDIV_PUBLISHED = {(6, 1): 42, (6, 3): 17, (51, 1): 282, (51, 3): 130}
@@ -88,18 +88,19 @@ def measure(bed_dir: Path, n_hosts: int, n_vms: int, vm_type: str, rootfs: Path 
         if loaded:
             burners = [burn(tb.hosts[0].netns, 600) for _ in range(os.cpu_count() or 1)]
             time.sleep(3)
-        with Controller(store, cluster) as ctl:
+        with Service(store, cluster) as svc:
             # the testbed's hosts share one machine, so their measured loads are alike: state
             # the loads of separate machines (h1 busy, the others idle), as EDIV measured them
             loads = ({h.name: 0.9 if i == 0 else 0.1 for i, h in enumerate(tb.hosts)}
                      if loaded and n_hosts > 1 else
                      {h.name: 0.0 for h in tb.hosts})
             t0 = time.monotonic()
-            plan = ctl.deploy(str(sc), algorithm=algorithm if n_hosts > 1 else "RoundRobin",
-                              loads=loads)
+            plan = svc.deploy(sc.read_text(encoding="utf-8"), basedir=str(sc.parent),
+                              source_name=str(sc),
+                              algorithm=algorithm if n_hosts > 1 else "RoundRobin", loads=loads)
             deploy_s = time.monotonic() - t0
             t0 = time.monotonic()
-            ctl.release(plan.scenario)
+            svc.release(plan.scenario)
             release_s = time.monotonic() - t0
         store.close()
         return deploy_s, release_s, {h: len(v) for h, v in plan.hosts.items()}

@@ -1,8 +1,6 @@
 """The controller: runs agent verbs (probe, receive + deploy, exec, vm, release, purge,
 status) on the hosts over SSH, all hosts of a step in parallel, and records in the state store
-what each host did. The lifecycle rules (states, claims, stages) are ediv.service's; the
-``deploy``/``exec``/``release``... methods at the end only delegate to it, for callers not
-yet on the service.
+what each host did. The lifecycle rules (states, claims, stages) are ediv.service's.
 
 Time is bounded: a host silent for the cluster's ``host_timeout`` fails its step (and a
 deploy rolls back); each agent verb has a deadline the agent enforces itself. A bundle is
@@ -16,13 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ediv import state as st
-from ediv import xmlsafe
 from ediv.cluster import Cluster, Host
 from ediv.errors import EdivError
-from ediv.plan import Plan
 from ediv.protocol import EXIT_FAILED
 from ediv.remote import AgentFailed, Connections, HostUnreachable, SshOptions, run_agent
 
@@ -240,7 +235,6 @@ class Controller:
             self.store.set_part_state(name, h, "unreachable", err)
         return left
 
-    _release_parts = release_parts
 
     # -- cleanup -------------------------------------------------------------------------
     def purge_unknown(self, known: set[str]) -> dict[str, HostOutcome]:
@@ -257,45 +251,3 @@ class Controller:
             return {"purged": purged}
 
         return self._parallel([h.name for h in self.cluster.hosts], work)
-
-    # -- the lifecycle, for callers not yet on ediv.service ------------------------------
-    def _service(self):
-        from ediv.service import Service
-
-        return Service(self.store, self.cluster, progress=self.progress, controller=self)
-
-    def deploy(self, scenario_path: str, *, algorithm: str | None = None,
-               restrictions_path: str | None = None, loads: dict[str, float] | None = None,
-               job: int | None = None) -> Plan:
-        """Deploy the scenario file at ``scenario_path`` (read once, here): a local user's
-        own file, so ``vm@appliance`` may name local packages. See Service.deploy."""
-        data = xmlsafe.read_file(scenario_path)
-        restrictions = (Path(restrictions_path).read_text(encoding="utf-8")
-                        if restrictions_path else None)
-        return self._service().deploy(
-            data.decode("utf-8", errors="replace"),
-            basedir=str(Path(scenario_path).resolve().parent), source_name=scenario_path,
-            algorithm=algorithm, restrictions=restrictions, loads=loads, job=job,
-            appliances=True)
-
-    def exec(self, name: str, seq: str, vms: list[str] | None = None) -> list[dict]:
-        """Service.exec as the README's ``exec --json`` entries."""
-        return [r.to_json() for r in self._service().exec(name, seq, vms)]
-
-    def vm_state(self, name: str, vm: str, action: str) -> dict:
-        return self._service().vm_action(name, vm, action)
-
-    def release(self, name: str, purge: bool = False, keep_definition: bool = False) -> list[str]:
-        return self._service().release(name, purge, keep_definition)
-
-    def status(self, name: str) -> dict:
-        return self._service().status(name)
-
-    def cleanup(self) -> dict:
-        return self._service().cleanup()
-
-
-def scenario_status(store: st.StateStore, row: st.ScenarioRow) -> dict:
-    from ediv.service.core import scenario_status as status
-
-    return status(store, row)
