@@ -25,6 +25,7 @@ from ediv.errors import EdivError, InputError, cim_status, message
 from ediv.private import private_dir
 from ediv.provider.config import ServerConfig
 from ediv.scenario import load_string
+from ediv.scenario.loader import unresolved
 from ediv.scenario.model import Scenario
 from ediv.service import Service
 
@@ -110,7 +111,8 @@ class Engine:
             if cached is not None and cached[0] == digest:
                 return cached[1]
         try:
-            scenario, _ = load_string(spec, f"{row.name}.xml", row.basedir or ".")
+            scenario, _ = load_string(spec, f"{row.name}.xml", row.basedir or ".",
+                                      appliances=unresolved)
         except (InputError, EdivError):
             scenario = None
         with self._models_lock:

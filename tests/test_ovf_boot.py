@@ -137,6 +137,7 @@ def test_imported_appliance_boots_under_uml(tmp_path):
         assert {(v["name"], v["type"]) for v in status["vms"]} == {("fw1", "uml"),
                                                                    ("fw2", "uml")}
         r = run(env, "exec", "ovfboot", "show", "--state", str(state), "--json", check=False)
+        assert r.stdout.strip(), f"exec printed nothing (exit {r.returncode}): {r.stderr}"
         results = {x["vm"]: x for x in json.loads(r.stdout)}
         assert set(results) == {"fw1", "fw2"}, r.stdout
         for vm in ("fw1", "fw2"):

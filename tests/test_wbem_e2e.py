@@ -306,6 +306,66 @@ def check_pause_resume_shutdown(conn, service, scenario, vm) -> None:
     assert _ping_h3_from_h2(conn, service, scenario)
 
 
+def test_uml_vm_pause_resume_shutdown_through_wbem(site, tmp_path_factory):
+    """The same RequestStateChange 9 / 2 / 4 on a UML VM: paused, its peer's ping fails
+    (EnabledState 9); resumed, it answers again; 4 halts it; 2 boots it again."""
+    import pywbem
+
+    from ediv.agent.rootfs import build_busybox_rootfs
+
+    handle, _plugin, _base, _bed = site
+    conn = _conn(handle)
+    (service,) = conn.EnumerateInstanceNames("EDIV_VirtualSystemManagementService")
+    # under the base temp dir: the testbed's agents accept images from there
+    rootfs = build_busybox_rootfs(tmp_path_factory.mktemp("umlp") / "rootfs.img")
+    disk = f'<filesystem type="cow">{rootfs}</filesystem><mem>64M</mem>'
+    spec = ('<vnuml><global><version>1.8</version><simulation_name>umlp</simulation_name>'
+            '<vm_mgmt type="none"/></global><net name="Lan" mode="virtual_bridge"/>'
+            + "".join(f'<vm name="{v}" type="uml">{disk}<if id="1" net="Lan">'
+                      f'<ipv4>198.18.9.{i}/24</ipv4></if><exec seq="check" type="verbatim">'
+                      f'ping -c 1 -W 3 198.18.9.{3 - i}</exec></vm>'
+                      for i, v in ((1, "u1"), (2, "u2")))
+            + "</vnuml>")
+    ssd = pywbem.CIMInstance("EDIV_ScenarioSettingData", {"ScenarioDefinition": spec})
+    rv, _out = conn.InvokeMethod("DefineSystem", service, [("SystemSettings", ssd)])
+    assert rv == 0
+    scenario = pywbem.CIMInstanceName("EDIV_Scenario", {
+        "CreationClassName": "EDIV_Scenario", "Name": "umlp"}, namespace="root/ediv")
+    vm = pywbem.CIMInstanceName("EDIV_VirtualSystem", {
+        "CreationClassName": "EDIV_VirtualSystem", "Name": "umlp/u2"}, namespace="root/ediv")
+
+    def u1_reaches_u2() -> bool:
+        rv, out = conn.InvokeMethod("ExecuteSequence", service, [
+            ("AffectedSystem", scenario), ("Sequence", "check"), ("VirtualSystems", ["u1"])])
+        assert rv == 4096
+        return _follow(conn, out["Job"])["JobState"] == 7
+
+    try:
+        rv, out = conn.InvokeMethod("RequestStateChange", scenario,
+                                    [("RequestedState", pywbem.Uint16(2))])
+        assert rv == 4096
+        done = _follow(conn, out["Job"])
+        assert done["JobState"] == 7, done["ErrorDescription"]
+        assert conn.GetInstance(vm)["VirtualSystemType"] == "uml"
+        assert u1_reaches_u2()
+        assert _request(conn, vm, 9)["state"] == "paused"
+        assert conn.GetInstance(vm)["EnabledState"] == 9
+        assert not u1_reaches_u2()
+        resumed = _request(conn, vm, 2)
+        assert (resumed["action"], resumed["state"]) == ("resume", "running")
+        assert u1_reaches_u2()
+        down = _request(conn, vm, 4)
+        assert (down["action"], down["state"]) == ("shutdown", "stopped")
+        assert conn.GetInstance(vm)["EnabledState"] == 3
+        assert _request(conn, vm, 2)["state"] == "running"
+        assert u1_reaches_u2()
+    finally:
+        rv, out = conn.InvokeMethod("DestroySystem", service, [("AffectedSystem", scenario)])
+        if rv == 4096:
+            _follow(conn, out["Job"])
+    assert all(s["Name"] != "umlp" for s in conn.EnumerateInstances("EDIV_Scenario"))
+
+
 def check_pools_and_devices(conn, handle, base: Path, vms) -> None:
     """Per host: Capacity from cluster.conf, Reserved from the VMs placed there; every VM's
     devices and their pools navigable with pywbemcli."""

@@ -27,6 +27,13 @@ layer does not know OVF: the resolver is injected, by default the one registered
 Appliances = bool | ApplianceResolver
 
 
+def unresolved(_scenario: Scenario) -> list[Diagnostic]:
+    """The resolver for a spec the state store holds: it was checked (and its appliances
+    resolved) when it was stored by a local user, so re-reading it neither opens packages
+    nor refuses ``appliance=``."""
+    return []
+
+
 def registered_resolver() -> ApplianceResolver:
     found = entry_points(group="ediv.appliances", name="ovf")
     if not found:

@@ -29,7 +29,7 @@ from ediv.errors import EdivError, InputError, NotFound, WrongState, no_scenario
 from ediv.plan import Plan, make_plan
 from ediv.protocol import EXIT_WRONG_STATE, VM_ACTIONS
 from ediv.remote import AgentFailed
-from ediv.scenario.loader import load_string
+from ediv.scenario.loader import load_string, unresolved
 from ediv.scenario.model import Scenario
 from ediv.service import deploy as stages
 from ediv.service import exec as exec_stages
@@ -82,7 +82,7 @@ class Service:
         """The stored spec of ``name``, parsed (InputError when it no longer parses)."""
         row = row or self.scenario(name)
         scenario, _ = load_string(row.spec or "", f"{row.name}.xml", row.basedir or ".",
-                                  deployable=True)
+                                  deployable=True, appliances=unresolved)
         return scenario
 
     def status(self, name: str) -> dict:

@@ -82,16 +82,14 @@ def test_server_files_named_by_a_scenario_never_leave_the_server(server):
 <exec seq="s" type="file">{cfg.users_file}</exec></vm></vnuml>"""
     op = connect(handle)
     (service,) = op.EnumerateInstanceNames("EDIV_VirtualSystemManagementService")
-    rv, out = op.InvokeMethod("DefineSystem", service, [("SystemSettings", pywbem.CIMInstance(
-        "EDIV_ScenarioSettingData", properties={"ScenarioDefinition": spec}))])
-    assert rv == 0
-    rv, out = op.InvokeMethod("RequestStateChange", out["ResultingSystem"],
-                              [("RequestedState", pywbem.Uint16(2))])
-    assert rv == 4096
-    done = follow(op, out["Job"])
-    assert done["JobState"] == 10  # Exception
-    assert "is outside the scenario's files" in done["ErrorDescription"]
-    assert "unreachable" not in done["ErrorDescription"].lower()  # refused before any host
+    # refused when defined (the same check a deploy makes): nothing is recorded, no host asked
+    with pytest.raises(pywbem.CIMError) as err:
+        op.InvokeMethod("DefineSystem", service, [("SystemSettings", pywbem.CIMInstance(
+            "EDIV_ScenarioSettingData", properties={"ScenarioDefinition": spec}))])
+    assert err.value.status_code == pywbem.CIM_ERR_INVALID_PARAMETER
+    assert "is outside the scenario's files" in err.value.status_description
+    assert "unreachable" not in err.value.status_description.lower()
+    assert all(s["Name"] != "steal" for s in op.EnumerateInstances("EDIV_Scenario"))
     reader = connect(handle, "reader")
     seen = [str(v) for cls in ("EDIV_ConcreteJob", "EDIV_Scenario", "EDIV_ScenarioSettingData")
             for inst in reader.EnumerateInstances(cls) for v in inst.values()]
