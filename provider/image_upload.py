@@ -11,7 +11,8 @@ process, default ``/var/lib/ediv/images``).
   the blob is already there, the body is not read (send none) and NAME is pointed at it (200);
   otherwise the body is streamed to a file under the store's ``tmp/`` while hashed, and only a
   body of exactly that digest is renamed into the store under NAME (201); any other is
-  deleted and refused with 422.
+  deleted and refused with 422. A NAME the server's admin built or imported (origin not
+  ``upload``) is never re-pointed at other bytes (409).
 
 Both need an operator (or admin) of the server's users file, checked from the headers before a
 byte of the body is read (401, 403; a refused body is drained, bounded, then the connection
@@ -97,6 +98,9 @@ class Upload:
                 return Reply.plain(422, "Unprocessable Content",
                                    f"the body's digest is {got}, not {self.req.digest}: "
                                    "nothing stored\n")
+            refused = self.endpoint.replaces_local(self.store, self.req)  # again: it took time
+            if refused is not None:
+                return refused
             m = Manifest(name=self.req.name, digest=got, format=detect_format(self.path),
                          size=0, origin="upload")
             self.store.adopt(self.path, m)
@@ -159,6 +163,20 @@ class ImageEndpoint:
             return too_large(self.max_image_bytes)
         return ImageRequest(name, method, digest, image_name, length)
 
+    @staticmethod
+    def replaces_local(store: ImageStore, req: ImageRequest) -> Reply | None:
+        """409 when NAME is an image the server's admin built or imported and it would now
+        name other bytes: an upload may re-point names uploads made, never those."""
+        try:
+            old = store.get(req.name)
+        except (OSError, ValueError):
+            old = None
+        if old is not None and old.digest != req.digest and old.origin != "upload":
+            return Reply.plain(409, "Conflict", f"{req.name} is an image of the server's "
+                               f"store ({old.origin}, {old.digest}); uploads may not replace "
+                               "it: use another name\n")
+        return None
+
     def head(self, req: ImageRequest) -> Reply:
         if self.store().blob_path(req.digest).is_file():
             return Reply(200, "OK", [("Content-Type", "application/octet-stream")])
@@ -167,6 +185,9 @@ class ImageEndpoint:
     def begin(self, req: ImageRequest) -> Reply | Upload:
         """A present blob is only named (200); otherwise an Upload to stream the body into."""
         store = self.store()
+        refused = self.replaces_local(store, req)
+        if refused is not None:
+            return refused
         try:
             if store.blob_path(req.digest).is_file():
                 m = store.name_digest(req.name, req.digest)

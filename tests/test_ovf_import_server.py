@@ -253,6 +253,17 @@ def test_upload_with_the_wrong_digest_is_refused_and_nothing_kept(handle, server
     assert [m.name for m in server_images.list()] == ["good"]
 
 
+def test_upload_does_not_replace_an_image_the_admin_made(handle, server_images, tmp_path):
+    local = tmp_path / "local.img"
+    local.write_bytes(b"\x04" * 100_000)
+    admin_image = server_images.import_file(local, "frr")
+    data = b"\x05" * 100_000
+    r = _put(handle, _image_url(handle, data), data, **{"Ediv-Image-Name": "frr"})
+    assert r.status_code == 409, r.text
+    assert server_images.list() == [admin_image]
+    assert server_images.digests() == {admin_image.digest}
+
+
 @pytest.mark.parametrize(("role", "status"), [(None, 401), ("reader", 403)])
 def test_upload_needs_an_operator_and_stores_nothing_otherwise(handle, server_images, role,
                                                                status):
