@@ -253,6 +253,16 @@ def test_upload_with_the_wrong_digest_is_refused_and_nothing_kept(handle, server
     assert [m.name for m in server_images.list()] == ["good"]
 
 
+def test_an_image_beyond_the_cim_body_cap_streams_into_the_store(handle, server_images):
+    """max_body_bytes (16 MiB, CIM-XML) does not bound images: they are not held in memory."""
+    assert handle.config.max_body_bytes < 20 << 20
+    data = bytes(range(256)) * (20 << 12)  # 20 MiB
+    r = _put(handle, _image_url(handle, data), data, **{"Ediv-Image-Name": "big"})
+    assert r.status_code == 201, r.text
+    (m,) = server_images.list()
+    assert m.size == len(data) and server_images.verify("big")
+
+
 def test_upload_does_not_replace_an_image_the_admin_made(handle, server_images, tmp_path):
     local = tmp_path / "local.img"
     local.write_bytes(b"\x04" * 100_000)
