@@ -484,11 +484,16 @@ def _server_disks(conn, appliance: Appliance, image_dir: str | None,
 
 
 def _image_name(text: str) -> str:
-    """An image store name (64 of letters, digits, '.', '_', '-') from SCENARIO-VM."""
+    """An image store name (64 of letters, digits, '.', '_', '-') from SCENARIO-VM; a longer
+    or changed one keeps a hash of the original, so two VMs never share a name (re-pointing
+    a name lets the store drop the blob it named)."""
+    import hashlib
     import re
 
     name = re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip("._-") or "ovf"
-    return name[:64]
+    if name == text and len(name) <= 64:
+        return name
+    return f"{name[:51]}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def _define_vms(conn, appliance: Appliance, scenario: str, net_map: dict[str, str]) -> None:
