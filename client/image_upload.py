@@ -105,5 +105,5 @@ def upload_image(conn, path: str | Path, name: str) -> str:
 
 def _check(r, name: str) -> None:
     if r.status_code not in (200, 201):
-        why = (r.text or r.reason or "").strip()
+        why = (r.headers.get("Ediv-Error") or r.text or r.reason or "").strip()
         raise EdivError(f"{name}: the server refused the image: {r.status_code} {why}")

@@ -95,7 +95,7 @@ class Upload:
             self.file.close()
             got = PREFIX + self.hash.hexdigest()
             if got != self.req.digest:
-                return Reply.plain(422, "Unprocessable Content",
+                return _plain(422, "Unprocessable Content",
                                    f"the body's digest is {got}, not {self.req.digest}: "
                                    "nothing stored\n")
             refused = self.endpoint.replaces_local(self.store, self.req)  # again: it took time
@@ -104,9 +104,9 @@ class Upload:
             m = Manifest(name=self.req.name, digest=got, format=detect_format(self.path),
                          size=0, origin="upload")
             self.store.adopt(self.path, m)
-            return Reply.plain(201, "Created", f"{self.req.name} {got} {self.size}\n")
+            return _plain(201, "Created", f"{self.req.name} {got} {self.size}\n")
         except (OSError, EdivError) as exc:
-            return Reply.plain(500, "Internal Server Error", f"could not store the image: "
+            return _plain(500, "Internal Server Error", f"could not store the image: "
                                f"{exc}\n")
         finally:
             self.abort()  # after adopt the file is gone already; otherwise it goes now
@@ -132,33 +132,33 @@ class ImageEndpoint:
         """From the request line and headers alone (in a worker thread: scrypt is slow)."""
         method = environ.get("REQUEST_METHOD", "")
         if method not in ("HEAD", "PUT"):
-            return Reply.plain(405, "Method Not Allowed", "images take HEAD or PUT\n",
+            return _plain(405, "Method Not Allowed", "images take HEAD or PUT\n",
                                [("Allow", "HEAD, PUT")])
         try:
             user = self.app._authenticate(environ)
         except TooManyFailures as exc:
-            return Reply.plain(429, "Too Many Requests", f"{exc}\n",
+            return _plain(429, "Too Many Requests", f"{exc}\n",
                                [("Retry-After", str(exc.retry_after))])
         if user is None:
-            return Reply.plain(401, "Unauthorized", "authentication required\n",
+            return _plain(401, "Unauthorized", "authentication required\n",
                                [("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"')])
         name, role = user
         if role < Role.OPERATOR:
-            return Reply.plain(403, "Forbidden", f"{name}: images need the operator role\n")
+            return _plain(403, "Forbidden", f"{name}: images need the operator role\n")
         m = PATH_RE.fullmatch(environ.get("PATH_INFO", ""))
         if m is None:
-            return Reply.plain(404, "Not Found", "images are /ediv/images/sha256/<64 lower-case "
+            return _plain(404, "Not Found", "images are /ediv/images/sha256/<64 lower-case "
                                "hex digits>\n")
         digest = PREFIX + m.group(1)
         image_name = (environ.get(NAME_HEADER) or f"upload-{m.group(1)[:12]}").strip()
         try:
             check_name(image_name)
         except EdivError as exc:
-            return Reply.plain(400, "Bad Request", f"Ediv-Image-Name: {exc}\n")
+            return _plain(400, "Bad Request", f"Ediv-Image-Name: {exc}\n")
         try:
             length = int(environ["CONTENT_LENGTH"]) if "CONTENT_LENGTH" in environ else None
         except ValueError:
-            return Reply.plain(400, "Bad Request", "Content-Length is not a number\n")
+            return _plain(400, "Bad Request", "Content-Length is not a number\n")
         if length is not None and (length < 0 or length > self.max_image_bytes):
             return too_large(self.max_image_bytes)
         return ImageRequest(name, method, digest, image_name, length)
@@ -172,7 +172,7 @@ class ImageEndpoint:
         except (OSError, ValueError):
             old = None
         if old is not None and old.digest != req.digest and old.origin != "upload":
-            return Reply.plain(409, "Conflict", f"{req.name} is an image of the server's "
+            return _plain(409, "Conflict", f"{req.name} is an image of the server's "
                                f"store ({old.origin}, {old.digest}); uploads may not replace "
                                "it: use another name\n")
         return None
@@ -191,22 +191,30 @@ class ImageEndpoint:
         try:
             if store.blob_path(req.digest).is_file():
                 m = store.name_digest(req.name, req.digest)
-                return Reply.plain(200, "OK", f"{m.name} {m.digest} {m.size} (present)\n")
+                return _plain(200, "OK", f"{m.name} {m.digest} {m.size} (present)\n")
         except (OSError, EdivError) as exc:
-            return Reply.plain(500, "Internal Server Error", f"{exc}\n")
+            return _plain(500, "Internal Server Error", f"{exc}\n")
         with self._lock:
             if self._uploads >= MAX_UPLOADS:
-                return Reply.plain(503, "Service Unavailable", "too many image uploads at "
+                return _plain(503, "Service Unavailable", "too many image uploads at "
                                    "once, retry shortly\n", [("Retry-After", "5")])
             self._uploads += 1
         try:
             return Upload(self, store, req)
         except OSError as exc:
             self.release()
-            return Reply.plain(500, "Internal Server Error", f"{exc}\n")
+            return _plain(500, "Internal Server Error", f"{exc}\n")
+
+
+def _plain(status: int, reason: str, text: str,
+           headers: list[tuple[str, str]] | None = None) -> Reply:
+    """A text reply; a refusal's text also in an ``Ediv-Error`` header (a HEAD answer has
+    no body, and the client shows the server's reason)."""
+    extra = [("Ediv-Error", " ".join(text.split()))] if status >= 400 else []
+    return Reply.plain(status, reason, text, [*(headers or []), *extra])
 
 
 def too_large(limit: int) -> Reply:
-    return Reply.plain(413, "Content Too Large", f"image larger than {limit} bytes "
+    return _plain(413, "Content Too Large", f"image larger than {limit} bytes "
                        "(max_image_bytes of the server config)\n")
 

@@ -225,6 +225,22 @@ def test_uml_disk_is_uploaded_to_the_server_image_store(cli, handle, op, tmp_pat
     assert vssd["Filesystem"] == ref
 
 
+@needs_disk_tools
+def test_a_reader_cannot_upload_a_disk_and_nothing_is_imported(cli, handle, op, tmp_path,
+                                                               server_images):
+    define(op, "up3")
+    built = f.build_appliance(tmp_path, f.ext2_image(tmp_path / "orig.img"), properties={})
+    r = run(cli, built.path, "--scenario", "up3", *NETS,
+            *server_args(handle, tmp_path, role="reader"))
+    assert r.exit_code == 1
+    errors = [line for line in r.stderr.splitlines() if line.startswith("ediv:")]
+    assert errors == ["ediv: error: up3-router1: the server refused the image: 403 rita: "
+                      "images need the operator role"], r.stderr
+    no_traceback(r)
+    assert vm_names(op, "up3") == ["pc1"]
+    assert not server_images.root.exists() or server_images.list() == []
+
+
 def _image_url(handle, data: bytes) -> str:
     import hashlib
 
