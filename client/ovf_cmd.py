@@ -324,8 +324,9 @@ def convert_cmd(package: str, nets: tuple[str, ...], vm_type: str | None, trust:
 @type_option
 @trust_option
 @click.option("--image-dir", type=click.Path(file_okay=False),
-              help="With --server: folder for the converted disk images; the server's hosts "
-                   "must see it at the same path (shared storage). Images are not uploaded.")
+              help="With --server: convert the disk images into this folder, which the "
+                   "server's hosts see at the same path (shared storage), instead of "
+                   "uploading them to the server's image store (the default).")
 def import_cmd(package: str, scenario: str, nets: tuple[str, ...], vm_type: str | None,
                trust: str | None, image_dir: str | None, deploy: DeployChoices,
                target=None) -> None:
@@ -339,8 +340,10 @@ def import_cmd(package: str, scenario: str, nets: tuple[str, ...], vm_type: str 
     \b
     With --server URL, --scenario is the NAME of a scenario defined on the server (not
     deployed): each VM is added with DefineSystem. The VMs' nets must be nets of that
-    scenario (map them with --net OVFNET=NET). Disk images are converted into --image-dir,
-    which the server's hosts must see at the same path: they are not uploaded.
+    scenario (map them with --net OVFNET=NET). Disk images are converted here and uploaded
+    to the server's image store (by sha256: one the server has is not sent again), the VMs
+    naming them image:sha256:HEX, which a deploy ships to the hosts; with --image-dir they
+    are converted into that folder instead (shared storage the hosts see at the same path).
     """
     from ediv.ovf.importer import import_into_scenario
 
@@ -370,8 +373,9 @@ def import_on_server(conn, package: str, scenario: str, nets: tuple[str, ...],
                      vm_type: str | None, trust: str | None, image_dir: str | None,
                      deploy: DeployChoices | None = None, **_: Any) -> None:
     """``ediv ovf import --server``: the package is verified before anything is sent; the
-    VMs are checked against the server's scenario, their disks converted into
-    ``image_dir``, then added one DefineSystem each (all removed again if one fails)."""
+    VMs are checked against the server's scenario, their disks uploaded to the server's
+    image store (or converted into ``image_dir``), then added one DefineSystem each (all
+    removed again if one fails)."""
     from ediv.ovf.importer import open_appliance, remove_paths
 
     net_map = parse_net_map(nets)
@@ -382,7 +386,7 @@ def import_on_server(conn, package: str, scenario: str, nets: tuple[str, ...],
     current = _server_definition(conn, scenario)
     if current is not None:
         _check_fits(appliance, current, scenario)
-    files = _server_disks(appliance, image_dir, scenario)
+    files = _server_disks(conn, appliance, image_dir, scenario)
     try:
         _define_vms(conn, appliance, scenario, net_map)
     except BaseException:
@@ -435,26 +439,61 @@ def _check_fits(appliance: Appliance, current: Scenario, name: str) -> None:
                         "imported")
 
 
-def _server_disks(appliance: Appliance, image_dir: str | None, scenario: str) -> list[Path]:
-    """Convert the boot disks of the UML VMs into ``image_dir`` (``SCENARIO-VM.img``) and
-    point the VMs at them; the files written."""
+def _server_disks(conn, appliance: Appliance, image_dir: str | None,
+                  scenario: str) -> list[Path]:
+    """The boot disks of the UML VMs: with ``image_dir``, converted into it
+    (``SCENARIO-VM.img``, shared storage) and the VMs pointed at them, the files written
+    returned; without, converted into a private temporary folder, sent to the server's
+    image store as ``SCENARIO-VM`` (nothing sent when it has that digest already) and the VMs
+    pointed at ``image:sha256:<hex>``, which a deploy ships to the hosts by digest."""
+    import shutil
+    import tempfile
+
+    from ediv.client.image_upload import upload_image
     from ediv.ovf.importer import ENV_DIR_SUFFIX, stage
     from ediv.ovf.translate import boot_disk
+    from ediv.scenario.model import Filesystem
 
     env = appliance.envelope
     disks = [vm.name for vs, vm in appliance.pairs
              if vm.type != "container" and boot_disk(env, vs) is not None]
     if not disks:
         return []
-    if image_dir is None:
-        raise EdivError(f"{', '.join(disks)}: the package has a disk image; with --server "
-                        "give --image-dir DIR, a folder the server's hosts see at the same "
-                        "path (images are not uploaded), or --type container")
-    staged = stage(appliance, image_dir,
-                   names={vm.name: f"{scenario}-{vm.name}" for vm in appliance.vms})
-    staged.moves = [(src, final) for src, final in staged.moves
-                    if not final.name.endswith(ENV_DIR_SUFFIX)]
-    return staged.commit()
+    names = {vm.name: f"{scenario}-{vm.name}" for vm in appliance.vms}
+    if image_dir is not None:
+        staged = stage(appliance, image_dir, names=names)
+        staged.moves = [(src, final) for src, final in staged.moves
+                        if not final.name.endswith(ENV_DIR_SUFFIX)]
+        return staged.commit()
+    work = Path(tempfile.mkdtemp(prefix="ediv-ovf-upload-"))  # 0700
+    try:
+        staged = stage(appliance, work, names=names)
+        sent: dict[str, str] = {}  # converted file -> image reference (a disk shared by VMs)
+        for vm in appliance.vms:
+            if vm.filesystem is None or vm.type == "container":
+                continue
+            final = vm.filesystem.path
+            if final not in sent:
+                src = next(s for s, f in staged.moves if str(f) == final)
+                digest = upload_image(conn, src, _image_name(names[vm.name]))
+                sent[final] = f"image:{digest}"
+            vm.filesystem = Filesystem(path=sent[final], type=vm.filesystem.type)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return []
+
+
+def _image_name(text: str) -> str:
+    """An image store name (64 of letters, digits, '.', '_', '-') from SCENARIO-VM; a longer
+    or changed one keeps a hash of the original, so two VMs never share a name (re-pointing
+    a name lets the store drop the blob it named)."""
+    import hashlib
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip("._-") or "ovf"
+    if name == text and len(name) <= 64:
+        return name
+    return f"{name[:51]}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def _define_vms(conn, appliance: Appliance, scenario: str, net_map: dict[str, str]) -> None:

@@ -10,7 +10,8 @@
     state = "state.db"           # state store of the controller
     cluster = ""                 # cluster.conf; default: the testbed's, when it exists
     data_dir = "data"            # scenarios defined over WBEM (their files) are kept here
-    max_body_bytes = 16777216
+    max_body_bytes = 16777216     # a CIM-XML request
+    max_image_bytes = 8589934592  # an image uploaded to PUT /ediv/images/sha256/HEX (8 GiB)
     threads = 8                  # worker threads doing the CIM work
     max_connections = 512        # open connections; beyond: 503 and closed
     max_requests = 64            # requests waiting for or in a worker; beyond: 503
@@ -41,6 +42,7 @@ from ediv.errors import Diagnostic, InputError
 DEFAULT_PORT_TLS = 5989
 DEFAULT_PORT_PLAIN = 5988
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+DEFAULT_MAX_IMAGE = 8 * 1024**3
 
 
 @dataclass
@@ -57,6 +59,7 @@ class ServerConfig:
     cluster_file: Path | None = None
     data_dir: Path = field(default=Path("data"))
     max_body_bytes: int = DEFAULT_MAX_BODY
+    max_image_bytes: int = DEFAULT_MAX_IMAGE
     threads: int = 8
     max_connections: int = 512
     max_requests: int = 64
@@ -165,6 +168,7 @@ def load_config(path: Path | str | None = None, *, listen: str | None = None,
             cluster_file=file("cluster", None) or _testbed_cluster(),
             data_dir=file("data_dir", "data"),
             max_body_bytes=int(data.get("max_body_bytes", DEFAULT_MAX_BODY)),
+            max_image_bytes=int(data.get("max_image_bytes", DEFAULT_MAX_IMAGE)),
             threads=int(data.get("threads", 8)),
             max_connections=int(data.get("max_connections", 512)),
             max_requests=int(data.get("max_requests", 64)),
@@ -190,7 +194,7 @@ def load_config(path: Path | str | None = None, *, listen: str | None = None,
     if cfg.login_failures < 1 or cfg.login_refill_seconds <= 0:
         raise InputError(Diagnostic(str(path), 0, "login_failures must be >= 1 and "
                                     "login_refill_seconds > 0"))
-    positive = ("max_body_bytes", "threads", "max_connections", "max_requests",
+    positive = ("max_body_bytes", "max_image_bytes", "threads", "max_connections", "max_requests",
                 "handshake_timeout", "idle_timeout", "read_timeout")
     bad = [key for key in positive if getattr(cfg, key) <= 0]
     if bad:

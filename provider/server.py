@@ -18,6 +18,7 @@ from pywbem import CIMInstance, Uint16
 from ediv.private import private_dir, tighten
 from ediv.provider.auth import LoginThrottle, UserStore
 from ediv.provider.config import ServerConfig
+from ediv.provider.image_upload import ImageEndpoint
 from ediv.provider.interop import InteropModel
 from ediv.provider.operations import Dispatcher
 from ediv.provider.providers import ProviderRegistry, StaticProvider, make_instance
@@ -159,8 +160,9 @@ def serve(config: ServerConfig, *, schema: Schema | None = None,
     app = WBEMApp(dispatcher, UserStore(config.users_file, throttle), config.max_body_bytes)
     sock = listen_socket(config)
     address = sock.getsockname()[:2]
+    images = ImageEndpoint(app, config.max_image_bytes)
     transport = Transport(app, sock, ssl_context(config) if config.tls else None,
-                          config.threads, limits(config))
+                          config.threads, limits(config), images)
     transport.start()
     log.info("WBEM server listening on %s", config.listen)
     return ServerHandle(config, transport, dispatcher, registry, address)

@@ -36,6 +36,7 @@ from hypercorn.asyncio.worker_context import WorkerContext
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.events import Closed, RawData
 
+from ediv.provider.image_upload import ImageEndpoint, Upload, is_image_path, too_large
 from ediv.provider.wbem_http import Reply, WBEMApp
 
 log = logging.getLogger("ediv.provider.http")
@@ -48,6 +49,7 @@ _SSL_SHUTDOWN = 3.0
 _MAX_RECV = 2**16
 _HOLD_MAX = 2048  # a response head written this small waits for its body (same loop turn)
 _JOIN_MAX = 256 * 1024  # bodies up to this size are joined to their head (one write)
+_IMAGE_WRITE = 1 << 20  # an image upload is written (in a thread) in pieces this large
 
 
 @dataclass
@@ -173,8 +175,10 @@ class Transport:
     """Serves ``app`` on the listening ``sock`` until ``stop``."""
 
     def __init__(self, app: WBEMApp, sock: socket.socket, ssl_context: ssl.SSLContext | None,
-                 threads: int, limits: Limits | None = None):
+                 threads: int, limits: Limits | None = None,
+                 images: ImageEndpoint | None = None):
         self.app = app
+        self.images = images  # HEAD|PUT /ediv/images/...: streamed, not through _read_body
         self.sock = sock
         self.ssl_context = ssl_context
         self.limits = limits or Limits()
@@ -290,6 +294,9 @@ class Transport:
                                            [("Retry-After", "1")]), close=True)
 
     async def _serve(self, environ: dict, receive: Callable, send: Callable) -> None:
+        if self.images is not None and is_image_path(environ.get("PATH_INFO", "")):
+            await self._serve_image(environ, receive, send)
+            return
         limit = self.app.max_body_bytes
         announced = _content_length(environ)
         if announced is not None and announced > limit:
@@ -311,6 +318,60 @@ class Transport:
         finally:
             self.buffered -= len(body)
         await _reply(send, reply)
+
+    async def _serve_image(self, environ: dict, receive: Callable, send: Callable) -> None:
+        """An image request: headers checked (authentication, role, digest, size) before
+        any of the body is read; the body then goes, 1 MiB at a time, to a file of the image
+        store (``ediv.provider.image_upload``), never held whole here."""
+        images = self.images
+        checked = await self._work(images.check, environ)
+        if isinstance(checked, Reply):
+            complete = await self._drain(receive, _DRAIN_FACTOR * self.app.max_body_bytes)
+            await _reply(send, checked, close=not complete)
+            return
+        if checked.method == "HEAD":
+            await _reply(send, await self._work(images.head, checked))
+            return
+        begun = await self._work(images.begin, checked)
+        if isinstance(begun, Reply):  # present (only named), or refused
+            complete = await self._drain(receive, _DRAIN_FACTOR * self.app.max_body_bytes)
+            await _reply(send, begun, close=not complete)
+            return
+        upload = begun
+        try:
+            reply, close = await self._receive_image(receive, upload)
+        finally:
+            # before the reply: a refused or failed body is gone when the client hears of it
+            await asyncio.to_thread(upload.abort)  # a no-op once finished
+        if reply is not None:
+            await _reply(send, reply, close=close)
+
+    async def _receive_image(self, receive: Callable, upload: Upload) -> tuple[Reply | None, bool]:
+        """(reply, close the connection): the body written 1 MiB at a time (in a thread),
+        then verified and stored; None when the client has gone."""
+        cap = self.images.max_image_bytes
+        buf: list[bytes] = []
+        held = 0
+        while True:
+            try:
+                async with asyncio.timeout(self.limits.read_timeout):
+                    message = await receive()
+            except TimeoutError:
+                return Reply.plain(408, "Request Timeout", "no image data for "
+                                   f"{self.limits.read_timeout:g} s\n"), True
+            if message["type"] == "http.disconnect":
+                return None, True
+            chunk = message.get("body", b"")
+            if upload.size + held + len(chunk) > cap:
+                return too_large(cap), True
+            buf.append(chunk)
+            held += len(chunk)
+            more = message.get("more_body", False)
+            if held >= _IMAGE_WRITE or (not more and held):
+                await asyncio.to_thread(upload.write, b"".join(buf))
+                buf, held = [], 0
+            if not more:
+                return await asyncio.to_thread(upload.finish), False
 
     def _handle(self, environ: dict, body: bytes) -> Reply:
         """In a worker thread."""

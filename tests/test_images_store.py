@@ -386,3 +386,27 @@ def test_too_small_a_size_is_refused(store):
     finally:
         remove_tree(work)
     assert store.list() == [] and list(store.tmp.iterdir()) == []
+
+
+def test_adopt_publishes_a_staged_file_without_reading_it_again(tmp_path):
+    from ediv.images.store import Manifest
+
+    store = ImageStore(tmp_path / "s").init()
+    outside = tmp_path / "outside.img"
+    outside.write_bytes(b"x" * 1000)
+    m = Manifest(name="up", digest=file_digest(outside), format="raw", size=0, origin="upload")
+    with pytest.raises(EdivError, match="is not inside"):
+        store.adopt(outside, m)  # only a file of the store's tmp/ is renamed in
+    assert outside.exists() and store.list() == []
+    staged = store.tmp / ".upload-1"
+    shutil.copy(outside, staged)
+    got = store.adopt(staged, m)
+    assert (got.size, got.origin) == (1000, "upload") and not staged.exists()
+    assert store.verify("up") and stat.S_IMODE(store.path("up").stat().st_mode) == 0o600
+    # a second name for the same blob; a missing digest is refused
+    again = store.name_digest("up2", m.digest)
+    assert again.digest == m.digest and sorted(x.name for x in store.list()) == ["up", "up2"]
+    with pytest.raises(ImageNotFound):
+        store.name_digest("up3", "sha256:" + "0" * 64)
+    store.remove("up")
+    assert store.blob_path(m.digest).is_file()  # up2 still uses it

@@ -150,19 +150,17 @@ def test_container_vm_is_added_with_memory_and_nets(cli, handle, op, signer, tmp
 
 @needs_disk_tools
 def test_uml_disk_is_converted_into_the_image_dir(cli, handle, op, tmp_path):
+    """--image-dir (shared storage the hosts see at the same path) still works: nothing is
+    uploaded and the VM names the converted file."""
     define(op, "ovf2")
     ext2 = f.ext2_image(tmp_path / "orig.img")
     built = f.build_appliance(tmp_path, ext2, properties={})
     args = [built.path, "--scenario", "ovf2", *NETS, *server_args(handle, tmp_path)]
 
-    r = run(cli, *args)  # a UML VM with a disk: where should the image go?
-    assert r.exit_code == 1 and "give --image-dir DIR" in r.stderr, r.stderr
-    no_traceback(r)
-    assert vm_names(op, "ovf2") == ["pc1"]
-
     images = tmp_path / "shared-images"
     r = run(cli, *args, "--image-dir", images)
     assert r.exit_code == 0, r.output + r.stderr
+    assert "upload" not in r.stderr
     image = images / "ovf2-router1.img"
     assert f"wrote {image}" in r.stdout
     assert sorted(p.name for p in images.iterdir()) == ["ovf2-router1.img"]
@@ -171,6 +169,170 @@ def test_uml_disk_is_converted_into_the_image_dir(cli, handle, op, tmp_path):
     assert (vssd["VirtualSystemType"], vssd["Filesystem"]) == ("uml", str(image))
     (disk,) = [r for r in rasds if r.classname == "EDIV_StorageAllocationSettingData"]
     assert list(disk["HostResource"]) == [str(image)] and disk["ResourceSubType"] == "cow"
+
+
+# ---------------------------------------------------------------- disks uploaded to the server
+
+@pytest.fixture
+def server_images(tmp_path, monkeypatch):
+    """The server's image store for this test: the in-process server (and its controller)
+    use $EDIV_IMAGES of the process, read at each request."""
+    from ediv.images.store import ImageStore
+
+    root = tmp_path / "server-images"
+    monkeypatch.setenv("EDIV_IMAGES", str(root))
+    return ImageStore(root)
+
+
+@needs_disk_tools
+def test_uml_disk_is_uploaded_to_the_server_image_store(cli, handle, op, tmp_path,
+                                                        server_images):
+    from ediv.images.digest import file_digest
+
+    define(op, "up1")
+    ext2 = f.ext2_image(tmp_path / "orig.img", {"etc/hostname": "router1\n"})
+    digest = file_digest(ext2)
+    built = f.build_appliance(tmp_path, ext2, properties={})
+    args = [built.path, "--scenario", "up1", *NETS, *server_args(handle, tmp_path)]
+
+    r = run(cli, *args)  # no --image-dir: the disk goes to the server
+    assert r.exit_code == 0, r.output + r.stderr
+    no_traceback(r)
+    assert "up1-router1: uploading 100%" in r.stderr and f"uploaded {digest}" in r.stderr
+    (m,) = server_images.list()
+    assert (m.name, m.digest, m.format, m.origin) == ("up1-router1", digest, "raw", "upload")
+    blob = server_images.blob_path(digest)
+    assert subprocess.run(["cmp", str(ext2), str(blob)]).returncode == 0
+    assert not list(server_images.tmp.iterdir())
+    ref = f"image:{digest}"
+    _vm, vssd, rasds = settings_of(op, "up1", "router1")
+    assert (vssd["VirtualSystemType"], vssd["Filesystem"]) == ("uml", ref)
+    (disk,) = [r for r in rasds if r.classname == "EDIV_StorageAllocationSettingData"]
+    assert list(disk["HostResource"]) == [ref] and disk["ResourceSubType"] == "cow"
+    assert f">{ref}</filesystem>" in definition(op, "up1")
+    assert not list(Path(tmp_path).glob("**/up1-router1.img"))  # nothing left on the client
+
+    # the same disk into another scenario: nothing sent, one more name for the blob
+    define(op, "up2")
+    mtime = blob.stat().st_mtime_ns
+    r = run(cli, built.path, "--scenario", "up2", *NETS, *server_args(handle, tmp_path))
+    assert r.exit_code == 0, r.output + r.stderr
+    assert f"the server has {digest} already: nothing sent" in r.stderr
+    assert "uploading" not in r.stderr
+    assert sorted(m.name for m in server_images.list()) == ["up1-router1", "up2-router1"]
+    assert blob.stat().st_mtime_ns == mtime
+    _vm, vssd, _rasds = settings_of(op, "up2", "router1")
+    assert vssd["Filesystem"] == ref
+
+
+@needs_disk_tools
+def test_a_reader_cannot_upload_a_disk_and_nothing_is_imported(cli, handle, op, tmp_path,
+                                                               server_images):
+    define(op, "up3")
+    built = f.build_appliance(tmp_path, f.ext2_image(tmp_path / "orig.img"), properties={})
+    r = run(cli, built.path, "--scenario", "up3", *NETS,
+            *server_args(handle, tmp_path, role="reader"))
+    assert r.exit_code == 1
+    errors = [line for line in r.stderr.splitlines() if line.startswith("ediv:")]
+    assert errors == ["ediv: error: up3-router1: the server refused the image: 403 rita: "
+                      "images need the operator role"], r.stderr
+    no_traceback(r)
+    assert vm_names(op, "up3") == ["pc1"]
+    assert not server_images.root.exists() or server_images.list() == []
+
+
+def _image_url(handle, data: bytes) -> str:
+    import hashlib
+
+    return f"{handle.url}/ediv/images/sha256/{hashlib.sha256(data).hexdigest()}"
+
+
+def _put(handle, url: str, data: bytes, role: str | None = "operator", **headers):
+    import requests
+
+    s = requests.Session()
+    s.trust_env = False
+    auth = USERS[role] if role else None
+    return s.put(url, data=data, auth=auth, verify=str(handle.config.cert_file),
+                 headers=headers, timeout=30)
+
+
+def test_upload_with_the_wrong_digest_is_refused_and_nothing_kept(handle, server_images):
+    data = b"\x01" * 300_000
+    url = _image_url(handle, data)
+    r = _put(handle, url, data + b"x", **{"Ediv-Image-Name": "bad"})
+    assert r.status_code == 422 and "nothing stored" in r.text
+    assert server_images.list() == [] and server_images.digests() == set()
+    assert not list(server_images.tmp.iterdir())
+    r = _put(handle, url, data, **{"Ediv-Image-Name": "good"})  # the right bytes are taken
+    assert r.status_code == 201, r.text
+    assert [m.name for m in server_images.list()] == ["good"]
+
+
+def test_an_image_beyond_the_cim_body_cap_streams_into_the_store(handle, server_images):
+    """max_body_bytes (16 MiB, CIM-XML) does not bound images: they are not held in memory."""
+    assert handle.config.max_body_bytes < 20 << 20
+    data = bytes(range(256)) * (20 << 12)  # 20 MiB
+    r = _put(handle, _image_url(handle, data), data, **{"Ediv-Image-Name": "big"})
+    assert r.status_code == 201, r.text
+    (m,) = server_images.list()
+    assert m.size == len(data) and server_images.verify("big")
+
+
+def test_upload_does_not_replace_an_image_the_admin_made(handle, server_images, tmp_path):
+    local = tmp_path / "local.img"
+    local.write_bytes(b"\x04" * 100_000)
+    admin_image = server_images.import_file(local, "frr")
+    data = b"\x05" * 100_000
+    r = _put(handle, _image_url(handle, data), data, **{"Ediv-Image-Name": "frr"})
+    assert r.status_code == 409, r.text
+    assert server_images.list() == [admin_image]
+    assert server_images.digests() == {admin_image.digest}
+
+
+@pytest.mark.parametrize(("role", "status"), [(None, 401), ("reader", 403)])
+def test_upload_needs_an_operator_and_stores_nothing_otherwise(handle, server_images, role,
+                                                               status):
+    data = b"\x02" * 200_000
+    r = _put(handle, _image_url(handle, data), data, role, **{"Ediv-Image-Name": "x"})
+    assert r.status_code == status, r.text
+    assert not server_images.root.exists() or (
+        server_images.list() == [] and not list(server_images.tmp.iterdir()))
+
+
+@pytest.mark.parametrize(("path", "headers", "status"), [
+    ("/ediv/images/sha256/" + "A" * 64, {}, 404),        # upper case: not a digest spelling
+    ("/ediv/images/sha256/../../etc/passwd", {}, 404),
+    ("/ediv/images/sha256/" + "0" * 63, {}, 404),
+    ("/ediv/images/sha256/" + "0" * 64, {"Ediv-Image-Name": "../x"}, 400),
+])
+def test_image_paths_and_names_from_the_client_are_checked(handle, server_images, path,
+                                                           headers, status):
+    import requests
+
+    s = requests.Session()
+    s.trust_env = False
+    req = requests.Request("PUT", handle.url + path, data=b"abc", auth=USERS["operator"],
+                           headers=headers).prepare()
+    req.url = handle.url + path  # no normalisation of ../ by the client
+    r = s.send(req, verify=str(handle.config.cert_file), timeout=30)
+    assert r.status_code == status, r.text
+    assert not server_images.root.exists() or server_images.list() == []
+
+
+def test_upload_beyond_max_image_bytes_is_refused(handle, server_images, monkeypatch):
+    handle.transport.images.max_image_bytes, old = 1000, handle.transport.images.max_image_bytes
+    try:
+        data = b"\x03" * 5000
+        r = _put(handle, _image_url(handle, data), data)  # announced: refused at once
+        assert r.status_code == 413
+        # chunked, no length announced: refused while it streams, the partial file deleted
+        r = _put(handle, _image_url(handle, data), iter([data[:800], data[800:]]))
+        assert r.status_code == 413
+        assert not server_images.tmp.exists() or not list(server_images.tmp.iterdir())
+    finally:
+        handle.transport.images.max_image_bytes = old
+    assert not server_images.root.exists() or server_images.list() == []
 
 
 # ---------------------------------------------------------------- refusals change nothing

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ediv.errors import EdivError
-from ediv.images.digest import CHUNK, PREFIX, hex_of
+from ediv.images.digest import CHUNK, PREFIX, hex_of, normalize
 
 DEFAULT_STORE = "/var/lib/ediv/images"
 ENV_VAR = "EDIV_IMAGES"
@@ -266,6 +266,38 @@ class ImageStore:
         manifest.size = staged.stat().st_size
         manifest.created = manifest.created or now_utc()
         return self._publish(staged, manifest)
+
+    def adopt(self, staged: str | Path, manifest: Manifest) -> Manifest:
+        """Publish ``staged`` (a file in this store's ``tmp/`` whose digest the caller has
+        already computed while writing it, in ``manifest.digest``) without reading it again:
+        an upload is hashed as it arrives, and a multi-GB image is not read twice."""
+        check_name(manifest.name)
+        if manifest.format not in FORMATS:
+            raise EdivError(f"unknown image format {manifest.format!r} (raw or qcow2)")
+        staged = Path(staged)
+        if self.tmp.resolve() not in staged.resolve().parents:
+            raise EdivError(f"{staged} is not inside {self.tmp}")
+        manifest.digest = normalize(manifest.digest)
+        os.chmod(staged, 0o600)
+        manifest.size = staged.stat().st_size
+        manifest.created = manifest.created or now_utc()
+        return self._publish(staged, manifest)
+
+    def name_digest(self, name: str, digest: str, *, origin: str = "upload") -> Manifest:
+        """Give the stored blob ``digest`` (one more) name; ImageNotFound when absent."""
+        digest = normalize(digest)
+        with self.locked():
+            blob = self.blob_path(digest)
+            if not blob.is_file():
+                raise ImageNotFound(f"no image {digest} in {self.root}")
+            m = Manifest(name=check_name(name), digest=digest, format=detect_format(blob),
+                         size=blob.stat().st_size, created=now_utc(), origin=origin)
+            old = self.get(name)
+            data = (json.dumps(m.to_json(), indent=2, sort_keys=True) + "\n").encode()
+            write_private(self.manifests / f"{name}.json", data, self.tmp)
+            if old is not None and old.digest != digest:
+                self._collect(old.digest)
+        return m
 
     def _publish(self, staged: Path, manifest: Manifest) -> Manifest:
         data = (json.dumps(manifest.to_json(), indent=2, sort_keys=True) + "\n").encode()
