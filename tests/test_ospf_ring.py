@@ -34,6 +34,7 @@ EDIV = [sys.executable, "-m", "ediv.client.cli"]
 SCENARIO = EXAMPLES / "ospf-ring.xml"
 ROUTERS = [f"r{n}" for n in range(1, 6)]
 CONVERGE_WITHIN = 180.0  # seconds; FRR's timers in the lab are hello 1 s, dead 4 s
+ROUTES_WITHIN = 60.0  # from all adjacencies Full to r1 reaching r3's and r4's router ids
 UML_KERNEL = "/usr/bin/linux"
 
 
@@ -137,8 +138,15 @@ def test_ospf_ring_converges_and_pings(lab, vm_type):
 
         neighbors = _wait_converged(store, state)
         assert sum(_full_neighbors(o) for o in neighbors.values()) == 10  # 5 links, 2 ends
-        check = _ediv(store, "exec", "ospf-ring", "check", "--state", state, "--json")
-        (r1,) = json.loads(check.stdout)
+        # Full adjacencies come before the routes: SPF runs and zebra installs them a moment
+        # later (seconds on a loaded machine), so the ping is retried, bounded
+        deadline = time.monotonic() + ROUTES_WITHIN
+        while True:
+            check = _ediv(store, "exec", "ospf-ring", "check", "--state", state, "--json")
+            (r1,) = json.loads(check.stdout)
+            if r1["exit_code"] == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
         assert r1["exit_code"] == 0, r1
         assert re.search(r"64 bytes from 198\.18\.51\.3: icmp_seq=1", r1["output"]), r1
 
