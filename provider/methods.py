@@ -21,7 +21,6 @@ from typing import Any
 
 import pywbem
 from pywbem import (
-    CIM_ERR_ALREADY_EXISTS,
     CIM_ERR_FAILED,
     CIM_ERR_INVALID_PARAMETER,
     CIM_ERR_NOT_FOUND,
@@ -34,8 +33,6 @@ from pywbem import (
 
 from ediv import state as st
 from ediv.errors import EdivError, InputError, NotFound, WrongState, no_scenario
-from ediv.ovf.environment import ENV_FILE
-from ediv.ovf.importer import ENV_DIR_SUFFIX, ENV_SEQ
 from ediv.partition import registry as algorithms
 from ediv.provider import archive
 from ediv.provider import cim_paths as P
@@ -47,8 +44,9 @@ from ediv.provider.providers import same_path
 from ediv.provider.schema import EDIV_NAMESPACE
 from ediv.provider.vm_settings import ovf_environment, vm_from_settings
 from ediv.restrictions import parse_restrictions
-from ediv.scenario import load_string, to_xml
-from ediv.scenario.model import Filetree, Scenario
+from ediv.scenario import load_string
+from ediv.scenario.model import Scenario
+from ediv.service import edit, files
 
 OK, NOT_SUPPORTED, INVALID_STATE, INVALID_PARAMETER = 0, 1, 5, 5
 JOB_STARTED, INVALID_TRANSITION, NO_TIMEOUT = 4096, 4097, 4098
@@ -241,12 +239,7 @@ class EngineMethods:
 
             def install(name: str) -> str:
                 """The Archive's files, checked in staging, moved to the scenario's dir."""
-                final = self.engine.scenario_dir(name)
-                if final.exists():  # left by a scenario the store no longer has
-                    shutil.rmtree(final)
-                final.parent.mkdir(parents=True, exist_ok=True)
-                staging.rename(final)
-                return str(final)
+                return files.install_tree(staging, self.engine.scenario_dir(name))
 
             with self.engine.service(hosts=False) as svc:
                 return svc.define(spec, basedir=str(staging), source_name="ScenarioDefinition",
@@ -259,48 +252,15 @@ class EngineMethods:
 
     def define_vm(self, name: str, vssd: CIMInstance, rasds: list[CIMInstance]
                   ) -> tuple[str, str]:
-        store = self.engine.store()
-        with self.engine.claim(name, "define"):
-            row = _defined_row(store, name, "added while it is defined (release it first)")
-            vm = vm_from_settings(vssd, rasds)
-            check_name(vm.name, "VM")
-            environment = ovf_environment(vssd)
-            scenario = self._parse_stored(row)
-            if scenario.vm(vm.name) is not None:
-                raise CIMError(CIM_ERR_ALREADY_EXISTS,
-                               f"scenario {name!r} already has a VM named {vm.name!r}")
-            scenario.vms.append(vm)
-            basedir = row.basedir or str(self.engine.scenario_dir(name))
-            env_dir = Path(basedir) / f"{vm.name}{ENV_DIR_SUFFIX}"
-            if environment is not None:  # delivered as /ovf-env.xml at every boot
-                env_dir.mkdir(parents=True, exist_ok=True)
-                (env_dir / ENV_FILE).write_bytes(environment)
-                vm.filetrees.append(Filetree(source=env_dir.name, root="/", seq=ENV_SEQ))
-            try:
-                self._store_spec(name, scenario, basedir)
-            except BaseException:
-                if environment is not None:
-                    shutil.rmtree(env_dir, ignore_errors=True)
-                raise
-        return name, vm.name
-
-    def _parse_stored(self, row: st.ScenarioRow) -> Scenario:
+        """The VM from its CIM settings, added by the engine (ediv.service.edit.add_vm)."""
+        vm = vm_from_settings(vssd, rasds)
         try:
-            scenario, _ = load_string(row.spec or "", f"{row.name}.xml", row.basedir or ".",
-                                      deployable=True)
-        except InputError as exc:
-            raise diagnostics_error(f"stored scenario {row.name!r}", exc) from None
-        return scenario
-
-    def _store_spec(self, name: str, scenario: Scenario, basedir: str | None) -> None:
-        text = to_xml(scenario).decode("utf-8")
-        try:
-            load_string(text, f"{name}.xml", basedir or ".", deployable=True)
-        except InputError as exc:
-            raise diagnostics_error("the scenario with this VM", exc) from None
-        if not self.engine.store().set_spec(name, text):
-            raise CIMError(CIM_ERR_FAILED, f"scenario {name!r} is no longer defined (another "
-                           "client deployed or removed it meanwhile); nothing was changed")
+            added = edit.add_vm(self.engine.store(), name, vm, self.engine.claim,
+                                default_basedir=str(self.engine.scenario_dir(name)),
+                                environment=ovf_environment(vssd))
+        except EdivError as exc:
+            raise _cim(exc) from None
+        return name, added
 
     # ------------------------------------------------------------ DestroySystem
     def destroy_system(self, params: pywbem.NocaseDict) -> tuple[Any, list]:
@@ -336,27 +296,17 @@ class EngineMethods:
         return Uint32(JOB_STARTED), [("Job", P.job_path(job))]
 
     def _remove_files(self, name: str, row: st.ScenarioRow) -> None:
-        ours = self.engine.scenario_dir(name)
-        if row.basedir and Path(row.basedir) == ours and ours.exists():
-            shutil.rmtree(ours, ignore_errors=True)
+        files.remove_tree(self.engine.scenario_dir(name), row.basedir)
 
     def _destroy_vm(self, ref: CIMInstanceName) -> tuple[Any, list]:
         key = P.split_key(ref.keybindings.get("Name", ""))
         if key is None:
             raise CIMError(CIM_ERR_NOT_FOUND, f"no virtual system {ref}")
         name, vm = key
-        store = self.engine.store()
-        with self.engine.claim(name, "define"):
-            row = _defined_row(store, name, "removed while it is defined")
-            scenario = self._parse_stored(row)
-            if scenario.vm(vm) is None:
-                raise CIMError(CIM_ERR_NOT_FOUND, f"scenario {name!r} has no VM {vm!r}")
-            scenario.vms = [v for v in scenario.vms if v.name != vm]
-            self._store_spec(name, scenario, row.basedir)
-            # the environment document DefineSystem wrote for it, if any
-            if row.basedir and not any(f"{vm}{ENV_DIR_SUFFIX}" == ft.source
-                                       for v in scenario.vms for ft in v.filetrees):
-                shutil.rmtree(Path(row.basedir) / f"{vm}{ENV_DIR_SUFFIX}", ignore_errors=True)
+        try:
+            edit.remove_vm(self.engine.store(), name, vm, self.engine.claim)
+        except EdivError as exc:
+            raise _cim(exc) from None
         return Uint32(OK), []
 
     # ------------------------------------------------------------ state changes
@@ -612,14 +562,3 @@ class _JobMethods(MethodProvider):
             return Uint32(OK), [("Errors", cim_errors(job))]
         # KillJob, RequestStateChange: a running deploy cannot be interrupted safely
         return Uint32(NOT_SUPPORTED), []
-
-
-def _defined_row(store: st.StateStore, name: str, when: str) -> st.ScenarioRow:
-    """The scenario's row, which must exist and be only defined for its VMs to change."""
-    row = store.scenario(name)
-    if row is None:
-        raise to_cim(no_scenario(name))
-    if row.state != st.DEFINED:
-        raise CIMError(CIM_ERR_FAILED, f"scenario {name!r} is {row.state}: VMs can only be "
-                       + when)
-    return row

@@ -12,10 +12,12 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from ediv import state as st
-from ediv.errors import InputError, WrongState, no_scenario
+from ediv.errors import AlreadyExists, InputError, NotFound, WrongState, no_scenario
+from ediv.ovf.importer import ENV_SEQ
 from ediv.scenario import load_string, to_xml
-from ediv.scenario.edit import headed
-from ediv.scenario.model import Scenario
+from ediv.scenario.edit import check_name, headed
+from ediv.scenario.model import VM, Filetree, Scenario
+from ediv.service import files
 
 T = TypeVar("T")
 Claim = Callable[[str, str], AbstractContextManager[Any]]
@@ -70,3 +72,54 @@ def edit_defined(store: st.StateStore, name: str, change: Callable[[Scenario], T
         result = change(scenario)
         save_defined(store, name, scenario, row.basedir)
     return result
+
+
+def _defined_for_vms(store: st.StateStore, name: str, when: str) -> st.ScenarioRow:
+    row = store.scenario(name)
+    if row is None:
+        raise no_scenario(name)
+    if row.state != st.DEFINED:
+        raise WrongState(f"scenario {name!r} is {row.state}: VMs can only be {when}",
+                         name=name, state=row.state)
+    return row
+
+
+def add_vm(store: st.StateStore, name: str, vm: VM, claim: Claim, *, default_basedir: str,
+           environment: bytes | None = None) -> str:
+    """Add ``vm`` to the defined scenario ``name`` (DefineSystem of a VM). ``environment``:
+    an OVF environment document, kept beside the scenario and put in the guest as
+    ``/ovf-env.xml`` at every boot. Nothing is kept when the result is not valid."""
+    check_name(vm.name, "VM")
+    with claim(name, "define"):
+        row = _defined_for_vms(store, name, "added while it is defined (release it first)")
+        scenario = parse_defined(row)
+        if scenario.vm(vm.name) is not None:
+            raise AlreadyExists("VM", vm.name, message=f"scenario {name!r} already has a VM "
+                                f"named {vm.name!r}")
+        scenario.vms.append(vm)
+        basedir = row.basedir or default_basedir
+        if environment is not None:
+            where = files.write_environment(basedir, vm.name, environment)
+            vm.filetrees.append(Filetree(source=where.name, root="/", seq=ENV_SEQ))
+        try:
+            save_defined(store, name, scenario, basedir)
+        except BaseException:
+            if environment is not None:
+                files.remove_environment(basedir, vm.name)
+            raise
+    return vm.name
+
+
+def remove_vm(store: st.StateStore, name: str, vm: str, claim: Claim) -> None:
+    """Remove VM ``vm`` from the defined scenario ``name`` (DestroySystem of a VM), with the
+    environment document DefineSystem kept for it."""
+    with claim(name, "define"):
+        row = _defined_for_vms(store, name, "removed while it is defined")
+        scenario = parse_defined(row)
+        if scenario.vm(vm) is None:
+            raise NotFound("VM", vm, scenario=name)
+        scenario.vms = [v for v in scenario.vms if v.name != vm]
+        save_defined(store, name, scenario, row.basedir)
+        env_source = files.environment_dir(".", vm).name
+        if not any(ft.source == env_source for v in scenario.vms for ft in v.filetrees):
+            files.remove_environment(row.basedir, vm)
