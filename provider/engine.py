@@ -10,7 +10,6 @@ store's claim (``Engine.claim``), correct between server threads and server proc
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,22 +23,21 @@ from ediv.cluster import Cluster, load_cluster, parse_cluster
 from ediv.errors import EdivError, InputError, cim_status, message
 from ediv.private import private_dir
 from ediv.provider.config import ServerConfig
-from ediv.scenario import load_string
+from ediv.scenario import edit, load_string
 from ediv.scenario.loader import unresolved
 from ediv.scenario.model import Scenario
 from ediv.service import Service
 
-# A scenario name becomes a directory name under the data dir: keep it plain.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
 Progress = Callable[[dict], None]
 
 
 def check_name(name: str, what: str = "scenario") -> str:
-    if not _NAME.match(name or "") or ".." in name:
-        raise CIMError(CIM_ERR_INVALID_PARAMETER,
-                       f"{what} name {name!r} is not usable: letters, digits, '_', '.', '+' "
-                       "and '-' only, starting with a letter or digit")
-    return name
+    """The engine's name rule (a scenario name becomes a directory name under the data dir)
+    as the CIMError a client gets."""
+    try:
+        return edit.check_name(name, what)
+    except InputError as exc:
+        raise CIMError(CIM_ERR_INVALID_PARAMETER, str(exc.diagnostics[0].message)) from None
 
 
 class Engine:
