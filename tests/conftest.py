@@ -4,13 +4,24 @@ state store (``engine_server``) for the tests that talk to one."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
+from ediv.testbed import SSHD
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 CORPUS = REPO.parent / "shared" / "corpus"
+# the command line, as a user runs it (in a subprocess, so each run starts clean)
+EDIV = [sys.executable, "-m", "ediv.client.cli"]
+# tests on a local testbed (namespace hosts with sshd): root and openssh-server
+TESTBED = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root"),
+    pytest.mark.skipif(not Path(SSHD).exists(), reason="openssh-server not installed"),
+]
 # requests lets these variables override an explicit CA bundle; the tests pin the server's cert
 _CA_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 

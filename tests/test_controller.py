@@ -21,16 +21,10 @@ import pytest
 
 from ediv import testbed
 from ediv.state import StateStore
-from tests.conftest import EXAMPLES
+from tests.conftest import EDIV, EXAMPLES, TESTBED
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root"),
-    pytest.mark.skipif(not Path(testbed.SSHD).exists(), reason="openssh-server not installed"),
-]
+pytestmark = [*TESTBED, pytest.mark.slow]
 
-EDIV = [sys.executable, "-m", "ediv.client.cli"]
 
 
 def run(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:

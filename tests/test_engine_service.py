@@ -29,16 +29,11 @@ from ediv.provider.config import load_config
 from ediv.provider.engine_plugin import EnginePlugin
 from ediv.provider.server import serve
 from ediv.state import StateStore
+from tests.conftest import EDIV, TESTBED
 from tests.test_faults import kill9, wait_for
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root"),
-    pytest.mark.skipif(not Path(testbed.SSHD).exists(), reason="openssh-server not installed"),
-]
+pytestmark = [*TESTBED, pytest.mark.slow]
 
-EDIV = [sys.executable, "-m", "ediv.client.cli"]
 OPERATOR = ("otto", "o-pass")
 _CA_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
 

@@ -22,16 +22,11 @@ import pytest
 
 from ediv import testbed
 from ediv.state import StateStore
+from tests.conftest import EDIV, TESTBED
 from tests.test_controller import agent_processes, host_ids, host_links, netns_list, ours
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root"),
-    pytest.mark.skipif(not Path(testbed.SSHD).exists(), reason="openssh-server not installed"),
-]
+pytestmark = [*TESTBED, pytest.mark.slow]
 
-EDIV = [sys.executable, "-m", "ediv.client.cli"]
 HOST_TIMEOUT = 10  # seconds of silence after which the controller gives a host up
 TALLY = {"tried": [], "clean": []}
 

@@ -17,6 +17,7 @@ import pytest
 
 from ediv import testbed
 from ediv.provider.auth import Role, add_user
+from tests.conftest import TESTBED
 from tests.test_faults import (
     TALLY,
     Env,
@@ -30,12 +31,7 @@ from tests.test_faults import (
 
 pywbem = pytest.importorskip("pywbem")
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root"),
-    pytest.mark.skipif(not Path(testbed.SSHD).exists(), reason="openssh-server not installed"),
-]
+pytestmark = [*TESTBED, pytest.mark.slow]
 
 OPERATOR = ("faultop", "fault-op-password-1")
 _CA_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")

@@ -9,7 +9,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,15 +18,10 @@ from ediv.agent.rootfs import build_busybox_rootfs
 from ediv.images.digest import hex_of
 from ediv.images.store import ImageStore
 from ediv.state import StateStore
+from tests.conftest import EDIV, TESTBED
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root"),
-    pytest.mark.skipif(not Path(testbed.SSHD).exists(), reason="openssh-server not installed"),
-]
+pytestmark = [*TESTBED, pytest.mark.slow]
 
-EDIV = [sys.executable, "-m", "ediv.client.cli"]
 
 
 @pytest.fixture(scope="module")

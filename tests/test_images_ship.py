@@ -15,13 +15,9 @@ from ediv.images import ship
 from ediv.images.digest import hex_of
 from ediv.images.store import ImageStore, Manifest
 from ediv.remote import Connections, SshOptions
+from tests.conftest import TESTBED
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root"),
-    pytest.mark.skipif(not Path(testbed.SSHD).exists(), reason="openssh-server not installed"),
-]
+pytestmark = [*TESTBED, pytest.mark.slow]
 
 SIZE = 6 << 20
 

@@ -24,13 +24,9 @@ from ediv.provider.auth import Role, add_user
 from ediv.provider.config import load_config
 from ediv.provider.engine_plugin import EnginePlugin
 from ediv.provider.server import serve
+from tests.conftest import TESTBED
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root"),
-    pytest.mark.skipif(not Path(testbed.SSHD).exists(), reason="openssh-server not installed"),
-]
+pytestmark = [*TESTBED, pytest.mark.slow]
 OPERATOR = ("otto", "o-pass")
 _CA_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-from pathlib import Path
 
 import paramiko
 import pytest
 
 from ediv import testbed
 from ediv.cluster import load_cluster
+from tests.conftest import TESTBED
 
-pytestmark = [
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root"),
-    pytest.mark.skipif(not Path(testbed.SSHD).exists(), reason="openssh-server not installed"),
-]
+pytestmark = TESTBED
 
 
 def ours(prefix: str) -> tuple[list[str], list[str]]:
