@@ -2,7 +2,7 @@
 
 Each command's result is an ``exec`` event as soon as it is known and each VM's end an
 ``exec-vm`` event, so a controller that loses the agent (killed, host lost) keeps what had
-finished. A stopped VM does not stop the others: its result says it is not running."""
+finished. A stopped or paused VM does not stop the others: its result says why it did not run."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from ediv.agent import network
 from ediv.agent.drivers.base import AgentContext, ExecResult, vm_running
+from ediv.agent.freeze import recorded_paused
 from ediv.agent.layout import VmLayout
 from ediv.errors import EdivError, InputError
 from ediv.protocol import EVENT_EXEC, EVENT_EXEC_VM
@@ -51,12 +52,17 @@ def run_sequence(ctx: AgentContext, drivers: dict[str, Any], seq: str, *,
                         "(allow_host_exec = false)")
     if not todo and not host_cmds and not quiet_if_empty:
         ctx.emitter.warning(f"sequence {seq!r} has no commands or filetrees on this host")
-    # a stopped VM cannot run it: said so in its own result, the others run regardless
-    stopped = {v.name for v in todo if not vm_running(ctx, v)}
-    for name in sorted(stopped):
-        ctx.emitter.emit(EVENT_EXEC, vm=name, exit_code=None,
-                         error=f"{name} is not running; start it first")
-    todo = [v for v in todo if v.name not in stopped]
+    # a stopped or paused VM cannot run it (a frozen one would hold the call until its
+    # deadline): said so in its own result, the others run regardless
+    refused: dict[str, str] = {}
+    for v in todo:
+        if not vm_running(ctx, v):
+            refused[v.name] = f"{v.name} is not running; start it first"
+        elif recorded_paused(ctx, v.name):
+            refused[v.name] = f"{v.name} is paused; resume it first"
+    for name in sorted(refused):
+        ctx.emitter.emit(EVENT_EXEC, vm=name, exit_code=None, error=refused[name])
+    todo = [v for v in todo if v.name not in refused]
     # resolve every source before running anything (bad input changes nothing)
     plans = {v.name: ([(inside_files(ctx.files_dir, f.source, "filetree"), f.root)
                        for f in v.filetrees(seq)], commands_of(ctx, v, seq)) for v in todo}
@@ -80,8 +86,8 @@ def run_sequence(ctx: AgentContext, drivers: dict[str, Any], seq: str, *,
         return results
 
     results: list[dict[str, Any]] = [
-        {"vm": name, "command": None, "exit_code": None,
-         "error": f"{name} is not running; start it first"} for name in sorted(stopped)]
+        {"vm": name, "command": None, "exit_code": None, "error": refused[name]}
+        for name in sorted(refused)]
     for v, res in zip(todo, ctx.map(one, todo), strict=True):
         results += [{"vm": v.name, "command": r.command, "exit_code": r.exit_code,
                      "output": r.output} for r in res]

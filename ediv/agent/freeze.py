@@ -92,3 +92,9 @@ def thaw(marker: str, vm: str) -> list[int]:
 def frozen(marker: str, vm: str) -> bool:
     """Some untraced process of the VM is stopped (a paused VM)."""
     return any(state_of(p) == "T" for p in vm_processes(marker, vm) if not _traced(p))
+
+
+def recorded_paused(ctx, vm_name: str) -> bool:
+    """state.json says the VM is paused (``vm pause``; status reads the same record)."""
+    state = ctx.sdir.read_json(ctx.sdir.state_path) or {}
+    return (state.get("vms", {}).get(vm_name) or {}).get("state") == "paused"

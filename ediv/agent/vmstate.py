@@ -24,6 +24,7 @@ from ediv.agent.deploy import ON_BOOT, vm_state_record
 from ediv.agent.drivers.base import vm_running
 from ediv.agent.events import Emitter
 from ediv.agent.execute import run_sequence
+from ediv.agent.freeze import recorded_paused
 from ediv.errors import InputError, WrongState
 
 
@@ -40,7 +41,7 @@ def change_vm_state(state_root: Path, key: str, vm_name: str, action: str,
     boot: dict[str, Any] | None = None
     with ctx.sdir.lock():
         was_running = vm_running(ctx, vm)
-        was_paused = was_running and _paused(ctx, vm_name)
+        was_paused = was_running and recorded_paused(ctx, vm_name)
         previous = "paused" if was_paused else "running" if was_running else "stopped"
         if action in ("reboot", "reset", "pause", "resume") and not was_running:
             raise WrongState(f"vm {vm_name} is stopped; start it instead")
@@ -90,10 +91,6 @@ def change_vm_state(state_root: Path, key: str, vm_name: str, action: str,
             **({"on_boot": boot["results"]} if boot and boot["results"] else {})}
 
 
-def _paused(ctx, vm_name: str) -> bool:
-    """state.json says the VM is paused (status reads the same record)."""
-    state = ctx.sdir.read_json(ctx.sdir.state_path) or {}
-    return (state.get("vms", {}).get(vm_name) or {}).get("state") == "paused"
 
 
 def _shutdown(ctx, drv, vm, timeout: float) -> None:

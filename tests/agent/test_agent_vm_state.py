@@ -139,6 +139,10 @@ def check_pause_resume_shutdown(agent, snapshot, tmp_path: Path, a_type: str,
     assert ping_a(agent, key) != 0
     again = agent("vm", "--key", key, "a", "pause")
     assert again.rc == 0 and again.result["previous"] == "paused"
+    frozen = agent("exec", "on_boot", "--key", key)  # refused at once, not held till a deadline
+    entries = {r["vm"]: r for r in frozen.result.get("results", [])}
+    assert frozen.rc != 0 and "paused" in (entries.get("a") or {}).get("error", ""), \
+        frozen.events
 
     resumed = agent("vm", "--key", key, "a", "resume")
     assert resumed.rc == 0 and resumed.result["state"] == "running", resumed.events
