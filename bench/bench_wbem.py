@@ -185,13 +185,18 @@ def concurrent_gets(url: str, ca: str, paths: list, clients: int, per_client: in
         with lock:
             samples.extend(mine)
 
+    return samples, in_threads(client, clients)
+
+
+def in_threads(client, clients: int) -> float:
+    """Run ``client(k)`` for k in range(clients) at once; the wall time they took."""
     workers = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     t0 = time.perf_counter()
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    return samples, time.perf_counter() - t0
+    return time.perf_counter() - t0
 
 
 GET_VM = (
@@ -233,13 +238,7 @@ def raw_gets(url: str, ca: str, names: list[str], clients: int, per_client: int
         with lock:
             done.append(ok)
 
-    workers = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    t0 = time.perf_counter()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return sum(done), time.perf_counter() - t0
+    return sum(done), in_threads(client, clients)
 
 
 def _generated_spec(vms: int) -> str:
