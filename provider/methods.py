@@ -363,28 +363,22 @@ class EngineMethods:
             return Uint32(INVALID_PARAMETER), []
         action = P.VM_REQUESTS.get(requested)
         with self.engine.service(hosts=False) as svc:
-            try:
-                verdict = svc.vm_transition(name, vm, action or "start")
+            try:  # NOT_FOUND first; a state (or "start" for an unmapped request) checked once
+                verdict: str | None = svc.vm_transition(name, vm, action or "start")
             except NotFound:
                 raise CIMError(CIM_ERR_NOT_FOUND,
                                f"no virtual system {target.keybindings.get('Name')!r}") from None
             except WrongState:
-                if _timeout_required(params):
-                    return Uint32(NO_TIMEOUT), []
-                if action is None:
-                    return Uint32(INVALID_TRANSITION), []
-                return Uint32(INVALID_STATE), []
-            if _timeout_required(params):
-                return Uint32(NO_TIMEOUT), []
-            if action is None:
-                return Uint32(INVALID_TRANSITION), []
-            try:
-                verdict = svc.vm_transition(name, vm, action)
-            except WrongState:
-                return Uint32(INVALID_STATE), []
-            if verdict == "noop":
-                return Uint32(OK), []
-            action = verdict  # 2 of a paused VM resumes it
+                verdict = None
+        if _timeout_required(params):
+            return Uint32(NO_TIMEOUT), []
+        if action is None:
+            return Uint32(INVALID_TRANSITION), []
+        if verdict is None:
+            return Uint32(INVALID_STATE), []
+        if verdict == "noop":
+            return Uint32(OK), []
+        action = verdict  # 2 of a paused VM resumes it
 
         claim = self.engine.take(name, f"{action} {vm}")
 
