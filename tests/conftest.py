@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,19 @@ TESTBED = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root"),
     pytest.mark.skipif(not Path(SSHD).exists(), reason="openssh-server not installed"),
 ]
+
+
+def follow_job(conn, job, timeout: float = 300.0, interval: float = 0.3):
+    """Poll an EDIV_ConcreteJob as a client would until it leaves Running (4); bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        inst = conn.GetInstance(job)
+        if inst["JobState"] != 4:
+            return inst
+        assert time.monotonic() < deadline, f"job still running: {inst['JobStatus']}"
+        time.sleep(interval)
+
+
 # requests lets these variables override an explicit CA bundle; the tests pin the server's cert
 _CA_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from ediv.provider.config import load_config
 from ediv.provider.engine_plugin import EnginePlugin
 from ediv.provider.server import serve
 from ediv.state import StateStore
-from tests.conftest import EDIV, TESTBED
+from tests.conftest import EDIV, TESTBED, follow_job
 from tests.test_faults import kill9, wait_for
 
 pytestmark = [*TESTBED, pytest.mark.slow]
@@ -209,14 +210,7 @@ def _define(conn, text: str):
     return out["ResultingSystem"]
 
 
-def _follow(conn, job):
-    import time
-
-    while True:
-        inst = conn.GetInstance(job)
-        if inst["JobState"] != 4:
-            return inst
-        time.sleep(0.3)
+_follow = partial(follow_job, timeout=600.0)
 
 
 def _deploy(conn, ref):

@@ -10,14 +10,14 @@ import os
 import socket
 import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from ediv import testbed
 from ediv.provider.auth import Role, add_user
-from tests.conftest import TESTBED
+from tests.conftest import TESTBED, follow_job
 from tests.test_faults import (
     TALLY,
     Env,
@@ -130,14 +130,7 @@ def _request(conn, name: str, state: int):
     return int(rv), out.get("Job")
 
 
-def _follow(conn, job, timeout: float = 120.0):
-    end = time.monotonic() + timeout
-    while True:
-        inst = conn.GetInstance(job)
-        if inst["JobState"] != 4:
-            return inst
-        assert time.monotonic() < end, f"job still running: {inst['JobStatus']}"
-        time.sleep(0.3)
+_follow = partial(follow_job, timeout=120.0)
 
 
 def _destroy(conn, name: str) -> None:

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,11 @@ from lxml import etree
 
 from ediv import testbed, xmlsafe
 from tests import ovf_factory as f
+from tests.conftest import EDIV, TESTBED
 
 pytestmark = [
-    pytest.mark.root,
+    *TESTBED,
     pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the testbed and UML need root"),
-    pytest.mark.skipif(not Path(testbed.SSHD).exists(), reason="openssh-server not installed"),
     pytest.mark.skipif(not os.access("/usr/bin/linux", os.X_OK),
                        reason="User-Mode Linux not installed (apt-get install user-mode-linux)"),
     pytest.mark.skipif(not os.path.exists("/bin/busybox"),
@@ -34,7 +32,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed"),
 ]
 
-EDIV = [sys.executable, "-m", "ediv.client.cli"]
 READ_PROPERTY = ("sed -n 's/.*ovfenv:key=\"greeting\" ovfenv:value=\"\\([^\"]*\\)\".*/\\1/p' "
                  "/ovf-env.xml")
 SCENARIO = """<vnuml>

@@ -10,8 +10,7 @@ import contextlib
 import os
 import shutil
 import subprocess
-import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,11 @@ from ediv import testbed
 from ediv.images.digest import file_digest, hex_of
 from ediv.images.store import ImageStore
 from tests import ovf_factory as f
+from tests.conftest import EDIV, TESTBED, follow_job
 
 pytestmark = [
-    pytest.mark.root,
+    *TESTBED,
     pytest.mark.slow,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the testbed and UML need root"),
-    pytest.mark.skipif(not Path(testbed.SSHD).exists(), reason="openssh-server not installed"),
     pytest.mark.skipif(not os.access("/usr/bin/linux", os.X_OK),
                        reason="User-Mode Linux not installed (apt-get install user-mode-linux)"),
     pytest.mark.skipif(not os.path.exists("/bin/busybox"),
@@ -33,7 +31,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed"),
 ]
 
-EDIV = [sys.executable, "-m", "ediv.client.cli"]
 OPERATOR = ("otto", "o-pass")
 _CA_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
 LAB = """<vnuml><global><version>1.8</version><simulation_name>srvboot</simulation_name>
@@ -48,14 +45,7 @@ def _netns() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
-def _follow(conn, job, timeout: float = 600.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        inst = conn.GetInstance(job)
-        if inst["JobState"] != 4:
-            return inst
-        assert time.monotonic() < deadline, f"job still running: {inst['JobStatus']}"
-        time.sleep(0.5)
+_follow = partial(follow_job, timeout=600.0, interval=0.5)
 
 
 def _state_change(conn, scenario, state: int):

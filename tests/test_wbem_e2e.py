@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from ediv.provider.auth import Role, add_user
 from ediv.provider.config import load_config
 from ediv.provider.engine_plugin import EnginePlugin
 from ediv.provider.server import serve
-from tests.conftest import TESTBED
+from tests.conftest import TESTBED, follow_job
 
 pytestmark = [*TESTBED, pytest.mark.slow]
 
@@ -86,15 +85,7 @@ def _conn(handle):
                                  ca_certs=str(handle.config.cert_file), timeout=60)
 
 
-def _follow(conn, job, timeout: float = 300.0):
-    """Poll the job as a client would until it leaves Running (4)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        inst = conn.GetInstance(job)
-        if inst["JobState"] != 4:
-            return inst
-        assert time.monotonic() < deadline, f"job still running: {inst['JobStatus']}"
-        time.sleep(0.3)
+_follow = follow_job
 
 
 def _mof_string(text: str) -> str:

@@ -85,3 +85,12 @@ def agent_exec_command(agent, key: str, vms: list[str], command: str) -> dict[st
     res = agent("exec", seq, "--key", key)
     assert res.rc == 0, res.events
     return {r["vm"]: r["output"] for r in res.result["results"]}
+
+
+def deploy_bundle(agent, tmp_path: Path, key: str, xml: str):
+    """Deploy scenario text ``xml`` as a bundle of its own (no files) under key ``key``."""
+    b = tmp_path / f"bundle-{key}"
+    (b / "files").mkdir(parents=True)
+    (b / "scenario.xml").write_text(xml)
+    (b / "deploy.json").write_text(json.dumps({"scenario": key, "key": key}))
+    return agent("deploy", "--bundle", str(b))

@@ -7,7 +7,6 @@ compared (``find -newer STAMP`` and contents): nothing outside the VM dirs chang
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from agent_helpers import Agent, scenario_uid, unique_key
+from agent_helpers import Agent, deploy_bundle, scenario_uid, unique_key
 
 UML_KERNEL = "/usr/bin/linux"
 needs_uml = pytest.mark.skipif(not os.access(UML_KERNEL, os.X_OK),
@@ -66,12 +65,7 @@ def _scenario(key: str, vms: str) -> str:
             f'<vm_mgmt type="none"/></global><net name="N" mode="virtual_bridge"/>{vms}</vnuml>')
 
 
-def _deploy(agent, tmp_path: Path, key: str, xml: str):
-    b = tmp_path / f"bundle-{key}"
-    (b / "files").mkdir(parents=True)
-    (b / "scenario.xml").write_text(xml)
-    (b / "deploy.json").write_text(json.dumps({"scenario": key, "key": key}))
-    return agent("deploy", "--bundle", str(b))
+_deploy = deploy_bundle
 
 
 def _exec(agent, key: str, vm: str, command: str) -> tuple[int, str]:

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from agent_helpers import agent_exec_command, unique_key
+from agent_helpers import agent_exec_command, deploy_bundle, unique_key
 
 from ediv.agent.drivers import imagemount
 
@@ -28,12 +28,7 @@ def _xml(key: str, image: Path, vms: list[str], fs_type: str = "cow") -> str:
             f'<vm_mgmt type="none"/></global><net name="N" mode="virtual_bridge"/>{body}</vnuml>')
 
 
-def _deploy(agent, tmp_path: Path, key: str, xml: str):
-    b = tmp_path / f"bundle-{key}"
-    (b / "files").mkdir(parents=True)
-    (b / "scenario.xml").write_text(xml)
-    (b / "deploy.json").write_text(json.dumps({"scenario": key, "key": key}))
-    return agent("deploy", "--bundle", str(b))
+_deploy = deploy_bundle
 
 
 def _mounts_of(point: Path) -> list[str]:

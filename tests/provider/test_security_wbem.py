@@ -18,7 +18,7 @@ import http.client
 import os
 import socket
 import ssl
-import time
+from functools import partial
 
 import pytest
 from wbem_support import USERS
@@ -27,6 +27,7 @@ from ediv.provider.auth import Role, add_user
 from ediv.provider.config import load_config
 from ediv.provider.engine_plugin import EnginePlugin
 from ediv.provider.server import serve
+from tests.conftest import follow_job
 
 pywbem = pytest.importorskip("pywbem")
 _CA_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
@@ -60,14 +61,7 @@ def connect(handle, role="operator", namespace="root/ediv"):
                                  ca_certs=str(handle.config.cert_file), timeout=30)
 
 
-def follow(conn, job, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        inst = conn.GetInstance(job)
-        if inst["JobState"] != 4:
-            return inst
-        assert time.monotonic() < deadline, inst["JobStatus"]
-        time.sleep(0.2)
+follow = partial(follow_job, timeout=120.0, interval=0.2)
 
 
 def test_server_files_named_by_a_scenario_never_leave_the_server(server):
