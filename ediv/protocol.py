@@ -37,12 +37,17 @@ EVENT_VM = "vm"  # {"vm", "state"}
 EVENT_EXEC = "exec"  # one command finished: {"vm", "command", "exit_code", "output"}; a VM
 # that cannot run the sequence: {"vm", "exit_code": null, "error"}
 EVENT_EXEC_VM = "exec-vm"  # a VM's whole sequence finished: {"vm", "exit_code"}
+EVENT_SESSION = "session"  # ``session`` mode: {"pid", "version"}, its first line
+EVENT_DONE = "done"  # ``session`` mode: {"status"}: a request ended with this exit status
 EVENTS = (EVENT_RESULT, EVENT_ERROR, EVENT_WARNING, EVENT_ALIVE, EVENT_HOST, EVENT_VM,
-          EVENT_EXEC, EVENT_EXEC_VM)
+          EVENT_EXEC, EVENT_EXEC_VM, EVENT_SESSION, EVENT_DONE)
 
 # -- verbs and exit codes ----------------------------------------------------------------------
 # ediv-host vm VM ACTION
 VM_ACTIONS = ("start", "stop", "reboot", "reset", "shutdown", "pause", "resume")
+# the verbs one ``ediv-host session`` may run (never console: it is interactive)
+SESSION_VERBS = ("probe", "receive", "deploy", "exec", "release", "purge", "status", "vm")
+SESSION_LINE_MAX = 1 << 16  # bytes of one request line
 EXIT_OK = 0
 EXIT_ERROR = 1  # bad input, refused, failed deploy (rolled back)
 EXIT_INTERNAL = 2  # an agent bug (traceback on stderr)
@@ -139,6 +144,50 @@ class KeyRequest:
         key = data.get("key")
         return cls(check_key(key, source) if key is not None else None,
                    _opt_str(data, "scenario", "scenario", source))
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    """One request line of ``ediv-host session``: ``{"verb", "args", "deadline"?,
+    "bytes"?}``; ``bytes`` raw bytes follow the line (the verb's stdin: a ``receive``'s
+    bundle). The agent's own options (state dir, config, heartbeat) are the session's and
+    cannot be set by a request."""
+
+    verb: str
+    args: tuple[str, ...] = ()
+    deadline: float | None = None
+    size: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"verb": self.verb, "args": list(self.args)}
+        if self.deadline:
+            data["deadline"] = self.deadline
+        if self.size:
+            data["bytes"] = self.size
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "session") -> SessionRequest:
+        data = _obj(data, "a request", source)
+        unknown = sorted(set(data) - {"verb", "args", "deadline", "bytes"})
+        if unknown:
+            raise ProtocolError(f"unknown field(s) {', '.join(map(repr, unknown))} in a "
+                                "request", source)
+        verb = _str(data.get("verb"), "verb", source)
+        if verb not in SESSION_VERBS:
+            raise ProtocolError(f"verb {verb[:40]!r} is not one a session runs "
+                                f"({', '.join(SESSION_VERBS)})", source)
+        args = tuple(_str(a, "an argument", source, empty=True)
+                     for a in _list(data.get("args"), "args", source))
+        deadline = data.get("deadline")
+        if deadline is not None and (isinstance(deadline, bool)
+                                     or not isinstance(deadline, (int, float))
+                                     or not 0 < deadline < 10**7):
+            raise ProtocolError("deadline must be a number of seconds in (0, 10^7)", source)
+        size = data.get("bytes", 0)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ProtocolError("bytes must be a whole number >= 0", source)
+        return cls(verb, args, float(deadline) if deadline is not None else None, size)
 
 
 @dataclass

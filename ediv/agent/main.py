@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import os
 import signal
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ediv.agent import AGENT_VERSION
 from ediv.agent.config import DEFAULT_STATE_DIR, AgentConfig, load_config
@@ -19,16 +22,21 @@ from ediv.agent.journal import ScenarioDir, list_keys
 from ediv.agent.naming import derive_key
 from ediv.errors import EdivError, InputError, WrongState
 from ediv.protocol import (
+    EVENT_DONE,
     EVENT_ERROR,
     EVENT_RESULT,
+    EVENT_SESSION,
     EXIT_ERROR,
     EXIT_FAILED,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_WRONG_STATE,
+    SESSION_LINE_MAX,
     VM_ACTIONS,
     KeyRequest,
+    ProtocolError,
+    SessionRequest,
     check_key,
     parse_json_object,
 )
@@ -73,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     _key_args(c)
     c.add_argument("vm")
     c.add_argument("command", nargs=argparse.REMAINDER)
+    sub.add_parser("session", help="run the requests on stdin (JSON lines) one after another "
+                                   "in this one agent process (the controller's way)")
     return p
 
 
@@ -106,16 +116,21 @@ def resolve_key(state_root: Path, key: str | None, scenario: str | None,
     return None
 
 
-def _stdin_request() -> KeyRequest | None:
+def _stdin_request(stdin: IO[bytes] | None) -> KeyRequest | None:
     """The ``{"key": ...}`` / ``{"scenario": ...}`` object on stdin, checked (ediv.protocol)."""
-    if sys.stdin is None or sys.stdin.isatty():
-        return None
-    data = parse_json_object(sys.stdin.buffer.read(), "stdin")
+    if stdin is None:
+        if sys.stdin is None or sys.stdin.isatty():
+            return None
+        stdin = sys.stdin.buffer
+    data = parse_json_object(stdin.read(), "stdin")
     return KeyRequest.from_json(data) if data is not None else None
 
 
-def run_verb(args: argparse.Namespace, config: AgentConfig, em: Emitter) -> dict[str, Any]:
+def run_verb(args: argparse.Namespace, config: AgentConfig, em: Emitter,
+             stdin: IO[bytes] | None = None) -> dict[str, Any]:
+    """Run one verb; ``stdin``: its input (default: the process's stdin)."""
     state_root = Path(args.state_dir)
+    data_in = stdin if stdin is not None else sys.stdin.buffer
     if args.verb == "probe":
         from ediv.agent.probe import probe
 
@@ -128,7 +143,7 @@ def run_verb(args: argparse.Namespace, config: AgentConfig, em: Emitter) -> dict
     if args.verb == "receive":
         from ediv.agent.deploy import receive
 
-        return receive(state_root, check_key(args.key), sys.stdin.buffer)
+        return receive(state_root, check_key(args.key), data_in)
     if args.verb == "deploy":
         from ediv.agent.deploy import deploy, deploy_received
 
@@ -137,7 +152,7 @@ def run_verb(args: argparse.Namespace, config: AgentConfig, em: Emitter) -> dict
                 raise InputError("deploy takes --key or --bundle, not both")
             return deploy_received(state_root, check_key(args.key), config, em,
                                    keep_on_error=args.keep_on_error)
-        source = args.bundle if args.bundle else sys.stdin.buffer
+        source = args.bundle if args.bundle else data_in
         return deploy(state_root, source, config, em, keep_on_error=args.keep_on_error)
     needs_key = args.verb in ("exec", "release")
     if args.verb == "vm":
@@ -156,7 +171,8 @@ def run_verb(args: argparse.Namespace, config: AgentConfig, em: Emitter) -> dict
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         sys.exit(console(state_root, key, args.vm, command, config))
     key = resolve_key(state_root, args.key, args.scenario,
-                      _stdin_request() if not (args.key or args.scenario) and needs_key else None)
+                      _stdin_request(stdin) if not (args.key or args.scenario) and needs_key
+                      else None)
     if args.verb == "exec":
         if key is None:
             raise InputError("exec needs --key or --scenario")
@@ -191,49 +207,55 @@ class Terminated(EdivError):
     """SIGTERM/SIGHUP: raised in the main thread so a deploy rolls back before exiting."""
 
 
+_signalled: list[int] = []  # a session ends after the request a signal stopped
+
+
 def _on_signal(signum: int, _frame: object) -> None:
+    _signalled.append(signum)
     raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
 
 
-def _bound(args: argparse.Namespace, em: Emitter) -> None:
-    """The verb's deadline (a real-time timer: it also fires for an agent that was stopped
-    and resumed late) and the heartbeat thread."""
-    if args.deadline:
-        limit = args.deadline
+def _start_deadline(verb: str, limit: float | None) -> None:
+    """The verb's deadline: a real-time timer, so it also fires for an agent that was
+    stopped and resumed late."""
+    if not limit:
+        return
 
-        def over(_signum: int, _frame: object) -> None:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            raise Terminated(f"{args.verb}: deadline of {limit:g} s passed; work stopped")
+    def over(_signum: int, _frame: object) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        raise Terminated(f"{verb}: deadline of {limit:g} s passed; work stopped")
 
-        signal.signal(signal.SIGALRM, over)
-        signal.setitimer(signal.ITIMER_REAL, limit)
-    if args.heartbeat:
-        period = args.heartbeat
-
-        def beat() -> None:
-            while True:
-                time.sleep(period)
-                em.emit("alive")
-                if em.broken:  # nobody reads us any more: the controller is gone
-                    if args.verb in ("deploy", "exec"):  # a release carries on regardless
-                        os.kill(os.getpid(), signal.SIGTERM)  # roll back in the main thread
-                    return
-
-        threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+    signal.signal(signal.SIGALRM, over)
+    signal.setitimer(signal.ITIMER_REAL, limit)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``ediv-host VERB``: one verb per run, JSON lines out (events, then one result or error
-    line), exit codes of ``ediv.protocol``; SIGTERM/SIGHUP stop it cleanly."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    em = Emitter(sys.stdout)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
-    _bound(args, em)
+def _stop_deadline() -> None:
+    signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _start_heartbeat(period: float | None, em: Emitter, verb: Callable[[], str | None]) -> None:
+    """An ``alive`` event every ``period`` s; when nobody reads us any more (the controller
+    is gone), a running deploy or exec (``verb()``) stops: deploy rolls back."""
+    if not period:
+        return
+
+    def beat() -> None:
+        while True:
+            time.sleep(period)
+            em.emit("alive")
+            if em.broken:
+                if verb() in ("deploy", "exec"):  # a release carries on regardless
+                    os.kill(os.getpid(), signal.SIGTERM)  # roll back in the main thread
+                return
+
+    threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
+
+def _answer(args: argparse.Namespace, em: Emitter, stdin: IO[bytes] | None = None,
+            config: AgentConfig | None = None) -> int:
+    """Run one verb: its events, then one result or error line; its exit status."""
     try:
-        config = load_config(args.config)
-        result = run_verb(args, config, em)
+        result = run_verb(args, config or load_config(args.config), em, stdin)
     except InputError as e:
         em.emit(EVENT_ERROR, message=str(e), diagnostics=[str(d) for d in e.diagnostics])
         return EXIT_ERROR
@@ -253,6 +275,122 @@ def main(argv: list[str] | None = None) -> int:
     ok = result.pop("ok", True) if isinstance(result, dict) else True
     em.emit(EVENT_RESULT, ok=ok, **result)
     return EXIT_OK if ok else EXIT_FAILED
+
+
+class _Exact(io.RawIOBase):
+    """The next ``size`` bytes of ``stream`` and no more (a request's input)."""
+
+    def __init__(self, stream: IO[bytes], size: int):
+        self.stream, self.left = stream, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:  # type: ignore[no-untyped-def]
+        if self.left <= 0:
+            return 0
+        data = self.stream.read(min(len(buf), self.left, 1 << 20))
+        if not data:
+            raise ProtocolError(f"the input ended {self.left} bytes short", "session")
+        buf[: len(data)] = data
+        self.left -= len(data)
+        return len(data)
+
+    def drain(self) -> None:
+        while self.left > 0 and self.readinto(bytearray(min(self.left, 1 << 20))):
+            pass
+
+
+def _request_args(parser: argparse.ArgumentParser, session: argparse.Namespace,
+                  req: SessionRequest) -> argparse.Namespace:
+    """A request's verb and arguments parsed as on the command line; the agent's own options
+    (state dir, config, heartbeat) stay the session's: a request cannot change them."""
+    try:
+        args = parser.parse_args([req.verb, *req.args])
+    except SystemExit:  # argparse said why on stderr
+        raise ProtocolError(f"bad arguments for {req.verb}: {' '.join(req.args)[:200]}",
+                            "session") from None
+    args.state_dir, args.config = session.state_dir, session.config
+    args.heartbeat, args.deadline = session.heartbeat, req.deadline
+    return args
+
+
+def run_session(parser: argparse.ArgumentParser, session: argparse.Namespace,
+                em: Emitter) -> int:
+    """``ediv-host session``: one agent process for a controller's whole command. Each
+    request line (:class:`SessionRequest`, then its input bytes) runs as the verb would
+    with the session's options, answered with the verb's events, its result or error line
+    and a ``done`` line with the exit status the verb would have had. Ends at end of input
+    (exit 0), on a request it cannot read (exit 1), or after the request a signal stopped."""
+    # the requests come on a private copy of stdin; fd 0 becomes /dev/null, so no process
+    # the agent starts (VM inits, tools) can read a request or a bundle meant for the agent
+    stdin = os.fdopen(os.dup(0), "rb", buffering=1 << 16)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    current: list[str | None] = [None]
+    _start_heartbeat(session.heartbeat, em, lambda: current[0])
+    try:
+        config = load_config(session.config)
+    except EdivError as e:
+        em.emit(EVENT_ERROR, message=str(e))
+        return EXIT_ERROR
+    em.emit(EVENT_SESSION, pid=os.getpid(), version=AGENT_VERSION)
+    while True:
+        try:
+            line = stdin.readline(SESSION_LINE_MAX + 1)
+        except Terminated:
+            return EXIT_INTERRUPTED
+        if not line:
+            return EXIT_OK
+        try:
+            if len(line) > SESSION_LINE_MAX or not line.endswith(b"\n"):
+                raise ProtocolError(f"a request line longer than {SESSION_LINE_MAX} bytes",
+                                    "session")
+            req = SessionRequest.from_json(json.loads(line))
+        except (ValueError, RecursionError, ProtocolError) as e:  # framing lost: stop here
+            em.emit(EVENT_ERROR, message=f"bad request: {e}")
+            em.emit(EVENT_DONE, status=EXIT_ERROR)
+            return EXIT_ERROR
+        data = _Exact(stdin, req.size)
+        current[0] = req.verb
+        try:
+            try:
+                args = _request_args(parser, session, req)
+            except ProtocolError as e:
+                em.emit(EVENT_ERROR, message=str(e))
+                status = EXIT_ERROR
+            else:
+                _start_deadline(req.verb, req.deadline)
+                try:
+                    status = _answer(args, em, io.BufferedReader(data), config)
+                finally:
+                    _stop_deadline()
+            data.drain()
+        except (Terminated, ProtocolError) as e:  # between the verb's end and here
+            em.emit(EVENT_ERROR, message=str(e))
+            status = EXIT_ERROR
+        finally:
+            current[0] = None
+        em.emit(EVENT_DONE, status=status)
+        if _signalled or em.broken:
+            return EXIT_INTERRUPTED if _signalled else status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``ediv-host VERB``: one verb per run, JSON lines out (events, then one result or error
+    line), exit codes of ``ediv.protocol``; SIGTERM/SIGHUP stop it cleanly. ``session``: many
+    verbs in one run (``run_session``)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    em = Emitter(sys.stdout)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    if args.verb == "session":
+        return run_session(parser, args, em)
+    _start_deadline(args.verb, args.deadline)
+    _start_heartbeat(args.heartbeat, em, lambda: args.verb)
+    return _answer(args, em)
 
 
 if __name__ == "__main__":
