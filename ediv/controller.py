@@ -56,7 +56,10 @@ class Controller:
         self.cluster = cluster
         self.progress = progress
         self.workers = workers
-        self.conns = Connections(SshOptions.from_cluster(cluster, trust_new=trust_new_hosts))
+        # one agent session per host for the whole command: a deploy's probe, receive and
+        # deploy run in one agent process over one channel (ediv.agent_session)
+        self.conns = Connections(SshOptions.from_cluster(cluster, trust_new=trust_new_hosts),
+                                 sessions=True)
 
     def close(self) -> None:
         self.conns.close()

@@ -27,8 +27,10 @@ from pathlib import Path
 
 import paramiko
 
+from ediv.agent_session import AgentSession, NoSession
 from ediv.cluster import Cluster, Host
 from ediv.errors import EdivError
+from ediv.protocol import SESSION_VERBS
 
 CONNECT_TIMEOUT = 10.0
 HOST_TIMEOUT = 60.0  # the longest the controller waits on a silent host
@@ -90,11 +92,19 @@ class _SaveNewKey(paramiko.MissingHostKeyPolicy):
 
 
 class Connections:
-    """One SSH connection per host, reused for every command and transfer; thread-safe."""
+    """One SSH connection per host, reused for every command and transfer; thread-safe.
 
-    def __init__(self, options: SshOptions):
+    ``sessions``: agent verbs run in one ``ediv-host session`` per host (started by the first
+    verb, reused by the next ones, ended by ``close``), not one agent process per verb."""
+
+    SESSION_EXIT_WAIT = 2.0  # seconds ``close`` gives idle agents to exit (all hosts at once)
+
+    def __init__(self, options: SshOptions, *, sessions: bool = False):
         self.options = options
+        self.sessions = sessions
         self._clients: dict[str, paramiko.SSHClient] = {}
+        self._sessions: dict[str, AgentSession] = {}
+        self._no_session: set[str] = set()  # hosts whose agent has no session mode
         self._lock = threading.Lock()
         self._known_lock = threading.Lock()
 
@@ -105,17 +115,88 @@ class Connections:
         self.close()
 
     def close(self) -> None:
+        """End every agent session (idle agents exit; a verb still running loses its reader
+        and stops: a deploy rolls back), then close the connections."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+            self._sessions.clear()
+        idle = [s for s in sessions if s.lock.acquire(blocking=False)]
+        for s in idle:
+            s.finish()
+        end = time.monotonic() + self.SESSION_EXIT_WAIT
+        for s in sessions:
+            s.close(max(0.0, end - time.monotonic()) if s in idle else 0.0)
         with self._lock:
             for c in self._clients.values():
                 c.close()
             self._clients.clear()
 
     def drop(self, host: Host) -> None:
-        """Forget (and close) the connection to ``host``: the next use reconnects."""
+        """Forget (and close) the connection to ``host`` and its agent session: the next use
+        reconnects (and starts a new session)."""
         with self._lock:
             c = self._clients.pop(host.name, None)
+            s = self._sessions.pop(host.name, None)
+        if s is not None:
+            s.close()
         if c is not None:
             c.close()
+
+    def session(self, host: Host) -> AgentSession | None:
+        """The host's agent session, started if need be; None when sessions are off or the
+        host's agent has none."""
+        if not self.sessions or host.name in self._no_session:
+            return None
+        with self._lock:
+            s = self._sessions.get(host.name)
+        if s is not None and s.alive:
+            return s
+        if s is not None:  # it ended (agent killed between verbs): start another
+            self.drop(host)
+        opts = self.options
+        try:
+            s = AgentSession.open(host, self.client(host).get_transport(),
+                                  agent_command(host, "session", heartbeat=opts.heartbeat),
+                                  connect_timeout=opts.connect_timeout, bound=opts.host_timeout)
+        except HostUnreachable:
+            raise
+        except (TimeoutError, paramiko.SSHException, EOFError, OSError) as exc:
+            self.drop(host)
+            raise HostUnreachable(host.name, f"connection lost: {exc or type(exc).__name__}"
+                                  ) from None
+        with self._lock:
+            self._sessions[host.name] = s
+        return s
+
+    def run_in_session(self, host: Host, verb: str, args: tuple[str, ...], *,
+                       stdin: bytes | None, on_line: Callable[[str], None],
+                       deadline: float | None, timeout: float | None) -> tuple[int, str] | None:
+        """Run ``verb`` in the host's agent session: (exit status, stderr); None when there is
+        no session to use (off, the host's agent has none, or it is busy with another verb
+        of this command): the caller runs the one-shot verb."""
+        s = self.session(host)
+        if s is None or not s.lock.acquire(blocking=False):
+            return None
+        try:
+            return s.request(verb, args, stdin=stdin, deadline=deadline, timeout=timeout,
+                             on_line=on_line,
+                             unreachable=lambda why: HostUnreachable(host.name, why))
+        except NoSession:
+            self._no_session.add(host.name)
+            with self._lock:
+                if self._sessions.get(host.name) is s:
+                    del self._sessions[host.name]
+            s.close()
+            return None
+        except HostUnreachable:
+            self.drop(host)
+            raise
+        except (TimeoutError, paramiko.SSHException, EOFError, OSError) as exc:
+            self.drop(host)
+            raise HostUnreachable(host.name, f"connection lost: {exc or type(exc).__name__}"
+                                  ) from None
+        finally:
+            s.lock.release()
 
     def client(self, host: Host) -> paramiko.SSHClient:
         with self._lock:
@@ -315,8 +396,9 @@ def run_agent(
     timeout: float | None = None,
     ok_status: tuple[int, ...] = (0,),
 ) -> dict:
-    """Run the host agent; JSON lines are events, the last ``result`` is returned; an
-    ``error`` event or an exit status outside ``ok_status`` raises AgentFailed.
+    """Run the host agent's ``verb`` (in the host's agent session when ``conns`` has them,
+    else as its own agent process); JSON lines are events, the last ``result`` is returned;
+    an ``error`` event or an exit status outside ``ok_status`` raises AgentFailed.
 
     ``timeout`` is the verb's deadline: the agent stops its own work when it is over (and
     rolls a deploy back); the controller gives up a little later, and on a silent host after
@@ -341,11 +423,19 @@ def run_agent(
         if on_event:
             on_event(event)
 
-    command = agent_command(host, verb, *args, deadline=timeout,
-                            heartbeat=conns.options.heartbeat)
     margin = conns.options.host_timeout if timeout else None
-    status, _out, err = conns.run(host, command, stdin=stdin, on_line=on_line,
-                                  timeout=timeout + margin if timeout else None)
+    total = timeout + margin if timeout else None
+    answer = None
+    if verb in SESSION_VERBS:
+        answer = conns.run_in_session(host, verb, tuple(args), stdin=stdin, on_line=on_line,
+                                      deadline=timeout, timeout=total)
+    if answer is None:  # one agent process for this verb
+        command = agent_command(host, verb, *args, deadline=timeout,
+                                heartbeat=conns.options.heartbeat)
+        status, _out, err = conns.run(host, command, stdin=stdin, on_line=on_line,
+                                      timeout=total)
+    else:
+        status, err = answer
     if status not in ok_status or errors:
         message = "; ".join(errors) or (err.strip().splitlines() or [f"agent exited {status}"])[-1]
         raise AgentFailed(host.name, message, result, status)
