@@ -27,6 +27,7 @@ from tests.test_controller import agent_processes, host_ids, host_links, netns_l
 
 pytestmark = [*TESTBED, pytest.mark.slow]
 
+BIN = str(Path(sys.executable).parent)
 HOST_TIMEOUT = 10  # seconds of silence after which the controller gives a host up
 TALLY = {"tried": [], "clean": []}
 
@@ -58,23 +59,56 @@ def print_tally(request, label: str = "faults") -> None:
         print(line)
 
 
+# between sshd and h2's session agent: passes the requests on, but stops the (idle) agent
+# with SIGSTOP just before it gets the deploy request: an agent stopped before its lock
+_STOP_BEFORE_DEPLOY = r"""
+import json, os, signal, subprocess, sys
+pid_file, argv = sys.argv[1], sys.argv[2:]
+agent = subprocess.Popen(argv, stdin=subprocess.PIPE)
+src = sys.stdin.buffer
+while line := src.readline():
+    req = json.loads(line)
+    if req.get("verb") == "deploy" and not os.path.exists(pid_file):
+        os.kill(agent.pid, signal.SIGSTOP)
+        with open(pid_file + ".part", "w") as f:
+            f.write(str(agent.pid))
+        os.replace(pid_file + ".part", pid_file)
+    try:
+        agent.stdin.write(line + src.read(req.get("bytes", 0)))
+        agent.stdin.flush()
+    except BrokenPipeError:
+        break
+agent.stdin.close()
+sys.exit(agent.wait())
+"""
+
+
 class _FaultBed:
     """The testbed plus a cluster file with a short ``host_timeout`` and, for h2, an agent
-    wrapper that stops itself (SIGSTOP) before starting a ``deploy`` when a flag file exists:
-    an agent stopped before it could take its lock."""
+    wrapper that, when a flag file exists, stops the agent (SIGSTOP) before it gets its
+    ``deploy``: an agent stopped before it could take its lock. ``stop_flag``: h2's session
+    agent is stopped before its deploy request; ``oneshot_flag`` too: h2's agent refuses
+    ``session`` (an agent without session mode) and the one-shot ``deploy`` stops itself."""
 
     def __init__(self, tb: testbed.Testbed, d: Path):
         self.tb = tb
         self.dir = d
         self.stop_flag = d / "stop-next-deploy"
+        self.oneshot_flag = d / "no-session"
         self.stopped_pid = d / "stopped.pid"
         text = tb.cluster_conf.read_text()
         h2 = tb.hosts[1]
         real = f"{sys.executable} -m ediv.agent.main --state-dir {h2.state_dir}"
+        stopper = d / "stop-before-deploy.py"
+        stopper.write_text(_STOP_BEFORE_DEPLOY)
         wrapper = d / "agent-h2.sh"
         wrapper.write_text(
             "#!/bin/sh\n"
-            f'case " $* " in *" deploy "*) if [ -e {self.stop_flag} ]; then '
+            f'case " $* " in *" session "*) if [ -e {self.oneshot_flag} ]; then '
+            "echo \"ediv-host: error: argument verb: invalid choice: 'session'\" >&2; exit 2; "
+            f"elif [ -e {self.stop_flag} ]; then rm -f {self.stop_flag}; "
+            f'exec {sys.executable} {stopper} {self.stopped_pid} {real} "$@"; fi;; '
+            f'*" deploy "*) if [ -e {self.stop_flag} ]; then '
             f"rm -f {self.stop_flag}; echo $$ > {self.stopped_pid}; kill -STOP $$; fi;; esac\n"
             f'exec {real} "$@"\n')
         wrapper.chmod(0o700)
@@ -142,7 +176,8 @@ def wait_for(pred: Callable[[], object], timeout: float, what: str,
 
 
 def agent_pids(host, verb: str | None = None) -> list[int]:
-    """Agent processes of ``host`` (matched by its state dir), running ``verb`` if given."""
+    """Agent processes of ``host`` (matched by its state dir), running ``verb`` if given
+    (the controller runs its verbs in one ``session`` agent per host and command)."""
     out = []
     for cmd in Path("/proc").glob("[0-9]*/cmdline"):
         try:
@@ -150,23 +185,50 @@ def agent_pids(host, verb: str | None = None) -> list[int]:
         except OSError:
             continue
         text = [a.decode(errors="replace") for a in argv]
-        if any("ediv.agent.main" in a for a in text) and host.state_dir in text and \
-                (verb is None or verb in text):
+        # the agent itself (not the stopper in front of one)
+        agent = text[1:3] == ["-m", "ediv.agent.main"] or text[1:2] == [f"{BIN}/ediv-host"]
+        if agent and host.state_dir in text and (verb is None or verb in text):
             out.append(int(cmd.parent.name))
     return out
 
 
-def session_sshds(bed: _FaultBed, host) -> list[int]:
-    """The per-connection sshd processes of ``host`` (children of its listener)."""
-    master = bed.sshd_pid(host)
-    out = []
+def parents() -> dict[int, int]:
+    """pid -> parent pid of every process."""
+    out = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             data = stat.read_text()
         except OSError:
             continue
-        if int(data[data.rfind(")") + 2:].split()[1]) == master:
-            out.append(int(stat.parent.name))
+        out[int(stat.parent.name)] = int(data[data.rfind(")") + 2:].split()[1])
+    return out
+
+
+def exec_agents(host) -> list[int]:
+    """``host``'s agents running commands in VMs (an exec: they have child processes)."""
+    busy = set(parents().values())
+    return [pid for pid in agent_pids(host) if pid in busy]
+
+
+def session_sshds(bed: _FaultBed, host) -> list[int]:
+    """The per-connection sshd processes of ``host``: below its listener, the monitor and
+    the child that carries the connection (killing the monitor alone leaves the connection
+    up until the child next needs it: a live agent session would go on talking)."""
+    tree = parents()
+    below, found = {bed.sshd_pid(host)}, True
+    while found:
+        found = False
+        for pid, parent in tree.items():
+            if parent in below and pid not in below:
+                below.add(pid)
+                found = True
+    out = []
+    for pid in below - {bed.sshd_pid(host)}:
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().startswith("sshd"):
+                out.append(pid)
+        except OSError:
+            continue
     return out
 
 
@@ -269,6 +331,7 @@ def env(bed, tmp_path, request):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
         bed.stop_flag.unlink(missing_ok=True)
+        bed.oneshot_flag.unlink(missing_ok=True)
         for host in bed.hosts:
             subprocess.run(["ip", "link", "set", host.veth, "up"], check=False)
             try:
@@ -321,7 +384,7 @@ def test_cli_killed_during_exec(env):
     sc = scenario(env.tmp / "x.xml", "kexec")
     env.cli(*env.deploy_args(sc))
     proc = env.start("exec", "kexec", "hold", "--state", str(env.state))
-    wait_for(lambda: agent_pids(env.bed.hosts[1], "exec"), 30, "the exec agent")
+    wait_for(lambda: exec_agents(env.bed.hosts[1]), 30, "the exec agent")
     proc.kill()
     proc.wait(timeout=10)
     assert env.status("kexec")["state"] == "deployed"
@@ -335,11 +398,9 @@ def test_agent_killed_during_deploy_rolls_back(env, point):
     sc = scenario(env.tmp / "a.xml", "kagent", on_boot=6)
     proc = env.start(*env.deploy_args(sc))
     h2 = env.bed.hosts[1]
-    if point == "early":
-        kill9(wait_for(lambda: agent_pids(h2, "deploy"), 60, "the deploy agent"))
-    else:
-        wait_for(lambda: h2_built(env), 90, "h2 built", proc)
-        kill9(agent_pids(h2, "deploy"))
+    # the deploy's agent on h2 (its session: probe, receive, deploy) once the bundle is there
+    wait_for(lambda: h2_received(env) if point == "early" else h2_built(env), 90, point, proc)
+    kill9(agent_pids(h2))
     rc, err = finish(proc)
     assert rc == 1 and "h2" in err and "rolled back" in err, err
     assert "Traceback" not in err
@@ -349,7 +410,7 @@ def test_agent_killed_during_exec(env):
     sc = scenario(env.tmp / "ax.xml", "kagentx")
     env.cli(*env.deploy_args(sc))
     proc = env.start("exec", "kagentx", "hold", "--state", str(env.state), "--json")
-    kill9(wait_for(lambda: agent_pids(env.bed.hosts[1], "exec"), 30, "the exec agent"))
+    kill9(wait_for(lambda: exec_agents(env.bed.hosts[1]), 30, "the exec agent"))
     out, _err = proc.communicate(timeout=60)
     results = json.loads(out)
     lost = [r for r in results if r["host"] == "h2"]
@@ -388,7 +449,7 @@ def test_sshd_session_killed_during_exec(env):
     sc = scenario(env.tmp / "sx.xml", "ksshdx")
     env.cli(*env.deploy_args(sc))
     proc = env.start("exec", "ksshdx", "hold", "--state", str(env.state), "--json")
-    wait_for(lambda: agent_pids(env.bed.hosts[1], "exec"), 30, "the exec agent")
+    wait_for(lambda: exec_agents(env.bed.hosts[1]), 30, "the exec agent")
     kill9(session_sshds(env.bed, env.bed.hosts[1]))
     out, _err = proc.communicate(timeout=60)
     lost = [r for r in json.loads(out) if r["host"] == "h2"]
@@ -419,12 +480,16 @@ def test_link_down_mid_deploy_fails_within_bound_and_rolls_back(env):
 
 # ---------------------------------------------------------------- the SIGSTOP race
 
+@pytest.mark.parametrize("mode", ["session", "one-shot"])
 @pytest.mark.parametrize("controller", ["alive", "killed"])
-def test_agent_stopped_before_its_lock_builds_nothing_late(env, controller):
-    """h2's deploy agent is stopped before it takes its lock. Controller alive: h2 stays
-    silent, the deploy fails within host_timeout and rolls back. Controller killed: release
-    runs while the agent is stopped. Either way the agent, resumed, finds its bundle gone
-    and builds nothing: no orphan scenario."""
+def test_agent_stopped_before_its_lock_builds_nothing_late(env, controller, mode):
+    """h2's deploy agent is stopped before it takes its lock (its session agent before it
+    reads the deploy request, or a one-shot deploy agent as it starts). Controller alive: h2
+    stays silent, the deploy fails within host_timeout and rolls back. Controller killed:
+    release runs while the agent is stopped. Either way the agent, resumed, finds its bundle
+    gone and builds nothing: no orphan scenario."""
+    if mode == "one-shot":
+        env.bed.oneshot_flag.touch()
     env.bed.stop_flag.touch()
     sc = scenario(env.tmp / "r.xml", "krace")
     proc = env.start(*env.deploy_args(sc))
@@ -439,6 +504,7 @@ def test_agent_stopped_before_its_lock_builds_nothing_late(env, controller):
         assert env.status("krace")["state"] == "interrupted"
         assert "released" in env.release("krace").stdout
     env.bed.stopped_pid.unlink()
+    env.bed.oneshot_flag.unlink(missing_ok=True)
     os.kill(pid, signal.SIGCONT)
     # the resumed agent (the wrapper execs it, same pid) refuses and exits: nothing on h2
     wait_for(lambda: not Path(f"/proc/{pid}").exists() and not agent_pids(env.bed.hosts[1]),

@@ -21,7 +21,14 @@ from ediv.agent.layout import build_layout
 from ediv.cluster import parse_cluster_bytes
 from ediv.errors import EdivError, InputError
 from ediv.plan import make_plan
-from ediv.protocol import DeployInfo, KeyRequest, ProtocolError, parse_json_object
+from ediv.protocol import (
+    SESSION_VERBS,
+    DeployInfo,
+    KeyRequest,
+    ProtocolError,
+    SessionRequest,
+    parse_json_object,
+)
 from ediv.scenario import load_scenario, parse_string
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -150,6 +157,24 @@ def test_key_request(data):
 
 
 @BOUNDED
+@given(JSON | st.fixed_dictionaries({}, optional={
+    "verb": JSON | st.sampled_from([*SESSION_VERBS, "console", "session"]),
+    "args": JSON | st.lists(st.text(max_size=12), max_size=4),
+    "deadline": JSON | st.floats(allow_nan=True), "bytes": JSON | st.integers()}))
+def test_session_request(data):
+    """A session request line is a verb of SESSION_VERBS with string arguments, a finite
+    positive deadline and a byte count >= 0, or a ProtocolError."""
+    try:
+        req = SessionRequest.from_json(data)
+    except ProtocolError:
+        return
+    assert req.verb in SESSION_VERBS and all(isinstance(a, str) for a in req.args)
+    assert req.deadline is None or 0 < req.deadline < 10**7
+    assert isinstance(req.size, int) and req.size >= 0
+    assert SessionRequest.from_json(req.to_json()) == req
+
+
+@BOUNDED
 @given(st.binary(max_size=200))
 def test_stdin_bytes(data):
     with contextlib.suppress(ProtocolError):
@@ -183,6 +208,34 @@ def test_ediv_host_exec_answers_bad_stdin_with_exit_1(tmp_path, stdin):
     assert rc == 1, (stdin, lines, stderr)
     assert lines and lines[-1]["event"] == "error"
     assert "internal error" not in lines[-1]["message"] and "Traceback" not in stderr
+
+
+@pytest.mark.root
+@needs_root
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(st.one_of(JSON.map(lambda v: json.dumps(v).encode() + b"\n"),
+                 st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"") + b"\n"),
+                 st.sampled_from([b'{"verb": "console", "args": ["v"]}\n',
+                                  b'{"verb": "exec", "args": ["s", "--key", "a/b"]}\n',
+                                  b'{"verb": "status", "args": ["--state-dir", "/"]}\n',
+                                  b'{"verb": "receive", "args": ["--key", "ab"], "bytes": 9}\nab',
+                                  b'{"verb": "probe", "bytes": -1}\n'])))
+def test_ediv_host_session_answers_bad_requests_with_an_error_and_done(tmp_path, line):
+    """Whatever a request line holds, the session answers error + done 1 (or runs a valid
+    verb), never with a traceback; its state dir gets nothing."""
+    rc, lines, stderr = run_agent(tmp_path / "state", "session", stdin=line)
+    assert rc in (0, 1), (line, lines, stderr)
+    assert lines[0]["event"] == "session"
+    assert "Traceback" not in stderr and not any(
+        "internal error" in str(e.get("message", "")) for e in lines), (line, lines)
+    if len(lines) > 1:
+        assert lines[-1]["event"] == "done" and lines[-1]["status"] in (0, 1), lines
+        if lines[-1]["status"] == 1:
+            assert lines[-2]["event"] == "error", lines
+    state = tmp_path / "state"
+    assert not state.exists() or all(not p.is_file() or p.name == "lock"
+                                     for p in state.rglob("*")), list(state.rglob("*"))
 
 
 @pytest.mark.root
