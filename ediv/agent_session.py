@@ -115,16 +115,11 @@ class AgentSession:
         while self.chan.recv_stderr_ready():
             err.extend(self.chan.recv_stderr(65536))
 
-    def finish(self) -> None:
-        """End of input: an idle agent exits (a busy one is left to ``close``)."""
+    def close(self) -> None:
+        """End of input, then the channel closed: an idle agent exits; a verb still running
+        loses its reader and stops (a deploy rolls back, an exec stops: heartbeat)."""
         with contextlib.suppress(Exception):
             self.chan.shutdown_write()
-
-    def close(self, wait: float = 0.0) -> None:
-        """Close the channel, after up to ``wait`` s for the agent's exit. A verb still
-        running then loses its reader: a deploy rolls back, an exec stops (heartbeat)."""
-        if wait > 0:
-            self.chan.status_event.wait(wait)
         with contextlib.suppress(Exception):
             self.chan.close()
 

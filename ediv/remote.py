@@ -97,8 +97,6 @@ class Connections:
     ``sessions``: agent verbs run in one ``ediv-host session`` per host (started by the first
     verb, reused by the next ones, ended by ``close``), not one agent process per verb."""
 
-    SESSION_EXIT_WAIT = 2.0  # seconds ``close`` gives idle agents to exit (all hosts at once)
-
     def __init__(self, options: SshOptions, *, sessions: bool = False):
         self.options = options
         self.sessions = sessions
@@ -115,17 +113,15 @@ class Connections:
         self.close()
 
     def close(self) -> None:
-        """End every agent session (idle agents exit; a verb still running loses its reader
-        and stops: a deploy rolls back), then close the connections."""
+        """End every agent session, then close the connections: an idle agent reads the end
+        of its input and exits; a verb still running loses its reader and stops (a deploy
+        rolls back). Nothing waits for the agents: a command's end (and a job's claim given
+        back after it) is not held up by the hosts' exits."""
         with self._lock:
             sessions = list(self._sessions.values())
             self._sessions.clear()
-        idle = [s for s in sessions if s.lock.acquire(blocking=False)]
-        for s in idle:
-            s.finish()
-        end = time.monotonic() + self.SESSION_EXIT_WAIT
         for s in sessions:
-            s.close(max(0.0, end - time.monotonic()) if s in idle else 0.0)
+            s.close()
         with self._lock:
             for c in self._clients.values():
                 c.close()

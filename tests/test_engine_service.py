@@ -31,7 +31,7 @@ from ediv.provider.engine_plugin import EnginePlugin
 from ediv.provider.server import serve
 from ediv.state import StateStore
 from tests.conftest import EDIV, TESTBED, follow_job
-from tests.test_faults import kill9, wait_for
+from tests.test_faults import exec_agents, kill9, wait_for
 
 pytestmark = [*TESTBED, pytest.mark.slow]
 
@@ -154,17 +154,9 @@ def test_exec_agent_killed_mid_exec_keeps_what_finished(site, lab):
 
 
 def _exec_agents(host) -> list[int]:
-    """The host's agent processes running ``exec`` (``ediv-host --state-dir DIR ... exec``)."""
-    out = []
-    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            argv = [a.decode(errors="replace") for a in cmd.read_bytes().split(b"\0")]
-        except OSError:
-            continue
-        agent = any(a.endswith("ediv-host") or a == "ediv.agent.main" for a in argv[:3])
-        if agent and host.state_dir in argv and "exec" in argv:
-            out.append(int(cmd.parent.name))
-    return out
+    """The host's agent processes running an exec's commands (the exec command's agent
+    session, with the commands as its children)."""
+    return exec_agents(host)
 
 
 def _sleeping() -> list[int]:
