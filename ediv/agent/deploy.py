@@ -26,11 +26,25 @@ ON_BOOT = "on_boot"
 UPLOAD_LIMIT = 8 << 30  # bytes a received bundle may have
 
 
+@contextlib.contextmanager
+def _no_empty_dir(sdir: ScenarioDir):
+    """A verb stopped early (a signal, e.g. the heartbeat's SIGTERM when the controller is
+    gone, may come while the lock is being taken) leaves no scenario dir holding only its
+    lock; one another agent holds is left to it."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(EdivError, OSError), sdir.lock(blocking=False):
+            if sdir.only_lock_left():
+                shutil.rmtree(sdir.root, ignore_errors=True)
+        raise
+
+
 def receive(state_root: Path, key: str, stream: IO[bytes]) -> dict[str, Any]:
     """Store the bundle on ``stream`` as ``<key>/upload.tar.gz`` (0600 in the 0700 state
     dir), under the scenario's lock, for a following ``deploy --key``."""
     sdir = ScenarioDir(state_root, key)
-    with sdir.lock():
+    with _no_empty_dir(sdir), sdir.lock():
         if sdir.entries() or sdir.state_path.exists():
             raise EdivError(f"scenario key {key} is already deployed on this host; "
                             "release it first")
@@ -61,7 +75,7 @@ def deploy_received(state_root: Path, key: str, config: AgentConfig, emitter: Em
     ``receive`` stored. No bundle means a release came first (it removes the upload): the
     deploy is refused and leaves nothing, so a late agent cannot build an orphan."""
     sdir = ScenarioDir(state_root, key)
-    with sdir.lock():
+    with _no_empty_dir(sdir), sdir.lock():
         if not sdir.upload_path.is_file():
             if sdir.only_lock_left():
                 shutil.rmtree(sdir.root, ignore_errors=True)
