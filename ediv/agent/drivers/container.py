@@ -215,7 +215,12 @@ class ContainerDriver(ProcessOwner):
         self._mount_images(ctx, vms)
         for vm in vms:
             d = ctx.sdir.vm_dir(vm.name)
-            for sub in ("upper", "work", "merged", "lower"):
+            # each directory is an inode and a block on the state dir's filesystem (on a
+            # discard-mounted ext4 every freed block is a synchronous discard at release):
+            # "lower" only where an id-mapped root is bound
+            subs = ("upper", "work", "merged") if self._host_root(ctx, vm) else \
+                ("upper", "work", "merged", "lower")
+            for sub in subs:
                 (d / sub).mkdir(parents=True, exist_ok=True)
             # the upper's root is the VM's / : VM root's own
             os.chown(d / "upper", base, base)

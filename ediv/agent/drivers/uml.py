@@ -130,15 +130,23 @@ JAIL_SCRIPT = r"""set -e
 jail=$1 id=$2 size=$3 binds=$4
 shift 4
 mount -t tmpfs -o mode=755,size=4m,nr_inodes=256 ediv-jail "$jail"
+# every directory in one mkdir, file mount points made by the shell, a read-only bind in one
+# mount call: one exec per bind instead of up to four (most of a boot's host-side CPU)
+set -f  # the list below is split at newlines only, never globbed
+IFS='
+'
+mkdir -p "$jail/dev/net" "$jail/tmp" $(unset IFS; while read -r kind src dst; do
+  case $kind in d|R) echo "$jail$dst" ;; *) echo "$jail${dst%/*}" ;; esac
+done < "$binds")
+unset IFS
 while read -r kind src dst; do
   case $kind in
-    d) mkdir -p "$jail$dst"; mount --bind "$src" "$jail$dst" ;;
-    f|r) mkdir -p "$(dirname "$jail$dst")"; : > "$jail$dst"; mount --bind "$src" "$jail$dst"
-       if [ "$kind" = r ]; then mount -o remount,bind,ro "$jail$dst"; fi ;;
-    R) mkdir -p "$jail$dst"; mount --rbind "$src" "$jail$dst" ;;
+    d) mount --bind "$src" "$jail$dst" ;;
+    f) : > "$jail$dst"; mount --bind "$src" "$jail$dst" ;;
+    r) : > "$jail$dst"; mount --bind -o ro "$src" "$jail$dst" ;;
+    R) mount --rbind "$src" "$jail$dst" ;;
   esac
 done < "$binds"
-mkdir -p "$jail/dev/net" "$jail/tmp"
 mknod -m 600 "$jail/dev/net/tun" c 10 200
 mknod -m 666 "$jail/dev/ptmx" c 5 2
 chown "$id:$id" "$jail/dev/net/tun"
