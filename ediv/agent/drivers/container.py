@@ -4,14 +4,16 @@ namespaces per VM, over an overlay root. What a VM can reach is in docs/threat-m
 Per VM, in order (measured: everything a network lab does works, see tests/agent):
 - a named network namespace ``ediv-<key>-<n>`` created *inside the scenario's user
   namespace* (``confine.create_netns``: VM root = host uid ``id_base(key)``, 65,536 ids),
-  bind-mounted under ``/run/netns`` so the agent configures it with ``ip -n`` batches from
-  the init namespace (host root is privileged over it), while VM root holds CAP_NET_ADMIN
+  bind-mounted under ``/run/netns`` so that host root (privileged over it) creates links in
+  it and configures it from the init user namespace, while VM root holds CAP_NET_ADMIN
   and CAP_NET_RAW over it and over nothing of the host's: addresses, routes, forwarding,
   ping and packet capture work in the VM; host sysctls, modules, devices, clocks do not;
 - one veth pair per interface (``eth<id>`` inside, host end on the net's bridge);
-- a launcher ``nsenter --net=… unshare --fork --pid --mount --propagation private``
-  running ``cinit.py`` as PID 1 (host root, but in mount and PID namespaces no VM process
-  can change): it mounts the overlay (lower: the host's ``/``, a configured rootfs, the
+- a launcher forked by ``forker.py`` (one process for all VMs of a verb, see there): it
+  sets the VM's addresses and routes with ``ip -batch`` inside the netns, then, like
+  ``nsenter --net=… unshare --fork --pid --mount --propagation private``, forks
+  ``cinit.boot`` as PID 1 (host root, but in mount and PID namespaces no VM process can
+  change): it mounts the overlay (lower: the host's ``/``, a configured rootfs, the
   VM's own ``<filesystem>`` directory, or its ``<filesystem>`` image file, loop-mounted
   read-only once per host and shared by every VM using it (``imagemount``); all but the
   host's ``/`` id-mapped; upper and work in the VM's state dir)
