@@ -371,7 +371,8 @@ class WbemBackend:
 
     def _vms(self) -> list:
         """Every EDIV_VirtualSystem with only what status and locate read (the client's
-        parsing is the cost of a big enumeration: docs/cim.md, "NULL properties")."""
+        parsing is the cost of a big enumeration: docs/cim.md, "NULL properties in
+        responses")."""
         return self.conn.EnumerateInstances(N.VIRTUAL_SYSTEM, PropertyList=VM_PROPERTIES)
 
     def locate(self, vm: str | None, name: str | None) -> list[dict]:
