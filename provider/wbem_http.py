@@ -85,17 +85,21 @@ class QuickPath:
 
     A thread hand-off costs more than a GetInstance's own work (bench/bench_wbem.py: 0.3 ms
     of server CPU against 0.4 ms), and with one GIL a short call in a worker holds up the
-    event loop just as much as the same call on it. So a key whose last ``PROMOTE`` runs in
-    a worker each took under ``FAST_CPU`` of thread CPU and under ``FAST_WALL`` of wall time
-    (no blocking I/O) runs inline; one inline run over ``DEMOTE_WALL`` (the interpreter's
-    switch interval: what a worker could hold the GIL anyway) sends the key back to the
-    workers, to earn its place again. Anything else (methods, enumerations, associations,
-    an unknown class, a first call) always runs in a worker."""
+    event loop just as much as the same call on it. So a key runs inline once ``PROMOTE``
+    of its runs in a worker took under ``FAST_CPU`` of thread CPU and under ``FAST_WALL``
+    of wall time, with none over ``FAST_CPU`` in between (a run that only waited longer,
+    for the GIL or the disk, neither counts nor resets: on a loaded machine the wall time
+    of a worker says little). One inline run over ``DEMOTE_CPU`` of CPU (the interpreter's
+    switch interval: what a worker could hold the GIL anyway) or ``DEMOTE_WALL`` of wall
+    time (it blocked) sends the key back to the workers, to earn its place again. Anything
+    else (methods, enumerations, associations, an unknown class, a first call) always runs
+    in a worker."""
 
     PROMOTE = 16
     FAST_CPU = 0.002
     FAST_WALL = 0.02
-    DEMOTE_WALL = 0.005
+    DEMOTE_CPU = 0.005
+    DEMOTE_WALL = 0.05
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -105,18 +109,20 @@ class QuickPath:
         return self._streak.get(key, 0) >= self.PROMOTE
 
     def ran_in_worker(self, key: tuple, cpu: float, wall: float) -> None:
-        fast = cpu < self.FAST_CPU and wall < self.FAST_WALL
         with self._lock:
             if len(self._streak) > 10000:
                 self._streak.clear()
-            self._streak[key] = min(self.PROMOTE, self._streak.get(key, 0) + 1) if fast else 0
+            if cpu >= self.FAST_CPU:
+                self._streak[key] = 0
+            elif wall < self.FAST_WALL:
+                self._streak[key] = min(self.PROMOTE, self._streak.get(key, 0) + 1)
 
-    def ran_inline(self, key: tuple, wall: float) -> None:
-        if wall > self.DEMOTE_WALL:
+    def ran_inline(self, key: tuple, cpu: float, wall: float) -> None:
+        if cpu > self.DEMOTE_CPU or wall > self.DEMOTE_WALL:
             with self._lock:
                 self._streak[key] = 0
-            log.info("%s %s:%s took %.1f ms on the event loop: back to the workers",
-                     key[0], key[1], key[2], wall * 1000)
+            log.info("%s %s:%s took %.1f ms (%.1f ms CPU) on the event loop: back to the "
+                     "workers", key[0], key[1], key[2], wall * 1000, cpu * 1000)
 
 
 class WBEMApp:
@@ -145,9 +151,9 @@ class WBEMApp:
         key = _quick_key(req)
         if key is None or not self.quick_path.inline(key):
             return Prepared(checked, req, key)
-        t0 = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.thread_time()
         reply = self._dispatch(environ, checked, req)
-        self.quick_path.ran_inline(key, time.perf_counter() - t0)
+        self.quick_path.ran_inline(key, time.thread_time() - cpu, time.perf_counter() - wall)
         return reply
 
     def answer_prepared(self, environ: dict, prepared: Prepared) -> Reply:
