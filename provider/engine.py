@@ -9,7 +9,6 @@ store's claim (``Engine.claim``), correct between server threads and server proc
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,10 +22,10 @@ from ediv.cluster import Cluster, load_cluster, parse_cluster
 from ediv.errors import EdivError, InputError, cim_status, message
 from ediv.private import private_dir
 from ediv.provider.config import ServerConfig
-from ediv.scenario import edit, load_string
-from ediv.scenario.loader import unresolved
+from ediv.scenario import edit
 from ediv.scenario.model import Scenario
 from ediv.service import Service
+from ediv.service.models import stored_model
 
 Progress = Callable[[dict], None]
 
@@ -48,8 +47,6 @@ class Engine:
         self.state_path = str(config.state_path)
         self.data_dir = private_dir(config.data_dir)  # scenario specs and their files
         self._local = threading.local()
-        self._models: dict[str, tuple[str, Scenario | None]] = {}
-        self._models_lock = threading.Lock()
 
     # -- state store -----------------------------------------------------------------
     def store(self) -> st.StateStore:
@@ -101,21 +98,12 @@ class Engine:
 
     # -- scenario models -------------------------------------------------------------
     def model(self, row: st.ScenarioRow) -> Scenario | None:
-        """The parsed spec of a scenario (cached by content); None if it no longer parses."""
-        spec = row.spec or ""
-        digest = hashlib.sha256(spec.encode("utf-8", "replace")).hexdigest()
-        with self._models_lock:
-            cached = self._models.get(row.name)
-            if cached is not None and cached[0] == digest:
-                return cached[1]
+        """The parsed spec of a scenario (parsed once per content); None if it no longer
+        parses."""
         try:
-            scenario, _ = load_string(spec, f"{row.name}.xml", row.basedir or ".",
-                                      appliances=unresolved)
+            return stored_model(row.spec or "", row.name, row.basedir or ".", False)
         except (InputError, EdivError):
-            scenario = None
-        with self._models_lock:
-            self._models[row.name] = (digest, scenario)
-        return scenario
+            return None
 
     def scenario_dir(self, name: str) -> Path:
         return self.data_dir / "scenarios" / check_name(name)

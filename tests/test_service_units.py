@@ -185,3 +185,17 @@ def test_no_spec_file_constant_left_in_the_provider():
     text = (root / "provider" / "methods.py").read_text() + (
         root / "provider" / "engine.py").read_text()
     assert "write_text" not in text and "DEFINITION_FILE" not in text
+
+
+def test_a_stored_spec_is_parsed_once_per_content():
+    from ediv.service.models import stored_model
+
+    first = stored_model(SPEC, "u", ".", True)
+    assert stored_model(SPEC, "u", ".", True) is first
+    edited = SPEC.replace('<vm name="c"', '<vm name="d"')
+    other = stored_model(edited, "u", ".", True)
+    assert other is not first and [vm.name for vm in other.vms] == ["a", "b", "d"]
+    with pytest.raises(InputError):
+        stored_model("<vnuml>", "s", ".", True)
+    with pytest.raises(InputError):  # a failure is not remembered as a model
+        stored_model("<vnuml>", "s", ".", True)

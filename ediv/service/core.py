@@ -29,11 +29,11 @@ from ediv.errors import EdivError, InputError, NotFound, WrongState, no_scenario
 from ediv.plan import Plan, make_plan
 from ediv.protocol import EXIT_WRONG_STATE, VM_ACTIONS
 from ediv.remote import AgentFailed
-from ediv.scenario.loader import load_string, unresolved
 from ediv.scenario.model import Scenario
 from ediv.service import deploy as stages
 from ediv.service import exec as exec_stages
 from ediv.service.exec import ExecResult, HostRun
+from ediv.service.models import stored_model
 
 Progress = Callable[[dict], None]
 
@@ -81,9 +81,7 @@ class Service:
     def model(self, name: str, row: st.ScenarioRow | None = None) -> Scenario:
         """The stored spec of ``name``, parsed (InputError when it no longer parses)."""
         row = row or self.scenario(name)
-        scenario, _ = load_string(row.spec or "", f"{row.name}.xml", row.basedir or ".",
-                                  deployable=True, appliances=unresolved)
-        return scenario
+        return stored_model(row.spec or "", row.name, row.basedir or ".", True)
 
     def status(self, name: str) -> dict:
         """The README's ``status --json`` object."""
