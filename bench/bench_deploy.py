@@ -70,6 +70,16 @@ def scenario(path: Path, name: str, n_vms: int, vm_type: str, rootfs: Path | Non
     return path
 
 
+def anchor() -> str:
+    """How busy the machine is: load average and a fixed Python loop (3e6 steps; about
+    0.1-0.2 s on a quiet machine). Compare figures only with rows of similar anchors."""
+    t = time.perf_counter()
+    total = 0
+    for i in range(3_000_000):
+        total += i & 7
+    return (f"load {os.getloadavg()[0]:.1f}, loop {1000 * (time.perf_counter() - t):.0f} ms")
+
+
 def burn(netns: str, seconds: float) -> subprocess.Popen:
     """Load one host: a busy loop per core inside its namespace."""
     code = f"import time\nend=time.time()+{seconds}\nwhile time.time()<end: pass\n"
@@ -129,15 +139,17 @@ def main() -> None:
         rootfs = None if args.no_uml else build_busybox_rootfs(work / "rootfs.img")
         types = ["container"] + ([] if args.no_uml else ["uml"])
         if args.only:
-            print(f"{'VMs':>5} {'type':>9} {'hosts':>5} {'deploy s':>9} {'release s':>9}  split")
+            print(f"{'VMs':>5} {'type':>9} {'hosts':>5} {'deploy s':>9} {'release s':>9}  "
+                  "split  anchors before / after")
             for row in args.only:
                 n_txt, vm_type, h_txt = row.split(":")
                 n_vms, n_hosts = int(n_txt), int(h_txt)
+                before = anchor()
                 d, r, split = measure(work / "bed", n_hosts, n_vms, vm_type,
                                       rootfs if vm_type == "uml" else None, False,
                                       "RoundRobin", work)
                 print(f"{n_vms:>5} {vm_type:>9} {n_hosts:>5} {d:>9.1f} {r:>9.1f}  "
-                      f"{'/'.join(map(str, split.values()))}", flush=True)
+                      f"{'/'.join(map(str, split.values()))}  {before} / {anchor()}", flush=True)
             return
         print(f"{'VMs':>5} {'type':>9} {'hosts':>5} {'load':>6} {'deploy s':>9} "
               f"{'release s':>9} {'EDIV s':>7}  split")

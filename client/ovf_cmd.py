@@ -418,7 +418,7 @@ def _server_definition(conn, name: str) -> Scenario | None:
     ssd = conn.GetInstance(pywbem.CIMInstanceName(
         "EDIV_ScenarioSettingData", {"InstanceID": f"ediv:scenario:{name}"}, namespace=NS))
     try:
-        return parse_string(ssd["ScenarioDefinition"] or "", name)
+        return parse_string(ssd.get("ScenarioDefinition") or "", name)
     except InputError:
         return None
 

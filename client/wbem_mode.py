@@ -161,8 +161,13 @@ def get_scenario(conn, name: str):
         raise
 
 
+# the EDIV_VirtualSystem properties the status and locate outputs read
+VM_PROPERTIES = ["ScenarioName", "ElementName", "HostName", "StatusDescriptions",
+                 "VirtualSystemType"]
+
+
 def state_of(inst) -> str:
-    descriptions = inst["StatusDescriptions"] or []
+    descriptions = inst.get("StatusDescriptions") or []
     return descriptions[0] if descriptions else "unknown"
 
 
@@ -172,15 +177,15 @@ def follow(conn, job, title: str, quiet: bool = False) -> Any:
     seen = 0
     while True:
         inst = conn.GetInstance(job)
-        log = (inst["Description"] or "").splitlines()
+        log = (inst.get("Description") or "").splitlines()
         if not quiet:
             # the job shows the tail of its log: find where we stopped
             new = log[seen:] if len(log) >= seen else log
             for line in new:
                 click.echo(f"[{time.monotonic() - start:6.1f}s] {title}: {line} "
-                           f"({inst['PercentComplete'] or 0}%)", err=True)
+                           f"({inst.get('PercentComplete') or 0}%)", err=True)
         seen = len(log)
-        if inst["JobState"] != N.JOB_RUNNING:
+        if inst.get("JobState") != N.JOB_RUNNING:
             return inst
         time.sleep(POLL_SECONDS)
 
@@ -188,8 +193,8 @@ def follow(conn, job, title: str, quiet: bool = False) -> Any:
 def finished(conn, rv: int, out: Any, title: str, quiet: bool):
     if rv == N.JOB_STARTED:
         job = follow(conn, out["Job"], title, quiet)
-        result = json.loads(job["ResultData"]) if job["ResultData"] else None
-        return job["JobState"] == N.JOB_COMPLETED, result, job["ErrorDescription"]
+        result = json.loads(job.get("ResultData")) if job.get("ResultData") else None
+        return job.get("JobState") == N.JOB_COMPLETED, result, job.get("ErrorDescription")
     if rv == N.OK:
         return True, None, None
     reason = N.RETURN_REASONS.get(int(rv), "failed")
@@ -344,52 +349,59 @@ class WbemBackend:
     def _status(self, name: str) -> dict:
         conn = self.conn
         sc = get_scenario(conn, name)
-        vms = [v for v in conn.EnumerateInstances(N.VIRTUAL_SYSTEM)
-               if v["ScenarioName"] == name]
+        vms = [v for v in self._vms() if v.get("ScenarioName") == name]
         nets = [n for n in conn.EnumerateInstances(N.VIRTUAL_NETWORK)
-                if n["ScenarioName"] == name and n["SegmentKind"] not in (None, "none")]
+                if n.get("ScenarioName") == name and n.get("SegmentKind") not in (None, "none")]
         return {
             "name": name,
             "state": state_of(sc),
-            "error": sc["Description"],
-            "vms": [{"name": v["ElementName"], "host": v["HostName"] or None,
-                     "state": state_of(v), "type": v["VirtualSystemType"]} for v in vms],
-            "segments": sorted(({"net": n["ElementName"], "hosts": list(n["Hosts"] or []),
-                                 "kind": n["SegmentKind"], "id": int(n["SegmentID"])}
+            "error": sc.get("Description"),
+            "vms": [{"name": v.get("ElementName"), "host": v.get("HostName") or None,
+                     "state": state_of(v), "type": v.get("VirtualSystemType")} for v in vms],
+            "segments": sorted(({"net": n.get("ElementName"),
+                                 "hosts": list(n.get("Hosts") or []),
+                                 "kind": n.get("SegmentKind"), "id": int(n.get("SegmentID"))}
                                 for n in nets), key=lambda s: (s["kind"], s["id"])),
         }
 
     def status(self, name: str | None) -> list[dict]:
-        names = [name] if name else [s["ElementName"] for s in
+        names = [name] if name else [s.get("ElementName") for s in
                                      self.conn.EnumerateInstances(N.SCENARIO)]
         return [self._status(n) for n in names]
 
+    def _vms(self) -> list:
+        """Every EDIV_VirtualSystem with only what status and locate read (the client's
+        parsing is the cost of a big enumeration: docs/cim.md, "NULL properties in
+        responses")."""
+        return self.conn.EnumerateInstances(N.VIRTUAL_SYSTEM, PropertyList=VM_PROPERTIES)
+
     def locate(self, vm: str | None, name: str | None) -> list[dict]:
-        return [{"scenario": v["ScenarioName"], "vm": v["ElementName"], "host": v["HostName"],
-                 "state": state_of(v)} for v in self.conn.EnumerateInstances(N.VIRTUAL_SYSTEM)
-                if v["HostName"] and (name is None or v["ScenarioName"] == name)
-                and (vm is None or v["ElementName"] == vm)]
+        return [{"scenario": v.get("ScenarioName"), "vm": v.get("ElementName"),
+                 "host": v.get("HostName"), "state": state_of(v)} for v in self._vms()
+                if v.get("HostName") and (name is None or v.get("ScenarioName") == name)
+                and (vm is None or v.get("ElementName") == vm)]
 
     def segments(self, name: str | None) -> list[dict]:
-        return sorted(({"kind": n["SegmentKind"], "id": int(n["SegmentID"]),
-                        "scenario": n["ScenarioName"], "net": n["ElementName"],
-                        "hosts": list(n["Hosts"] or [])}
+        return sorted(({"kind": n.get("SegmentKind"), "id": int(n.get("SegmentID")),
+                        "scenario": n.get("ScenarioName"), "net": n.get("ElementName"),
+                        "hosts": list(n.get("Hosts") or [])}
                        for n in self.conn.EnumerateInstances(N.VIRTUAL_NETWORK)
-                       if n["SegmentKind"] not in (None, "none")
-                       and (name is None or n["ScenarioName"] == name)),
+                       if n.get("SegmentKind") not in (None, "none")
+                       and (name is None or n.get("ScenarioName") == name)),
                       key=lambda s: (s["kind"], s["id"]))
 
     def hosts(self) -> list[dict]:
         """The hosts as the server last probed them (the server probes on each deploy)."""
         rows = []
-        for h in sorted(self.conn.EnumerateInstances(N.HOST_SYSTEM), key=lambda h: h["Name"]):
-            status = (h["OperationalStatus"] or [0])[0]
+        for h in sorted(self.conn.EnumerateInstances(N.HOST_SYSTEM),
+                        key=lambda h: h.get("Name")):
+            status = (h.get("OperationalStatus") or [0])[0]
             state = {2: "up", 13: "down"}.get(status, "unknown")
-            rows.append({"host": h["Name"], "address": h["Address"], "state": state,
-                         "load": float(h["Load"]) if h["Load"] is not None and state == "up"
-                         else None,
+            load = h.get("Load")
+            rows.append({"host": h.get("Name"), "address": h.get("Address"), "state": state,
+                         "load": float(load) if load is not None and state == "up" else None,
                          "cpus": None, "mem_total_mb": None, "mem_available_mb": None,
-                         "vms": int(h["NumberOfVirtualSystems"] or 0), "uml": None,
+                         "vms": int(h.get("NumberOfVirtualSystems") or 0), "uml": None,
                          "error": None if state != "down" else "unreachable at the last probe"})
         return rows
 
@@ -415,7 +427,7 @@ class WbemBackend:
                 error or f"{action} {name}/{vm} failed")
         if result is None:  # 0: already in the requested state
             result = {"vm": vm, "action": action, "previous": state_of(before),
-                      "state": state_of(before), "host": before["HostName"] or None}
+                      "state": state_of(before), "host": before.get("HostName") or None}
         return result
 
     def cleanup_scope(self) -> tuple[list[str], int]:

@@ -417,14 +417,22 @@ def _formatter(cim_type: str) -> Callable[[Any], str]:
 _SCALAR, _ARRAY, _REF, _PYWBEM = range(4)
 
 
+def is_key(prop: pywbem.CIMProperty) -> bool:
+    """Whether a class property carries Key(true)."""
+    qual = prop.qualifiers.get("Key")
+    return qual is not None and bool(qual.value)
+
+
 class InstanceWriter:
     """INSTANCE elements of one class as one request wants them (DeepInheritance /
     LocalOnly / PropertyList trim the class's properties; IncludeQualifiers and
     IncludeClassOrigin add the class's qualifiers and origins), written from Rows.
 
-    Every property the selection keeps is written, NULL ones too (an empty PROPERTY), as
-    the object-model path did; reference values get the namespace of the request when they
-    have none, and no host.
+    NULL properties (docs/cim.md, "NULL properties in responses"): without a PropertyList
+    only the properties that have a value, and the keys, are written; with one, every
+    property it names (and the selection keeps) is written, a NULL one as a PROPERTY without
+    VALUE. An empty array is a value. Reference values get the namespace of the request when
+    they have none, and no host.
     """
 
     def __init__(self, actual: pywbem.CIMClass, requested: pywbem.CIMClass, namespace: str, *,
@@ -435,6 +443,8 @@ class InstanceWriter:
         self.qualifiers = qualifiers
         self.class_origin = class_origin
         wanted = None if property_list is None else {p.lower() for p in property_list}
+        # no PropertyList: a NULL property is left out (its slot stays empty), keys excepted
+        self.omit_nulls = wanted is None
         self.head = f"<INSTANCE CLASSNAME={quoteattr(actual.classname)}>"
         self.entries: list[tuple] = []
         for prop in actual.properties.values():
@@ -446,7 +456,8 @@ class InstanceWriter:
             if wanted is not None and prop.name.lower() not in wanted:
                 continue
             self.entries.append(self._entry(prop))
-        # the element as if every property were NULL; a row's values replace their slots
+        # the element as if every property were NULL (or left out); a row's values replace
+        # their slots
         self.nulls = [self.head, *(e[4] for e in self.entries), "</INSTANCE>"]
         self.index: dict[str, int] = {}
         for i, entry in enumerate(self.entries, start=1):
@@ -474,7 +485,7 @@ class InstanceWriter:
         quals = "".join(q.tocimxmlstr() for q in prop.qualifiers.values()) \
             if self.qualifiers else ""
         open_tag = f"<{tag}{attrs}>{quals}"
-        null = f"{open_tag}</{tag}>"
+        null = "" if self.omit_nulls and not is_key(prop) else f"{open_tag}</{tag}>"
         if prop.embedded_object or (prop.type == "reference" and prop.is_array):
             kind = _PYWBEM
         elif prop.type == "reference":

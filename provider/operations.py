@@ -285,9 +285,10 @@ class Dispatcher:
 
     def shape_instance(self, nss: NamespaceSchema, inst: CIMInstance, requested: CIMClass,
                        flags: Flags, host: str | None) -> CIMInstance:
-        """The instance as the client asked for it: all class properties (NULL when unset),
-        trimmed by DeepInheritance/LocalOnly/PropertyList, qualifiers and class origin
-        only on request, path with host and namespace.
+        """The instance as the client asked for it: the class properties trimmed by
+        DeepInheritance/LocalOnly/PropertyList (without a PropertyList, NULL ones left out but
+        keys; with one, NULL ones named in it kept), qualifiers and class origin only on
+        request, path with host and namespace.
 
         The object-model twin of ``writer``: responses are written by the writer; this one is
         the reference that tests/provider/test_fast_xml.py compares it with."""
@@ -305,6 +306,8 @@ class Dispatcher:
             if wanted is not None and lname not in wanted:
                 continue
             value = inst.properties[prop.name].value if prop.name in inst.properties else None
+            if value is None and wanted is None and not cimxml.is_key(prop):
+                continue
             if isinstance(value, CIMInstanceName):
                 value = value.copy()
                 value.namespace = value.namespace or nss.name

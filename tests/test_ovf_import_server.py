@@ -139,7 +139,7 @@ def test_container_vm_is_added_with_memory_and_nets(cli, handle, op, signer, tmp
     vm, vssd, rasds = settings_of(op, "ovf1", "router1")
     assert vm["ScenarioName"] == "ovf1" and vm["VirtualSystemType"] == "container"
     assert vm["EnabledState"] == 3  # defined, not deployed
-    assert vssd["VirtualSystemType"] == "container" and vssd["Filesystem"] is None
+    assert vssd["VirtualSystemType"] == "container" and vssd.get("Filesystem") is None
     (mem,) = [r for r in rasds if r.classname == "EDIV_MemoryRASD"]
     assert (mem["VirtualQuantity"], mem["AllocationUnits"]) == (256, "byte*2^20")
     ports = sorted((int(r["InterfaceIndex"]), list(r["Connection"])) for r in rasds

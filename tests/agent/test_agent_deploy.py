@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -101,6 +102,11 @@ def check_four_vm_scenario(agent, snapshot, tmp_path: Path, key: str, router: st
     assert {e["vm"] for e in dep.of("vm") if e["state"] == "running"} == set(ADDRESSES)
     assert {e["net"] for e in dep.of("net")} == {"Lan0", "Core", "Lan2"}
     assert any("uml_switch" in e["message"] for e in dep.of("warning"))
+    # a UML VM's second console is a pty of the host's devpts (the jail's own ptmx node)
+    for v in dep.result["vms"]:
+        if v["type"] == "uml":
+            assert re.fullmatch(r"/dev/pts/\d+", v.get("console") or ""), v
+            assert Path(v["console"]).exists(), v
 
     run = agent("exec", "pingall", "--key", key)
     assert run.rc == 0, [r for r in run.result.get("results", []) if r["exit_code"]]

@@ -100,7 +100,7 @@ def test_deployed_rows_are_served_with_states_and_associations(op, store):
     nets = {n["ElementName"]: n for n in op.EnumerateInstances("EDIV_VirtualNetwork")
             if n["ScenarioName"] == "lab1"}
     assert nets["Net0"]["SegmentKind"] == "vxlan" and nets["Net0"]["SegmentID"] == 1000
-    assert nets["Link"]["SegmentKind"] == "none" and nets["Link"]["SegmentID"] is None
+    assert nets["Link"]["SegmentKind"] == "none" and nets["Link"].get("SegmentID") is None
     (ssd,) = op.Associators(scenario_path("lab1"), AssocClass="EDIV_SettingsDefineState")
     assert ssd["ScenarioDefinition"] == renamed("lab1")
     (vssd,) = op.Associators(vm, AssocClass="EDIV_ElementSettingData")

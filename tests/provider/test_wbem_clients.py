@@ -90,8 +90,10 @@ def wbemcli(wbem_server, ca_file, tmp_path):
     name, password = USERS["reader"]
     base = f"https://{name}:{password}@127.0.0.1:{wbem_server.port}"
 
-    def run(op: str, path: str, *opts: str) -> str:
-        proc = subprocess.run([exe, op, "-cacert", ca_file, *opts, f"{base}/{path}"],
+    def run(op: str, path: str, *opts: str, props: str | None = None) -> str:
+        """``props``: wbemcli's property list (after the object path)."""
+        tail = [props] if props is not None else []
+        proc = subprocess.run([exe, op, "-cacert", ca_file, *opts, f"{base}/{path}", *tail],
                               capture_output=True, text=True, timeout=60,
                               env=_clean_env(tmp_path))
         assert proc.returncode == 0 and "Exception" not in proc.stderr + proc.stdout, \
@@ -117,3 +119,17 @@ def test_wbemcli_reads(wbemcli):
     assert "EDIV_ElementConformsToProfile" in refs
     om = wbemcli("ei", "interop:CIM_ObjectManager")
     assert 'ElementName="ediv"' in om
+
+
+def test_null_properties_left_out_unless_named(wbemcli, pywbemcli):
+    """A NULL property (Caption of a host) is not sent without a PropertyList; named in one,
+    it is sent without a value: wbemcli and pywbemcli show it then, and only then."""
+    full = wbemcli("gi", f"root/ediv:{HOST1}")
+    assert 'Address="198.18.0.11"' in full and "Caption" not in full
+    named = wbemcli("gi", f"root/ediv:{HOST1}", props="Caption,MemoryMB")
+    assert "Caption=" in named and "MemoryMB=4096" in named and "Address" not in named
+    listing = pywbemcli("instance", "get", HOST1)
+    assert "MemoryMB = 4096;" in listing and "Caption" not in listing
+    picked = pywbemcli("instance", "get", HOST1, "--pl", "Caption,MemoryMB")
+    assert "Caption = NULL;" in picked and "MemoryMB = 4096;" in picked
+    assert "Address" not in picked

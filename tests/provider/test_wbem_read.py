@@ -96,7 +96,15 @@ def test_enumerate_and_get_host_instances(conn, wbem_server):
     assert set(by_name) == {h.name for h in HOSTS}
     assert by_name["host1"]["MemoryMB"] == 4096 and by_name["host1"]["Address"] == "198.18.0.11"
     assert by_name["host2"]["VirtualSystemType"] == "container"
-    assert "Caption" in by_name["host1"] and by_name["host1"]["Caption"] is None
+    # Caption is NULL: left out without a PropertyList, sent (without VALUE) when named
+    assert "Caption" not in by_name["host1"] and by_name["host1"].get("Caption") is None
+    named = conn.GetInstance(by_name["host1"].path, PropertyList=["Caption", "MemoryMB"])
+    assert set(named.properties) == {"Caption", "MemoryMB"} and named["Caption"] is None
+    pulled = {i["Name"]: i for i in conn.OpenEnumerateInstances(
+        "EDIV_HostSystem", MaxObjectCount=100).instances}
+    assert "Caption" not in pulled["host1"] and pulled["host1"]["Name"] == "host1"
+    listed = conn.EnumerateInstances("EDIV_HostSystem", PropertyList=["Caption"])
+    assert all(set(i.properties) == {"Caption"} and i["Caption"] is None for i in listed)
     # parent class with DeepInheritance=False: only CIM_ComputerSystem's properties
     # (the hosts and the management server itself, which the service's keys name)
     shallow = conn.EnumerateInstances("CIM_ComputerSystem", DeepInheritance=False)

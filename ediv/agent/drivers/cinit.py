@@ -1,8 +1,9 @@
-"""PID 1 of a container VM until it becomes the VM's shell loop (run as a script: stdlib only).
+"""PID 1 of a container VM until it becomes the VM's shell loop (stdlib only).
 
-Started by the agent as host root inside the VM's network namespace and a new mount + PID
-namespace (both owned by the init user namespace, so nothing in the VM can change its
-mounts). Argument: one JSON object (see ``ContainerDriver._spawn``). Steps:
+``boot(args)`` runs in a child forked by ``forker.py`` as host root inside the VM's network
+namespace and a new mount + PID namespace (both owned by the init user namespace, so
+nothing in the VM can change its mounts); ``args`` is the object ``ContainerDriver`` builds
+(``_launch_args``). Steps:
 
 1. overlay root on ``merged``; proc, sysfs, a private minimal ``/dev`` (null, zero, full,
    random, urandom, tty, net/tun, a new devpts instance with ptmx, shm) — no host ``/dev``;
@@ -14,7 +15,6 @@ mounts). Argument: one JSON object (see ``ContainerDriver._spawn``). Steps:
 """
 
 import ctypes
-import json
 import os
 import socket
 import stat
@@ -78,8 +78,8 @@ def private_dev(dev: str, owner: int) -> None:
         os.symlink(target, os.path.join(dev, name))
 
 
-def main() -> None:
-    a = json.loads(sys.argv[1])
+def boot(a: dict) -> None:
+    """Never returns: execs the VM's shell loop, or exits 1 (the reason on stderr)."""
     merged = a["merged"]
     ready = os.open(a["ready"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     mount("ediv-root", merged, "overlay", 0,
@@ -116,7 +116,3 @@ def main() -> None:
     os.write(ready, b"ready\n")
     os.close(ready)
     os.execve("/bin/sh", ["sh", "-c", LOOP], a["env"])
-
-
-if __name__ == "__main__":
-    main()

@@ -4,14 +4,16 @@ namespaces per VM, over an overlay root. What a VM can reach is in docs/threat-m
 Per VM, in order (measured: everything a network lab does works, see tests/agent):
 - a named network namespace ``ediv-<key>-<n>`` created *inside the scenario's user
   namespace* (``confine.create_netns``: VM root = host uid ``id_base(key)``, 65,536 ids),
-  bind-mounted under ``/run/netns`` so the agent configures it with ``ip -n`` batches from
-  the init namespace (host root is privileged over it), while VM root holds CAP_NET_ADMIN
+  bind-mounted under ``/run/netns`` so that host root (privileged over it) creates links in
+  it and configures it from the init user namespace, while VM root holds CAP_NET_ADMIN
   and CAP_NET_RAW over it and over nothing of the host's: addresses, routes, forwarding,
   ping and packet capture work in the VM; host sysctls, modules, devices, clocks do not;
 - one veth pair per interface (``eth<id>`` inside, host end on the net's bridge);
-- a launcher ``nsenter --net=… unshare --fork --pid --mount --propagation private``
-  running ``cinit.py`` as PID 1 (host root, but in mount and PID namespaces no VM process
-  can change): it mounts the overlay (lower: the host's ``/``, a configured rootfs, the
+- a launcher forked by ``forker.py`` (one process for all VMs of a verb, see there): it
+  sets the VM's addresses and routes with ``ip -batch`` inside the netns, then, like
+  ``nsenter --net=… unshare --fork --pid --mount --propagation private``, forks
+  ``cinit.boot`` as PID 1 (host root, but in mount and PID namespaces no VM process can
+  change): it mounts the overlay (lower: the host's ``/``, a configured rootfs, the
   VM's own ``<filesystem>`` directory, or its ``<filesystem>`` image file, loop-mounted
   read-only once per host and shared by every VM using it (``imagemount``); all but the
   host's ``/`` id-mapped; upper and work in the VM's state dir)
@@ -48,18 +50,10 @@ from typing import Any
 from ediv.agent import commands as C
 from ediv.agent import naming
 from ediv.agent.config import DEFAULT_HIDDEN_PATHS
-from ediv.agent.drivers import center, cinit, confine, imagemount
+from ediv.agent.drivers import center, cinit, confine, forker, imagemount
 from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner, vm_running
 from ediv.agent.layout import VmLayout
-from ediv.agent.proc import (
-    MARKER_VAR,
-    VM_VAR,
-    base_env,
-    children_map,
-    register_child,
-    run,
-    start_time,
-)
+from ediv.agent.proc import MARKER_VAR, VM_VAR, alive, base_env, run, start_time
 from ediv.errors import EdivError
 
 NSENTER_ALL = ["-U", "-m", "-u", "-n", "-p", "-i", "-r", "-w"]
@@ -223,7 +217,12 @@ class ContainerDriver(ProcessOwner):
         self._mount_images(ctx, vms)
         for vm in vms:
             d = ctx.sdir.vm_dir(vm.name)
-            for sub in ("upper", "work", "merged", "lower"):
+            # each directory is an inode and a block on the state dir's filesystem (on a
+            # discard-mounted ext4 every freed block is a synchronous discard at release):
+            # "lower" only where an id-mapped root is bound
+            subs = ("upper", "work", "merged") if self._host_root(ctx, vm) else \
+                ("upper", "work", "merged", "lower")
+            for sub in subs:
                 (d / sub).mkdir(parents=True, exist_ok=True)
             # the upper's root is the VM's / : VM root's own
             os.chown(d / "upper", base, base)
@@ -250,22 +249,19 @@ class ContainerDriver(ProcessOwner):
                 lines.append(C.link_set(v.mgmt.host, up=True))
         if lines:
             run(C.ip_batch_argv(), input=C.batch_text(lines), timeout=600)
-        ctx.map(lambda v: self._configure_netns(v), vms)
-        # launchers from the thread pool (each Popen waits for its exec, which a host busy
-        # booting the VMs started before delays); journalled in one write: a launcher
-        # started just before a crash is still found by release through its environment
-        # marker
+        # every VM's addresses and routes set, and its init forked, by one forker.py;
+        # journalled in one write: a launcher started just before a crash is still found
+        # by release through its environment marker
         self._ensure_mask(ctx)
-        records = [r for recs in ctx.map(lambda v: self._spawn(ctx, v), vms) for r in recs]
+        self._launch(ctx, vms, configure=True)
         for v in vms:
             ctx.emitter.vm(v.name, "booting", driver=self.name)
-        ctx.sdir.record(*records)
 
     def boot(self, ctx: AgentContext, vm: VmLayout) -> None:
         """A new init in the VM's existing network namespace, over the same overlay upper
         directory: addresses, routes and files written in the VM survive a stop."""
         self._set_links(vm, up=True)
-        ctx.sdir.record(*self._spawn(ctx, vm))
+        self._launch(ctx, [vm])
         ctx.emitter.vm(vm.name, "booting", driver=self.name)
 
     def shutdown(self, ctx: AgentContext, vm: VmLayout, graceful: bool, timeout: float) -> None:
@@ -295,51 +291,77 @@ class ContainerDriver(ProcessOwner):
         with contextlib.suppress(ProcessLookupError):
             os.kill(ctx.runtime[vm.name]["pid"], signal.SIGTERM)
 
-    def _configure_netns(self, v: VmLayout) -> None:
+    @staticmethod
+    def _netns_lines(v: VmLayout) -> str:
+        """``ip -batch`` lines run inside the VM's netns: loopback, addresses, routes."""
         lines: list[C.Tokens] = [C.link_set("lo", up=True)]
         for i in v.all_interfaces:
             lines += [C.addr_add(i.inside, a) for a in i.addresses]
             lines.append(C.link_set(i.inside, up=True))
         lines += [C.route_add(r.dest, r.gw, r.family) for r in v.routes]
-        try:
-            run(C.ip_batch_argv(v.netns), input=C.batch_text(lines))
-        except EdivError as e:
-            raise EdivError(f"vm {v.name}: network configuration failed: {e}") from None
+        return C.batch_text(lines)
 
-    def _spawn(self, ctx: AgentContext, v: VmLayout) -> list[dict[str, Any]]:
+    def _launch_args(self, ctx: AgentContext, v: VmLayout, configure: bool) -> dict[str, Any]:
+        """The VM's lower layer mounted (an id-mapped bind, journalled first) and its
+        launch request for ``forker.py`` (cinit's arguments)."""
         d = ctx.sdir.vm_dir(v.name)
         ready = d / "ready"
         ready.unlink(missing_ok=True)
-        records: list[dict[str, Any]] = []
         if self._host_root(ctx, v) and ctx.sdir.key not in self._masked:
             self._ensure_mask(ctx)
-        ns_fd = confine.userns_fd(v.netns)
-        try:
-            lower = d / "lower"
-            if not self._host_root(ctx, v) and not confine.is_mountpoint(lower):
-                entry = {"op": "mount", "path": str(lower)}
-                ctx.sdir.record(entry)
+        lower = d / "lower"
+        if not self._host_root(ctx, v) and not confine.is_mountpoint(lower):
+            ctx.sdir.record({"op": "mount", "path": str(lower)})
+            ns_fd = confine.userns_fd(v.netns)
+            try:
                 confine.idmapped_bind(self._root_dir(ctx, v), str(lower), ns_fd)
-            env = base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key), VM_VAR: v.name})
-            args = {"lower": self._lower(ctx, v), "upper": str(d / "upper"),
-                    "work": str(d / "work"), "merged": str(d / "merged"),
-                    "hostname": v.hostname, "fwd4": "1" if v.forward4 else "0",
-                    "fwd6": "1" if v.forward6 else "0", "ready": str(ready),
-                    "owner": self._base(ctx), "userns_fd": ns_fd,
-                    "drop_caps": list(confine.DROPPED_CAPS), "env": env}
-            argv = ["nsenter", f"--net=/run/netns/{v.netns}", "--",
-                    "unshare", "--fork", "--pid", "--mount", "--propagation", "private", "--",
-                    sys.executable, "-I", "-S", cinit.__file__, json.dumps(args)]
-            with open(d / "init.log", "ab") as log:
-                p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     start_new_session=True, close_fds=True, pass_fds=(ns_fd,),
-                                     env=env)
-        finally:
-            os.close(ns_fd)
-        self._procs[v.name] = p
-        register_child(p)
-        ctx.runtime[v.name] = {"launcher": p.pid}
-        records.append({"op": "proc", "vm": v.name, "pid": p.pid, "start": start_time(p.pid)})
+            finally:
+                os.close(ns_fd)
+        env = base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key), VM_VAR: v.name})
+        return {"netns": v.netns, "log": str(d / "init.log"),
+                **({"net": self._netns_lines(v)} if configure else {}),
+                "args": {"lower": self._lower(ctx, v), "upper": str(d / "upper"),
+                         "work": str(d / "work"), "merged": str(d / "merged"),
+                         "hostname": v.hostname, "fwd4": "1" if v.forward4 else "0",
+                         "fwd6": "1" if v.forward6 else "0", "ready": str(ready),
+                         "owner": self._base(ctx), "drop_caps": list(confine.DROPPED_CAPS),
+                         "env": env}}
+
+    def _launch(self, ctx: AgentContext, vms: list[VmLayout], configure: bool = False
+                ) -> list[dict[str, Any]]:
+        """Start the inits of ``vms`` through one ``forker.py`` (one Python start for all),
+        first configuring their netns (``configure``: a deploy; a boot finds it done);
+        returns their journal records (launcher and init, with start times)."""
+        requests = ctx.map(lambda v: self._launch_args(ctx, v, configure), vms)
+        env = base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key)})
+        p = subprocess.Popen([sys.executable, "-I", "-S", forker.__file__],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+                             start_new_session=True, env=env)
+        try:
+            out, _ = p.communicate(json.dumps(requests).encode() + b"\n",
+                                   timeout=max(60.0, len(vms) * 0.5))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise EdivError("container launcher did not answer") from None
+        replies = json.loads(out.splitlines()[0]) if out.strip() else []
+        if len(replies) != len(vms):
+            raise EdivError(f"container launcher failed (exit {p.returncode})")
+        records: list[dict[str, Any]] = []
+        errors = []
+        for v, r in zip(vms, replies, strict=True):
+            if "error" in r:
+                errors.append(f"vm {v.name}: {r['error']}")
+                continue
+            launcher, init = r["launcher"], r["init"]
+            ctx.runtime[v.name] = {"launcher": launcher, "pid": init, "start": start_time(init)}
+            records += [{"op": "proc", "vm": v.name, "pid": launcher,
+                         "start": start_time(launcher)},
+                        {"op": "proc", "vm": v.name, "pid": init,
+                         "start": ctx.runtime[v.name]["start"]}]
+        ctx.sdir.record(*records)
+        if errors:
+            raise EdivError("; ".join(errors))
         return records
 
     @staticmethod
@@ -351,30 +373,17 @@ class ContainerDriver(ProcessOwner):
 
     def wait_ready(self, ctx: AgentContext, vms: list[VmLayout], timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        pending = {v.name: v for v in vms}
+        pending = {v.name for v in vms}
         while pending:
-            kids = None
-            records = []
-            for name, _v in list(pending.items()):
-                p = self._procs.get(name)
-                if p is not None and p.poll() is not None:
-                    log = (ctx.sdir.vm_dir(name) / "init.log").read_text(errors="replace")
-                    raise EdivError(f"vm {name}: init exited with {p.returncode}: "
-                                    f"{log.strip()[-500:]}")
-                if not self._ready(ctx.sdir.vm_dir(name) / "ready"):
-                    continue
-                kids = kids if kids is not None else children_map()
-                launcher = ctx.runtime[name]["launcher"]
-                init = kids.get(launcher, [])
-                if not init:
-                    continue
-                pid = init[0]
-                ctx.runtime[name].update(pid=pid, start=start_time(pid))
-                records.append({"op": "proc", "vm": name, "pid": pid,
-                                "start": ctx.runtime[name]["start"]})
-                ctx.emitter.vm(name, "running", driver=self.name, pid=pid)
-                del pending[name]
-            ctx.sdir.record(*records)
+            for name in sorted(pending):
+                d = ctx.sdir.vm_dir(name)
+                if self._ready(d / "ready"):
+                    ctx.emitter.vm(name, "running", driver=self.name,
+                                   pid=ctx.runtime[name]["pid"])
+                    pending.discard(name)
+                elif not alive(ctx.runtime[name]["pid"]):
+                    log = (d / "init.log").read_text(errors="replace")
+                    raise EdivError(f"vm {name}: init exited: {log.strip()[-500:]}")
             if not pending:
                 return
             if time.monotonic() > deadline:
