@@ -204,6 +204,12 @@ def parents() -> dict[int, int]:
     return out
 
 
+def no_agents_left(bed) -> None:
+    """Wait until the last command's agents have exited (a deploy's session agent ends just
+    after the command, with its VMs still its children: not an exec agent)."""
+    wait_for(lambda: not any(agent_pids(h) for h in bed.hosts), 30, "the agents to exit")
+
+
 def exec_agents(host) -> list[int]:
     """``host``'s agents running commands in VMs (an exec: they have child processes)."""
     busy = set(parents().values())
@@ -383,6 +389,7 @@ def test_cli_killed_during_deploy(env, point):
 def test_cli_killed_during_exec(env):
     sc = scenario(env.tmp / "x.xml", "kexec")
     env.cli(*env.deploy_args(sc))
+    no_agents_left(env.bed)
     proc = env.start("exec", "kexec", "hold", "--state", str(env.state))
     wait_for(lambda: exec_agents(env.bed.hosts[1]), 30, "the exec agent")
     proc.kill()
@@ -409,6 +416,7 @@ def test_agent_killed_during_deploy_rolls_back(env, point):
 def test_agent_killed_during_exec(env):
     sc = scenario(env.tmp / "ax.xml", "kagentx")
     env.cli(*env.deploy_args(sc))
+    no_agents_left(env.bed)
     proc = env.start("exec", "kagentx", "hold", "--state", str(env.state), "--json")
     kill9(wait_for(lambda: exec_agents(env.bed.hosts[1]), 30, "the exec agent"))
     out, _err = proc.communicate(timeout=60)
@@ -448,6 +456,7 @@ def test_sshd_killed_outright_mid_deploy_then_release(env):
 def test_sshd_session_killed_during_exec(env):
     sc = scenario(env.tmp / "sx.xml", "ksshdx")
     env.cli(*env.deploy_args(sc))
+    no_agents_left(env.bed)
     proc = env.start("exec", "ksshdx", "hold", "--state", str(env.state), "--json")
     wait_for(lambda: exec_agents(env.bed.hosts[1]), 30, "the exec agent")
     kill9(session_sshds(env.bed, env.bed.hosts[1]))
