@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import pywbem
@@ -202,14 +203,28 @@ def concurrent_gets(url: str, ca: str, paths: list, clients: int, per_client: in
 
 
 def in_threads(client, clients: int) -> float:
-    """Run ``client(k)`` for k in range(clients) at once; the wall time they took."""
-    workers = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    """Run ``client(k)`` for k in range(clients) at once; the wall time they took. A client
+    that raises is reported (traceback printed) and the run fails: a dead client thread
+    must not pass for a quiet one."""
+    errors: list[BaseException] = []
+
+    def guarded(k: int) -> None:
+        try:
+            client(k)
+        except BaseException as exc:
+            traceback.print_exc()
+            errors.append(exc)
+
+    workers = [threading.Thread(target=guarded, args=(k,)) for k in range(clients)]
     t0 = time.perf_counter()
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {clients} client threads failed: {errors[0]!r}")
+    return wall
 
 
 GET_VM = (
@@ -246,12 +261,17 @@ def raw_gets(url: str, ca: str, names: list[str], clients: int, per_client: int
             body = GET_VM.format(name=names[(k * per_client + i) % len(names)]).encode()
             conn.request("POST", "/cimom", body=body, headers=headers)
             resp = conn.getresponse()
-            ok += resp.status == 200 and b"<INSTANCE " in resp.read()
+            data = resp.read()  # always: the next request on this connection needs it read
+            if resp.status == 200 and b"<INSTANCE " in data:
+                ok += 1
+            elif ok == 0:
+                print(f"  raw client {k}: {resp.status} {resp.reason}: {data[:200]!r}")
         conn.close()
         with lock:
             done.append(ok)
 
-    return sum(done), in_threads(client, clients)
+    wall = in_threads(client, clients)  # before sum(done): the clients fill ``done``
+    return sum(done), wall
 
 
 def _generated_spec(vms: int) -> str:

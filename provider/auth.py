@@ -39,6 +39,8 @@ from ediv.private import private_dir
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 CLEAN_WAIT = 5.0  # seconds an address without recent failures may wait for a check slot
+HEADER_TTL = 60.0  # seconds a verified Authorization header is taken without re-checking
+_HEADER_MAX = 4096  # verified headers remembered at most (then forgotten all at once)
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
 
 
@@ -90,7 +92,14 @@ class User:
 
 class UserStore:
     """The users file, re-read when it changes; verified passwords cached in memory so that
-    Basic authentication on every request does not pay scrypt every time."""
+    Basic authentication on every request does not pay scrypt every time.
+
+    Two caches, both emptied when the users file changes: per user, a digest of the
+    verified password (a wrong one never matches); and per verified Authorization header,
+    keyed by an HMAC of the header under a key of this process (so the table holds no
+    credentials), valid ``HEADER_TTL`` seconds: a repeated header costs one HMAC and a
+    dictionary look-up instead of decoding, hashing and locking. Only a header whose
+    password scrypt accepted is ever entered; any other header misses and is checked."""
 
     def __init__(self, path: Path, throttle: LoginThrottle | None = None,
                  verify_slots: int | None = None):
@@ -102,18 +111,53 @@ class UserStore:
         self._mtime: float | None = None
         self._users: dict[str, User] = {}
         self._verified: dict[str, bytes] = {}
+        self._header_key = secrets.token_bytes(32)
+        self._headers: dict[bytes, tuple[User, float]] = {}  # HMAC(header): user, until
 
     def _load(self) -> None:
         try:
             mtime = self.path.stat().st_mtime_ns
         except FileNotFoundError:
-            self._users, self._mtime, self._verified = {}, None, {}
+            self._users, self._mtime, self._verified, self._headers = {}, None, {}, {}
             return
         if mtime == self._mtime:
             return
         self._users = read_users(self.path)
         self._mtime = mtime
         self._verified = {}
+        self._headers = {}
+
+    def _header_digest(self, header: str) -> bytes:
+        return hmac.new(self._header_key, header.encode("utf-8", "surrogateescape"),
+                        hashlib.sha256).digest()
+
+    def verified_header(self, header: str) -> User | None:
+        """The user whose verified credentials ``header`` (an Authorization value) carries,
+        if it was verified less than ``HEADER_TTL`` seconds ago and the users file has not
+        changed since; else None (then check it with ``authenticate``)."""
+        digest = self._header_digest(header)
+        with self._lock:
+            self._load()
+            entry = self._headers.get(digest)
+            if entry is None:
+                return None
+            user, until = entry
+            if time.monotonic() > until:
+                del self._headers[digest]
+                return None
+            return user
+
+    def remember_header(self, header: str, user: User) -> None:
+        """``header`` carried ``user``'s credentials and ``authenticate`` accepted them."""
+        digest = self._header_digest(header)
+        with self._lock:
+            self._load()
+            current = self._users.get(user.name)
+            if current is None or current != user:  # the file changed since the check
+                return
+            if len(self._headers) >= _HEADER_MAX:
+                self._headers.clear()
+            self._headers[digest] = (user, time.monotonic() + HEADER_TTL)
 
     def get(self, name: str) -> User | None:
         with self._lock:

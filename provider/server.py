@@ -1,7 +1,8 @@
 """Start and stop the WBEM server in-process.
 
-HTTP and TLS are the transport's (``ediv.provider.transport``: hypercorn's HTTP/1.1 on an
-asyncio loop, the CIM work in worker threads), which keeps this package to the CIM work.
+HTTP and TLS are the transport's (``ediv.provider.transport``: HTTP/1.1 parsed by httptools
+on a uvloop event loop, the CIM work in worker threads), which keeps this package to the CIM
+work.
 """
 
 from __future__ import annotations

@@ -1,23 +1,38 @@
 """HTTP/1.1 over TLS for the WBEM server, where a slow, idle or hostile peer costs only its own
 connection.
 
-One asyncio loop (in a thread) accepts connections, does the TLS handshakes (asyncio, with a
-time limit, never in the accept path) and runs hypercorn's per-connection HTTP/1.1 machinery:
-h11 parsing, keep-alive, chunked request bodies, 100-continue, and the idle and read timeouts.
-Hypercorn was chosen over uvicorn because it times out connections that never send a request
-(uvicorn only times out between requests) and has a per-read timeout; over cheroot because
-cheroot handshakes in its accept thread (one silent TCP peer froze the whole server for 30 s).
-Our own accept callback (hypercorn's serve loop offers neither) bounds the number of
-connections and hands the verified client certificate to the application.
+One event loop (uvloop, in a thread) accepts connections and does the TLS handshakes (with a
+time limit, never in the accept path); each connection is an ``_HTTPConnection`` protocol
+that feeds httptools (llhttp, C) and keeps its own timers: ``idle_timeout`` from the moment
+the connection is up until a request's head is complete and between requests (a peer that
+never sends a request, or never ends its headers, is closed), ``read_timeout`` per read of a
+body and for a whole body (408), and for a response the peer does not take. It serves
+keep-alive and pipelined requests one at a time, chunked request bodies and 100-continue,
+bounds the number of connections (503 and close beyond ``max_connections``) and the request
+head (431), and hands the verified client certificate to the application.
+
+Why our own protocol rather than a server library: hypercorn (h11, pure Python) was the
+previous transport and cost about half of a GetInstance's server CPU (bench/bench_wbem.py:
+1.6 ms a request, 1.25 with this protocol on asyncio, 1.1 with uvloop); uvicorn has the
+httptools protocol but no timer for a connection that never sends a request and no per-read
+timeout, and its protocol classes are internals to subclass; cheroot handshakes in its
+accept thread (one silent TCP peer froze the whole server for 30 s). What remains of the
+HTTP layer here is the state machine around httptools' callbacks.
 
 The CIM work (authentication included: scrypt is slow on purpose) runs in a fixed pool of
 daemon threads, so a request still running at shutdown does not hold the process; beyond
-``max_requests`` requests waiting for or in a worker, clients get a 503 at once.
+``max_requests`` requests waiting for or in a worker, clients get a 503 at once. The one
+exception is ``WBEMApp.quick``: refusals decided from the headers, and GetInstance/GetClass
+of a class measured fast in the workers (``wbem_http.QuickPath``), are answered on the loop,
+as the two thread hand-offs cost more than such a call (0.3 ms against 0.4 ms) and, with one
+GIL, a short call in a worker holds the loop up just as long. With both, a raw GetInstance
+went from 1.98 to 0.85 ms of server CPU (409 to 796 req/s, 8 clients, loaded machine).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import queue
@@ -27,17 +42,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from email.utils import formatdate
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote
 
-from hypercorn.app_wrappers import ASGIWrapper
-from hypercorn.asyncio.tcp_server import TCPServer
-from hypercorn.asyncio.worker_context import WorkerContext
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.events import Closed, RawData
+import httptools
+import uvloop
 
 from ediv.provider.image_upload import ImageEndpoint, Upload, is_image_path, too_large
-from ediv.provider.wbem_http import Reply, WBEMApp
+from ediv.provider.wbem_http import Prepared, Reply, WBEMApp
 
 log = logging.getLogger("ediv.provider.http")
 
@@ -46,9 +60,11 @@ log = logging.getLogger("ediv.provider.http")
 _DRAIN_PAUSE = 1.0
 _DRAIN_FACTOR = 4
 _SSL_SHUTDOWN = 3.0
-_MAX_RECV = 2**16
-_HOLD_MAX = 2048  # a response head written this small waits for its body (same loop turn)
 _JOIN_MAX = 256 * 1024  # bodies up to this size are joined to their head (one write)
+_MAX_HEAD = 16 * 1024  # request line and headers (h11's bound, as before)
+_MAX_UNREAD = 1 << 20  # body bytes received but not taken: beyond, the socket is not read
+_MPOST = b"M-POST "
+_REFUSE_WAIT = 1.0  # a connection over the bound: its request awaited this long, then 503
 _IMAGE_WRITE = 1 << 20  # an image upload is written (in a thread) in pieces this large
 
 
@@ -113,63 +129,364 @@ def _settle(future: asyncio.Future, result: Any, exc: BaseException | None) -> N
         future.set_result(result)
 
 
-class _Connection(TCPServer):
-    """Hypercorn's connection, with less event-loop work per request (measured with
-    bench/bench_wbem.py: the transport was half of a GetInstance's server CPU): timeouts
-    as ``asyncio.timeout`` scopes rather than ``wait_for`` (a task per read), and the
-    response head written together with the body that follows it (one TLS record and one
-    ``send`` instead of two)."""
+class _Cycle:
+    """One request on a connection: its environ, its body as it arrives, its response."""
 
-    _held: bytes | None = None
-    _held_handle: asyncio.Handle | None = None
+    __slots__ = ("_head", "body", "complete", "conn", "continue_sent", "environ", "event",
+                 "expect_continue", "gone", "keep_alive", "response_done", "started")
 
-    async def _read_data(self) -> None:
-        while not self.reader.at_eof():
-            try:
-                async with asyncio.timeout(self.config.read_timeout):
-                    data = await self.reader.read(_MAX_RECV)
-            except (ConnectionError, OSError, TimeoutError, ssl.SSLError):
-                break
-            await self.protocol.handle(RawData(data))
-        await self.protocol.handle(Closed())
-        # the peer has gone: hypercorn would keep the connection task until the idle timer
-        # fired (up to idle_timeout later), holding a place among max_connections
-        await self.idle_task.stop()
+    def __init__(self, conn: _HTTPConnection, environ: dict, keep_alive: bool,
+                 expect_continue: bool):
+        self.conn = conn
+        self.environ = environ
+        self.keep_alive = keep_alive
+        self.expect_continue = expect_continue
+        self.continue_sent = False
+        self.body: list[bytes] = []
+        self.complete = False  # the whole body has arrived
+        self.gone = False  # the connection closed
+        self.event: asyncio.Event | None = None
+        self.started = False  # response head sent
+        self.response_done = False
 
-    async def _idle_timeout(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.config.keep_alive_timeout):
-                await self.context.terminated.wait()
-        await asyncio.shield(self._initiate_server_close())
+    def wake(self) -> None:
+        if self.event is not None:
+            self.event.set()
 
-    async def protocol_send(self, event: Any) -> None:
-        if isinstance(event, RawData):
-            data = event.data
-            if not data:
-                return  # h11's end of a Content-Length body: nothing to write
-            if self._held is not None:  # a response head: goes out with this data
-                self._held_handle.cancel()
-                if len(data) <= _JOIN_MAX:
-                    data, self._held = self._held + data, None
-                else:  # a big body is not copied for the sake of one record
-                    self._write_held()
-            elif len(data) <= _HOLD_MAX:
-                # the app's body usually follows within this loop turn; if not, the next
-                # turn writes the head alone (a 100 Continue, a body-less reply)
-                self._held = data
-                self._held_handle = self.loop.call_soon(self._write_held)
-                return
-            await super().protocol_send(RawData(data))
+    async def receive(self) -> dict:
+        """ASGI-style: the body arrived so far (``more_body`` until the end) or a disconnect."""
+        while True:
+            if self.body or self.complete:
+                data = b"".join(self.body) if len(self.body) != 1 else self.body[0]
+                self.body.clear()
+                self.conn.consumed(self, len(data))
+                return {"type": "http.request", "body": data, "more_body": not self.complete}
+            if self.gone:
+                return {"type": "http.disconnect"}
+            if self.expect_continue and not self.continue_sent:
+                self.continue_sent = True
+                self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.event = self.event or asyncio.Event()
+            self.event.clear()
+            await self.event.wait()
+
+    async def send(self, message: dict) -> None:
+        """ASGI-style response messages: the head is held and written with the body."""
+        if message["type"] == "http.response.start":
+            self.started = True
+            self._head = message
             return
-        self._write_held()
-        await super().protocol_send(event)
+        head = self._head
+        close = not self.keep_alive or not self.complete or self.conn.closing
+        status = head["status"]
+        lines = [f"HTTP/1.1 {status} {head.get('reason') or _reason(status)}\r\n".encode()]
+        for name, value in head["headers"]:
+            if name.lower() == b"connection" and value.lower() == b"close":
+                close = True
+                continue
+            lines.append(name + b": " + value + b"\r\n")
+        lines.append(b"Date: " + _http_date() + b"\r\n")
+        if close:
+            lines.append(b"Connection: close\r\n")
+        lines.append(b"\r\n")
+        body = message.get("body", b"")
+        if len(body) <= _JOIN_MAX:
+            lines.append(body)
+            self.conn.write(b"".join(lines))
+        else:  # a big body is not copied for the sake of one record
+            self.conn.write(b"".join(lines))
+            self.conn.write(body)
+        self.response_done = True
+        await self.conn.response_sent(self, close)
 
-    def _write_held(self) -> None:
-        held, self._held = self._held, None
-        if held:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                self.writer.write(held)
 
+class _HTTPConnection(asyncio.Protocol):
+    """HTTP/1.1 on one connection, parsed by httptools (llhttp, C): keep-alive, pipelined
+    requests one at a time, chunked bodies, 100-continue; timers for a connection with no
+    request in progress (``idle_timeout``, from the first byte: also a peer that never sends
+    a request or never ends its headers), for a body that stops arriving (``read_timeout``
+    per read) and for a response the peer does not take (``read_timeout``)."""
+
+    def __init__(self, server: Transport):
+        self.server = server
+        self.loop = server._loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer: dict = {}
+        self.cycle: _Cycle | None = None  # the request being served
+        self.pipeline: collections.deque[_Cycle] = collections.deque()
+        self.reading: _Cycle | None = None  # the request whose head/body is being parsed
+        self.tasks: set[asyncio.Task] = set()
+        self.closing = False
+        self.refusing = False
+        self.paused = False
+        self.unread = 0  # body bytes received and not yet taken by receive()
+        self.head_bytes = 0
+        self.timer: asyncio.TimerHandle | None = None
+        self.drained: asyncio.Event | None = None  # set while the peer takes our writes
+        self._url = b""
+        self._environ: dict = {}
+        self._between = True  # no request begun since the last one ended
+        self._mpost = False
+        self._prefix = b""
+
+    # ------------------------------------------------------------ asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        server = self.server
+        server.connections.add(self)
+        if server.closing:
+            transport.close()
+            return
+        if len(server.connections) > server.limits.max_connections:
+            self.refusing = True  # counted, so that refusals are bounded too
+            self._arm(_REFUSE_WAIT, self._refuse)
+            return
+        self.peer = _peer(transport)
+        self._arm(server.limits.idle_timeout, self._idle)
+
+    def data_received(self, data: bytes) -> None:
+        if self.refusing:
+            self._refuse()
+            return
+        if self.reading is not None and not self.reading.complete:
+            self._arm(self.server.limits.read_timeout + 1, self.abort)  # per read
+        if self._between:
+            data = self._method_line(data)
+            if not data:
+                return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(400, "protocol upgrades are not supported\n")
+        except httptools.HttpParserError as exc:  # also what a callback raised, wrapped
+            if self.head_bytes > _MAX_HEAD:
+                self._fail(431, "request head too large\n")
+            else:
+                self._fail(400, f"malformed HTTP request: {exc}\n")
+
+    def _method_line(self, data: bytes) -> bytes:
+        """DSP0200's M-POST, which llhttp does not know, as POST (remembered): only at the
+        start of a request that begins a read (a pipelined M-POST inside one gets a 400)."""
+        if self._prefix:
+            data, self._prefix = self._prefix + data, b""
+        start = data.lstrip(b"\r\n")
+        if len(start) < len(_MPOST) and _MPOST.startswith(start):
+            self._prefix = data  # too little to tell yet
+            return b""
+        if start.startswith(_MPOST):
+            self._mpost = True
+            return start[2:]
+        return data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self._disarm()
+        for cycle in (self.cycle, self.reading, *self.pipeline):
+            if cycle is not None:
+                cycle.gone = True
+                cycle.wake()
+        if self.drained is not None:
+            self.drained.set()
+
+    def pause_writing(self) -> None:
+        self.drained = asyncio.Event()
+
+    def resume_writing(self) -> None:
+        if self.drained is not None:
+            self.drained.set()
+            self.drained = None
+
+    # ------------------------------------------------------------ httptools callbacks
+    def on_message_begin(self) -> None:
+        self._between = False
+        self.head_bytes = 0
+        self._url = b""
+        self._environ = {}
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value))
+        key = name.decode("latin-1").upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        environ = self._environ
+        text = value.decode("latin-1")
+        environ[key] = f"{environ[key]},{text}" if key in environ else text
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        environ = self._environ
+        environ["REQUEST_METHOD"] = "M-POST" if self._mpost else parser.get_method().decode()
+        self._mpost = False
+        path = httptools.parse_url(self._url).path or b"/"
+        environ["PATH_INFO"] = unquote(path.decode("latin-1"))
+        environ.update(self.peer)
+        expect = environ.get("HTTP_EXPECT", "").lower() == "100-continue"
+        cycle = _Cycle(self, environ, parser.should_keep_alive(), expect)
+        self.reading = cycle
+        if self.cycle is None:
+            self._begin(cycle)
+        else:  # pipelined: waits for the one being served; no more reading until then
+            self.pipeline.append(cycle)
+            self._pause()
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.reading
+        cycle.body.append(body)
+        self.unread += len(body)
+        if self.unread > _MAX_UNREAD:
+            self._pause()
+        cycle.wake()
+
+    def on_message_complete(self) -> None:
+        self._between = True
+        cycle = self.reading
+        cycle.complete = True
+        self.reading = None
+        cycle.wake()
+        if cycle is self.cycle:
+            self._disarm()  # the reply is ours to give now: no read timer
+
+    # ------------------------------------------------------------ requests
+    def _begin(self, cycle: _Cycle) -> None:
+        self.cycle = cycle
+        self._disarm()
+        if not cycle.complete:
+            self._arm(self.server.limits.read_timeout + 1, self.abort)
+        task = self.loop.create_task(self._serve(cycle))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _serve(self, cycle: _Cycle) -> None:
+        try:
+            await self.server._request(cycle.environ, cycle.receive, cycle.send)
+        except asyncio.CancelledError:
+            self.abort()
+            raise
+        except Exception:
+            log.exception("request failed")
+            if not cycle.response_done and not cycle.gone:
+                await cycle.send({"type": "http.response.start", "status": 500,
+                                  "headers": [(b"Content-Length", b"0")]})
+                await cycle.send({"type": "http.response.body", "body": b""})
+        if not cycle.response_done:
+            self.abort()  # nothing to say (the client went away)
+
+    async def response_sent(self, cycle: _Cycle, close: bool) -> None:
+        if self.drained is not None:  # the peer is slow to take the response
+            try:
+                async with asyncio.timeout(self.server.limits.read_timeout):
+                    await self.drained.wait()
+            except TimeoutError:
+                self.abort()
+                return
+        if close or self.transport is None or self.transport.is_closing():
+            self.close()
+            return
+        self.cycle = None
+        if self.pipeline:
+            self._begin(self.pipeline.popleft())
+        else:
+            self._arm(self.server.limits.idle_timeout, self._idle)
+        self._resume()
+
+    def consumed(self, cycle: _Cycle, n: int) -> None:
+        self.unread -= n
+        if self.paused and self.unread <= _MAX_UNREAD and not self.pipeline:
+            self._resume()
+
+    # ------------------------------------------------------------ helpers
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        """After the current response, or at once with no request in progress."""
+        self._disarm()
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self._disarm()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def shutdown(self) -> None:
+        """Server shutdown: an idle connection closes now, a busy one after its reply."""
+        self.closing = True
+        if self.cycle is None and self.reading is None:
+            self.close()
+
+    def _idle(self) -> None:
+        self.timer = None
+        self.close()
+
+    def _refuse(self) -> None:
+        if not self.refusing:
+            return
+        self.refusing = False
+        self._disarm()
+        self.write(_REFUSAL)
+        self.close()
+        self._arm(_REFUSE_WAIT * 2, self.abort)  # for a peer that does not take it
+
+    def _fail(self, status: int, text: str) -> None:
+        if self.cycle is None or self.cycle.response_done:
+            body = text.encode()
+            self.write(f"HTTP/1.1 {status} {_reason(status)}\r\nContent-Type: text/plain; "
+                       f"charset=utf-8\r\nContent-Length: {len(body)}\r\nConnection: close"
+                       "\r\n\r\n".encode() + body)
+        self.close()
+
+    def _count(self, n: int) -> None:
+        self.head_bytes += n
+        if self.head_bytes > _MAX_HEAD:
+            raise _HeadTooLarge
+
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_later(delay, callback)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _pause(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def _resume(self) -> None:
+        if self.paused and self.transport is not None and not self.transport.is_closing():
+            self.paused = False
+            self.transport.resume_reading()
+
+
+class _HeadTooLarge(Exception):
+    """Raised in a parser callback (httptools hands it back as HttpParserCallbackError)."""
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+_date_cache: list = [0, b""]
+
+
+def _http_date() -> bytes:
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache[:] = [now, formatdate(now, usegmt=True).encode()]
+    return _date_cache[1]
 
 class Transport:
     """Serves ``app`` on the listening ``sock`` until ``stop``."""
@@ -183,7 +500,7 @@ class Transport:
         self.ssl_context = ssl_context
         self.limits = limits or Limits()
         self.pool = WorkerPool(threads)
-        self.connections: set[asyncio.Task] = set()
+        self.connections: set[_HTTPConnection] = set()  # TLS done
         self.working: set[asyncio.Task] = set()  # tasks waiting for a worker thread
         self.in_flight = 0
         self.buffered = 0
@@ -191,15 +508,7 @@ class Transport:
         self._shutdown: asyncio.Event | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ediv-wbem-io", daemon=True)
-        self.hconfig = HypercornConfig()
-        self.hconfig.keep_alive_timeout = self.limits.idle_timeout
-        # per read; a second more than ours for a whole body, so that a stalled body gets
-        # our 408 rather than a silent close
-        self.hconfig.read_timeout = int(self.limits.read_timeout) + 1
-        self.hconfig.include_server_header = False
-        self.hconfig.errorlog = log
-        self.hconfig.accesslog = None
-        self.context = WorkerContext(None)
+        self.closing = False
 
     # ------------------------------------------------------------ life cycle
     def start(self) -> None:
@@ -222,7 +531,9 @@ class Transport:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._main())
+            # uvloop: libuv and its TLS layer in C (asyncio's SSL protocol is Python code)
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(self._main())
         finally:
             self.pool.stop()
             self._ready.set()
@@ -230,62 +541,40 @@ class Transport:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._shutdown = asyncio.Event()
-        server = await asyncio.start_server(
-            self._accept, sock=self.sock, ssl=self.ssl_context, backlog=1024,
+        server = await self._loop.create_server(
+            lambda: _HTTPConnection(self), sock=self.sock, ssl=self.ssl_context, backlog=1024,
             ssl_handshake_timeout=self.limits.handshake_timeout if self.ssl_context else None,
             # a peer that never answers our close_notify holds its place this long at most
             ssl_shutdown_timeout=_SSL_SHUTDOWN if self.ssl_context else None)
         self._ready.set()
         await self._shutdown.wait()
+        self.closing = True
         server.close()  # no new connections
-        await self.context.terminated.set()  # idle connections close, busy ones after a reply
+        for conn in list(self.connections):  # idle ones close, busy ones after their reply
+            conn.shutdown()
         # requests in a worker get the grace period; one still being read is not worth it
         deadline = time.monotonic() + self.limits.shutdown_grace
         while self.working and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        pending = set(self.connections)
-        if pending:  # replies being written
-            _done, pending = await asyncio.wait(pending, timeout=0.5)
-        for task in pending:
-            task.cancel()
+        deadline = time.monotonic() + 0.5  # replies being written
+        while any(c.tasks for c in self.connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        pending = list(self.connections)
         if pending:
             log.log(logging.WARNING if self.working else logging.INFO,
                     "shutdown: closed %d connections (%d with a request running)",
                     len(pending), len(self.working))
-            await asyncio.wait(pending, timeout=1)
+        tasks = [t for c in pending for t in c.tasks]
+        for conn in pending:
+            conn.abort()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=1)
+        await asyncio.sleep(0)  # connection_lost callbacks
 
-    # ------------------------------------------------------------ connections
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._shutdown.is_set():
-            writer.close()
-            return
-        if len(self.connections) >= self.limits.max_connections:
-            task = asyncio.current_task()
-            self.connections.add(task)  # counted, so that refusals are bounded too
-            try:
-                await _refuse_connection(reader, writer)
-            except asyncio.CancelledError:
-                pass
-            finally:
-                self.connections.discard(task)
-            return
-        task = asyncio.current_task()
-        self.connections.add(task)
-        try:
-            peer = _peer(writer)
-            app = ASGIWrapper(partial(self._asgi, peer))
-            await _Connection(app, self._loop, self.hconfig, self.context, {}, reader, writer)
-        except asyncio.CancelledError:
-            pass  # closed at shutdown (Python 3.11's asyncio would log the cancel as an error)
-        except (OSError, TimeoutError, ssl.SSLError) as exc:  # the peer went away badly
-            log.debug("connection ended: %s", exc)
-        finally:
-            self.connections.discard(task)
-
-    async def _asgi(self, peer: dict, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            return
-        environ = _environ(scope, peer)
+    # ------------------------------------------------------------ requests
+    async def _request(self, environ: dict, receive: Callable, send: Callable) -> None:
         try:
             await self._serve(environ, receive, send)
         except Busy:
@@ -314,7 +603,11 @@ class Transport:
             await _reply(send, body, close=True)
             return
         try:
-            reply = await self._work(self._handle, environ, body)
+            quick = self.app.quick(environ, body)  # a refusal or a fast answer, on the loop
+            if isinstance(quick, Reply):
+                reply = quick
+            else:
+                reply = await self._work(self._handle, environ, body, quick)
         finally:
             self.buffered -= len(body)
         await _reply(send, reply)
@@ -373,8 +666,10 @@ class Transport:
             if not more:
                 return await asyncio.to_thread(upload.finish), False
 
-    def _handle(self, environ: dict, body: bytes) -> Reply:
+    def _handle(self, environ: dict, body: bytes, prepared: Prepared | None = None) -> Reply:
         """In a worker thread."""
+        if prepared is not None:
+            return self.app.answer_prepared(environ, prepared)
         checked = self.app.check(environ)
         if isinstance(checked, Reply):
             return checked
@@ -457,7 +752,8 @@ async def _reply(send: Callable, reply: Reply, close: bool = False) -> None:
     headers.append((b"Content-Length", str(len(reply.body)).encode()))
     if close:
         headers.append((b"Connection", b"close"))
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.start", "status": reply.status, "reason": reply.reason,
+                "headers": headers})
     await send({"type": "http.response.body", "body": reply.body, "more_body": False})
 
 
@@ -466,25 +762,13 @@ _REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; char
             b"too many connections\n")
 
 
-async def _refuse_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        with contextlib.suppress(TimeoutError, OSError, ssl.SSLError):
-            await asyncio.wait_for(reader.read(65536), 1.0)  # the request, usually
-        writer.write(_REFUSAL)
-        await asyncio.wait_for(writer.drain(), 2.0)
-    except (TimeoutError, OSError, ssl.SSLError, RuntimeError):
-        pass
-    finally:
-        writer.close()
-
-
-def _peer(writer: asyncio.StreamWriter) -> dict:
+def _peer(transport: asyncio.BaseTransport) -> dict:
     """REMOTE_ADDR and, for a client certificate the TLS layer verified, its subject CN."""
     out: dict = {}
-    peername = writer.get_extra_info("peername")
+    peername = transport.get_extra_info("peername")
     if peername:
         out["REMOTE_ADDR"] = str(peername[0])
-    tls = writer.get_extra_info("ssl_object")
+    tls = transport.get_extra_info("ssl_object")
     cert = tls.getpeercert() if tls is not None else None
     if cert:
         out["SSL_CLIENT_VERIFY"] = "SUCCESS"
@@ -493,16 +777,6 @@ def _peer(writer: asyncio.StreamWriter) -> dict:
                 if key == "commonName":
                     out["SSL_CLIENT_S_DN_CN"] = value
     return out
-
-
-def _environ(scope: dict, peer: dict) -> dict:
-    environ = {"REQUEST_METHOD": scope["method"], "PATH_INFO": scope.get("path", ""), **peer}
-    for raw_name, raw_value in scope["headers"]:
-        name = raw_name.decode("latin-1").upper().replace("-", "_")
-        value = raw_value.decode("latin-1")
-        key = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + name
-        environ[key] = f"{environ[key]},{value}" if key in environ else value
-    return environ
 
 
 def _content_length(environ: dict) -> int | None:

@@ -16,7 +16,7 @@ from tests.conftest import EXAMPLES
 
 # libraries that cost 0.05-0.5 s each to import on this machine
 HEAVY = ("pywbem", "rich", "lxml", "paramiko", "xmlschema", "elementpath", "cryptography",
-         "graphviz", "hypercorn", "invoke", "ediv.controller", "ediv.remote", "ediv.provider")
+         "graphviz", "uvloop", "invoke", "ediv.controller", "ediv.remote", "ediv.provider")
 
 PROBE = """
 import json, sys
