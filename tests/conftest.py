@@ -25,6 +25,19 @@ TESTBED = [
 ]
 
 
+def state_entries(state_dir: str | Path, timeout: float = 60.0) -> list[str]:
+    """What is left in an agent's state dir once the background deletes of released scenario
+    dirs (moved aside as ``.released-*``) are over, or after ``timeout`` if they never end."""
+    from ediv.agent.release import TRASH_PREFIX
+
+    deadline = time.monotonic() + timeout
+    while True:
+        names = sorted(p.name for p in Path(state_dir).iterdir())
+        if not any(n.startswith(TRASH_PREFIX) for n in names) or time.monotonic() > deadline:
+            return names
+        time.sleep(0.05)
+
+
 def follow_job(conn, job, timeout: float = 300.0, interval: float = 0.3):
     """Poll an EDIV_ConcreteJob as a client would until it leaves Running (4); bounded."""
     deadline = time.monotonic() + timeout

@@ -18,7 +18,7 @@ from ediv.agent.rootfs import build_busybox_rootfs
 from ediv.images.digest import hex_of
 from ediv.images.store import ImageStore
 from ediv.state import StateStore
-from tests.conftest import EDIV, TESTBED
+from tests.conftest import EDIV, TESTBED, state_entries
 
 pytestmark = [*TESTBED, pytest.mark.slow]
 
@@ -119,7 +119,7 @@ def test_each_host_gets_the_image_once(bed, lab_store, tmp_path):
     # released: nothing left on the hosts but the image stores, which keep the image
     assert _vm_netns(bed) == set()
     for h in bed.hosts:
-        assert list(Path(h.state_dir).iterdir()) == []
+        assert state_entries(h.state_dir) == []
         assert _host_blob(bed, h, digest).is_file()
 
     again = _run(store, "deploy", str(xml), "-c", cluster, "--state", state)
@@ -152,7 +152,7 @@ def test_a_corrupted_upload_is_refused(bed, lab_store, tmp_path):
         assert not _host_blob(bed, h, digest).exists()
         tmp = Path(testbed.host_image_store(bed, h)) / "tmp"
         assert not list(tmp.glob("*.partial")) if tmp.is_dir() else True
-        assert list(Path(h.state_dir).iterdir()) == []
+        assert state_entries(h.state_dir) == []
     assert _vm_netns(bed) == set()
     s = StateStore(state)
     try:

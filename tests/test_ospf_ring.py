@@ -20,7 +20,7 @@ import pytest
 from ediv import testbed
 from ediv.images.digest import hex_of
 from ediv.images.store import ImageStore
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLES, state_entries
 from tests.image_cache import FRR_PACKAGES, build_cached, cached, mirror_error
 
 pytestmark = [
@@ -163,7 +163,7 @@ def test_ospf_ring_converges_and_pings(lab, vm_type):
     # nothing left: namespaces, agent state, links on the hosts, loop devices
     assert _netns(tb) == before == set()
     for h in tb.hosts:
-        assert list(Path(h.state_dir).iterdir()) == [], h.name
+        assert state_entries(h.state_dir) == [], h.name
         links = subprocess.run(["ip", "-n", h.netns, "-br", "link"], capture_output=True,
                                text=True).stdout.split("\n")
         assert {x.split()[0].split("@")[0] for x in links if x.strip()} == {"lo", "eth0"}

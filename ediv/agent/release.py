@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,33 @@ def _existing_netns(names: set[str], key: str) -> list[str]:
     return sorted(n for n in os.listdir(NETNS_DIR) if n in names or n.startswith(prefix))
 
 
+_MNT_DETACH = 2
+_libc = None
+
+
+def umount_lazy(path: str) -> bool:
+    """``umount -l path`` without a process per mount: umount2(MNT_DETACH); False if ``path``
+    is no mount point (or is gone)."""
+    global _libc
+    if _libc is None:
+        import ctypes
+
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc.umount2(os.fsencode(path), _MNT_DETACH) == 0
+
+
+def _netns_del(name: str) -> bool:
+    """What ``ip netns del`` does: detach the namespace's bind mount, remove its file; the
+    kernel frees the namespace (and the veths in it, in one batch) once nothing holds it."""
+    path = NETNS_DIR / name
+    umount_lazy(str(path))
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _stop_captures(entries: list[dict[str, Any]], timeout: float = 2.0) -> None:
     for e in entries:
         with contextlib.suppress(ProcessLookupError):
@@ -58,6 +84,24 @@ def _stop_captures(entries: list[dict[str, Any]], timeout: float = 2.0) -> None:
             time.monotonic() < deadline:
         reap_registered()
         time.sleep(0.02)
+
+
+TRASH_PREFIX = ".released-"
+
+
+def _discard(root: Path) -> None:
+    """Move scenario dir ``root`` aside and delete it in the background; inline if it cannot
+    be moved. ``purge`` removes what an interrupted background delete left."""
+    trash = root.with_name(f"{TRASH_PREFIX}{root.name}-{os.urandom(4).hex()}")
+    try:
+        os.rename(root, trash)
+    except OSError:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    # ``sh`` returns at once (waited for: no zombie); its ``rm`` runs on in its own session
+    # with no descriptor of ours (an SSH channel closes when the agent exits, not when rm does)
+    run(["sh", "-c", 'setsid rm -rf --one-file-system -- "$1" >/dev/null 2>&1 </dev/null &',
+         "sh", str(trash)], check=False)
 
 
 def release(state_root: str | Path, key: str, emitter: Emitter) -> dict[str, Any]:
@@ -87,9 +131,7 @@ def release(state_root: str | Path, key: str, emitter: Emitter) -> dict[str, Any
         mounts = [e["path"] for e in entries if e.get("op") == "mount"]
         mounts += _mounts_under(sdir.root) if existed else []
         for m in sorted(set(mounts), key=len, reverse=True):
-            if subprocess.run(["umount", "-l", m], capture_output=True, check=False).returncode \
-                    == 0:
-                counts["mounts"] += 1
+            counts["mounts"] += umount_lazy(m)
         #    then the scenario's references to shared image mounts (the last user unmounts)
         for ident in dict.fromkeys(e["id"] for e in entries if e.get("op") == "image"):
             counts["mounts"] += imagemount.release(state_root, ident, key)
@@ -108,10 +150,13 @@ def release(state_root: str | Path, key: str, emitter: Emitter) -> dict[str, Any
         link_names = {e["name"] for e in entries if e.get("op") == "link"}
         ns_names = {e["name"] for e in entries if e.get("op") == "netns"}
         spaces = _existing_netns(ns_names, key)
-        if spaces:
-            run(C.ip_batch_argv(force=True), input=C.batch_text([C.netns_del(n) for n in spaces]),
+        counts["netns"] = sum(_netns_del(n) for n in spaces)
+        #    bridges (and other links not ending in a namespace) go at once, beside them
+        links = [n for n in _existing_links(link_names, key) if not VETH_RE.match(n)]
+        if links:
+            run(C.ip_batch_argv(force=True), input=C.batch_text([C.link_del(n) for n in links]),
                 check=False)
-            counts["netns"] = len(spaces)
+            counts["links"] += len(links)
         deadline = time.monotonic() + 30
         waited_for_veths = not spaces
         while True:
@@ -123,16 +168,19 @@ def release(state_root: str | Path, key: str, emitter: Emitter) -> dict[str, Any
                 raise EdivError(f"could not remove {links + spaces}")
             if not waited_for_veths and any(VETH_RE.match(n) for n in links):
                 # veth ends of deleted namespaces vanish by themselves shortly
-                time.sleep(0.02)
+                time.sleep(0.005)
                 waited_for_veths = time.monotonic() > deadline - 27
                 continue
-            lines = [C.link_del(n) for n in links] + [C.netns_del(n) for n in spaces]
-            run(C.ip_batch_argv(force=True), input=C.batch_text(lines), check=False)
+            counts["netns"] += sum(_netns_del(n) for n in spaces)
+            if links:
+                run(C.ip_batch_argv(force=True),
+                    input=C.batch_text([C.link_del(n) for n in links]), check=False)
             counts["links"] += len(links)
             time.sleep(0.02)
-        # 5. files
+        # 5. files: renamed aside at once (a deploy of the same name finds its place free),
+        #    deleted by a detached process (deleting thousands of files can take seconds)
         if existed:
-            shutil.rmtree(sdir.root, ignore_errors=True)
+            _discard(sdir.root)
     if sdir.root.exists():
         # the lock file was recreated by a concurrent waiter or rmtree failed
         shutil.rmtree(sdir.root, ignore_errors=True)
@@ -151,6 +199,8 @@ def purge(state_root: str | Path, emitter: Emitter) -> list[dict[str, Any]]:
     imagemount.sweep(state_root, [k for k in list_keys(state_root) if naming.KEY_RE.match(k)])
     root = Path(state_root)
     if root.is_dir():
+        for p in root.glob(TRASH_PREFIX + "*"):
+            shutil.rmtree(p, ignore_errors=True)
         for p in root.glob(".incoming-*"):
             if time.time() - p.stat().st_mtime > STALE_INCOMING:
                 shutil.rmtree(p, ignore_errors=True)

@@ -68,7 +68,25 @@ class Agent:
         p = subprocess.run(self.argv(*args), input=stdin, capture_output=True, timeout=timeout,
                            check=False, stdin=None if stdin is not None else subprocess.DEVNULL)
         events = [json.loads(line) for line in p.stdout.decode().splitlines() if line.strip()]
+        if {"release", "purge"} & set(args):
+            left = wait_discarded(self.state)
+            assert not left, f"release left {left} behind"
         return AgentRun(p.returncode, events, p.stderr.decode())
+
+
+def wait_discarded(state: Path, timeout: float = 60) -> list[str]:
+    """A release renames a scenario dir aside and deletes it in the background: wait until
+    those renamed dirs are gone (bounded) and return what is still there."""
+    import time
+
+    from ediv.agent.release import TRASH_PREFIX
+
+    deadline = time.monotonic() + timeout
+    while True:
+        left = sorted(p.name for p in state.glob(TRASH_PREFIX + "*")) if state.is_dir() else []
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
 
 
 def agent_exec_command(agent, key: str, vms: list[str], command: str) -> dict[str, str]:

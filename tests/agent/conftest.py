@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from agent_helpers import Agent
+from agent_helpers import Agent, wait_discarded
 
 
 @pytest.fixture
@@ -49,8 +49,13 @@ def host_snapshot(key: str, tmp: Path) -> dict[str, set[str]]:
     Other people's tests may run on this machine at the same time, so the comparison is limited
     to objects that could be ours: names containing the key, mounts under the test's temp dir,
     processes whose environment carries the scenario marker or whose command line names the
-    temp dir.
+    temp dir. Scenario dirs a release moved aside must be gone first (their background delete
+    names the temp dir too).
     """
+    from ediv.agent.release import TRASH_PREFIX
+
+    for state in {p.parent for p in tmp.glob(f"*/{TRASH_PREFIX}*")}:
+        assert wait_discarded(state) == [], f"release left files in {state}"
     netns = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
                                check=True).stdout.split())
     links = {line.split()[0].split("@")[0] for line in subprocess.run(

@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from agent_helpers import Agent, unique_key
+from agent_helpers import Agent, unique_key, wait_discarded
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="the agent needs root")]
@@ -67,6 +67,31 @@ def test_deploy_key_deploys_the_received_bundle_then_drops_the_upload(agent):
     again = agent("receive", "--key", key, stdin=tar_bundle(key))
     assert again.rc == 1 and "already deployed" in again.of("error")[0]["message"]
     assert agent("release", "--key", key).rc == 0
+    assert list(agent.state.iterdir()) == []
+
+
+def test_release_frees_the_name_at_once_and_its_files_go_after(agent):
+    """Release moves the scenario's files aside (deleted in the background): the same key
+    deploys again right away, and nothing of either deploy stays behind."""
+    key = unique_key("fn")
+    for _ in range(2):
+        assert agent("receive", "--key", key, stdin=tar_bundle(key)).rc == 0
+        assert agent("deploy", "--key", key).rc == 0
+        # the bare agent, without the helper's wait for the background delete
+        p = subprocess.run(agent.argv("release", "--key", key), capture_output=True,
+                           stdin=subprocess.DEVNULL, timeout=300, check=False)
+        assert p.returncode == 0, p.stderr
+        assert not (agent.state / key).exists()
+    assert wait_discarded(agent.state) == []
+    assert list(agent.state.iterdir()) == []
+
+
+def test_purge_deletes_files_an_interrupted_release_left(agent):
+    agent.state.mkdir(mode=0o700)
+    left = agent.state / ".released-zz0000-0123abcd"
+    (left / "vms" / "v").mkdir(parents=True)
+    (left / "vms" / "v" / "init.log").write_text("x")
+    assert agent("purge").rc == 0
     assert list(agent.state.iterdir()) == []
 
 
