@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ediv import testbed
-from tests.conftest import EDIV, TESTBED
+from tests.conftest import EDIV, TESTBED, state_entries
 
 pytestmark = [*TESTBED, pytest.mark.slow]
 
@@ -116,7 +116,7 @@ def test_deploy_exec_vm_release_start_one_agent_per_host(bed, tmp_path):
     assert len(bed.starts()) == 2  # one agent for each command, on v2's host
     cli(bed, state, "release", "sess")
     assert bed.starts() == ["h1 session", "h2 session"]
-    assert not [p for h in bed.tb.hosts for p in Path(h.state_dir).iterdir()]
+    assert [state_entries(h.state_dir) for h in bed.tb.hosts] == [[], []]
 
 
 def test_a_host_without_session_mode_deploys_with_one_shot_verbs(bed, tmp_path):
@@ -135,7 +135,7 @@ def test_a_host_without_session_mode_deploys_with_one_shot_verbs(bed, tmp_path):
     finally:
         bed.old_flag.unlink(missing_ok=True)
         cli(bed, state, "release", "old")
-    assert not [p for h in bed.tb.hosts for p in Path(h.state_dir).iterdir()]
+    assert [state_entries(h.state_dir) for h in bed.tb.hosts] == [[], []]
 
 
 def test_session_requests_keep_the_agents_own_options(bed, tmp_path):
