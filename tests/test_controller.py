@@ -21,7 +21,7 @@ import pytest
 
 from ediv import testbed
 from ediv.state import StateStore
-from tests.conftest import EDIV, EXAMPLES, TESTBED
+from tests.conftest import EDIV, EXAMPLES, TESTBED, state_entries
 
 pytestmark = [*TESTBED, pytest.mark.slow]
 
@@ -104,7 +104,7 @@ def assert_clean(bed, state: Path, baseline_ns: set[str], baseline_procs: set[in
     assert ours(bed, netns_list()) == baseline_ns, "a namespace was left behind"
     for host in bed.hosts:
         assert host_links(host.netns) == {"lo", "eth0"}, f"links left on {host.name}"
-        leftovers = [p.name for p in Path(host.state_dir).iterdir()]
+        leftovers = state_entries(host.state_dir)
         assert leftovers == [], f"agent state left on {host.name}: {leftovers}"
     left = set(agent_processes(host_ids(bed))) - baseline_procs
     assert left == set(), "VM processes left running"

@@ -22,7 +22,7 @@ import pytest
 
 from ediv import testbed
 from ediv.state import StateStore
-from tests.conftest import EDIV, TESTBED
+from tests.conftest import EDIV, TESTBED, state_entries
 from tests.test_controller import agent_processes, host_ids, host_links, netns_list, ours
 
 pytestmark = [*TESTBED, pytest.mark.slow]
@@ -285,7 +285,7 @@ class Env:
             links = host_links(host.netns) - {"lo", "eth0"}
             if links:
                 left.append(f"links on {host.name}: {sorted(links)}")
-            files = sorted(p.name for p in Path(host.state_dir).iterdir())
+            files = state_entries(host.state_dir)
             if files:
                 left.append(f"state files on {host.name}: {files}")
             if agent_pids(host):

@@ -19,7 +19,7 @@ from ediv import testbed
 from ediv.images.digest import file_digest, hex_of
 from ediv.images.store import ImageStore
 from tests import ovf_factory as f
-from tests.conftest import EDIV, TESTBED, follow_job
+from tests.conftest import EDIV, TESTBED, follow_job, state_entries
 
 pytestmark = [
     *TESTBED,
@@ -129,7 +129,7 @@ def test_appliance_imported_through_the_server_boots_on_a_host(tmp_path, monkeyp
         assert out.returncode == 0 and out.stdout.strip() == "/bin/busybox", out
         _state_change(conn, scenario, 3)  # release, the definition kept
         deployed = False
-        assert os.listdir(host.state_dir) == []
+        assert state_entries(host.state_dir) == []
         assert host_blob.is_file()  # the host's store keeps the image for the next deploy
     finally:
         if deployed:
