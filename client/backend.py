@@ -184,22 +184,31 @@ class LocalBackend:
 
     # -- the commands -------------------------------------------------------------------
     def deploy(self, req: DeployRequest) -> Deployed:
-        from ediv import xmlsafe
         from ediv.client.progress import ProgressDisplay
-        from ediv.service import scenario_status
+        from ediv.controller import Controller
 
         cluster = resolve_cluster(self.cluster_path)
         cluster.file_dirs += list(req.allow_files)
         path = Path(req.scenario)
-        text = xmlsafe.read_file(path).decode("utf-8", errors="replace")
-        restrictions = (Path(req.restrictions_path).read_text(encoding="utf-8")
-                        if req.restrictions_path else None)
         display = ProgressDisplay(f"deploying {path.name}", quiet=req.quiet)
-        with display, self._service(cluster, display) as svc:
-            # a local user's own file: vm@appliance may name local packages
-            plan = svc.deploy(text, basedir=str(path.resolve().parent),
-                              source_name=req.scenario, algorithm=req.algorithm,
-                              restrictions=restrictions, loads=req.loads, appliances=True)
+        with display, Controller(self.store, cluster, trust_new_hosts=self.trust_new_hosts,
+                                 progress=display) as ctl:
+            # the hosts' SSH handshake and agent start-up (most of a small deploy's first
+            # second) overlap the imports and parsing below; the probe stage collects them
+            ctl.start_probe()
+            from ediv import xmlsafe
+            from ediv.service import Service
+
+            text = xmlsafe.read_file(path).decode("utf-8", errors="replace")
+            restrictions = (Path(req.restrictions_path).read_text(encoding="utf-8")
+                            if req.restrictions_path else None)
+            with Service(self.store, cluster, progress=display, controller=ctl) as svc:
+                # a local user's own file: vm@appliance may name local packages
+                plan = svc.deploy(text, basedir=str(path.resolve().parent),
+                                  source_name=req.scenario, algorithm=req.algorithm,
+                                  restrictions=restrictions, loads=req.loads, appliances=True)
+        from ediv.service import scenario_status
+
         status = scenario_status(self.store, self._row(plan.scenario))
         return Deployed(plan.scenario, len(plan.allocation), len(plan.used_hosts()),
                         len(plan.segments), status)

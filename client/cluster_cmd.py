@@ -10,7 +10,6 @@ import click
 from ediv import state as st
 from ediv.client.backend import Backend, DeployRequest, backend_options
 from ediv.client.names import name_or_file
-from ediv.client.offline import parse_loads, planning_options
 from ediv.client.output import (
     print_cleanup,
     print_deployed,
@@ -22,6 +21,7 @@ from ediv.client.output import (
     print_status,
     print_vm_state,
 )
+from ediv.client.planning import parse_loads, planning_options
 from ediv.protocol import VM_ACTIONS
 
 state_option = click.option(

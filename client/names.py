@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from ediv import xmlsafe
 from ediv.errors import EdivError
 
 
@@ -15,6 +14,8 @@ def scenario_name(value: str) -> str:
     path = Path(value)
     if not path.is_file():
         return value
+    from ediv import xmlsafe  # lxml: only when a file is named
+
     root = xmlsafe.parse_file(path).getroot()
     name = (root.findtext("global/simulation_name") or "").strip()
     if not name:

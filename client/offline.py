@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ediv.client.planning import parse_loads, planning_options
 from ediv.client.validate_cmd import validate, warn
 from ediv.cluster import Cluster, default_cluster, load_cluster
 from ediv.partition import registry
@@ -18,22 +19,6 @@ from ediv.scenario import load_scenario, to_xml
 from ediv.scenario.model import Scenario
 
 _warn = warn
-
-
-def parse_loads(values: tuple[str, ...]) -> dict[str, float]:
-    loads: dict[str, float] = {}
-    for item in values:
-        host, sep, frac = item.partition("=")
-        try:
-            value = float(frac)
-        except ValueError:
-            value = -1.0
-        if not sep or not host or not 0.0 <= value <= 1.0:
-            raise click.BadParameter(
-                f"{item!r}: expected HOST=FRACTION with 0.0 <= FRACTION <= 1.0", param_hint="--load"
-            )
-        loads[host] = value
-    return loads
 
 
 def load_inputs(scenario_path: str, cluster_path: str | None) -> tuple[Scenario, Cluster]:
@@ -59,51 +44,6 @@ def plan_from_options(
     restrictions = load_restrictions(restrictions_path) if restrictions_path else None
     plan = make_plan(scenario, cluster, algorithm, restrictions, parse_loads(loads))
     return scenario, cluster, plan
-
-
-def planning_options(func):
-    names = ", ".join(registry.available()) if _entry_points_ok() else "see 'ediv algorithms'"
-    for decorator in reversed(
-        [
-            click.option(
-                "-c",
-                "--cluster",
-                "cluster_path",
-                type=click.Path(dir_okay=False),
-                help="EDIV cluster.conf (default: an embedded 3-host cluster).",
-            ),
-            click.option(
-                "-a",
-                "--algorithm",
-                metavar="NAME",
-                help=f"Partition algorithm: {names} (default: the cluster's default_segmentation).",
-            ),
-            click.option(
-                "-r",
-                "--restrictions",
-                "restrictions_path",
-                type=click.Path(dir_okay=False),
-                help="EDIV restriction file (<deployment_restrictions>).",
-            ),
-            click.option(
-                "--load",
-                "loads",
-                multiple=True,
-                metavar="HOST=FRACTION",
-                help="Override a host's 1-minute load (0.0 idle .. 1.0 fully loaded).",
-            ),
-        ]
-    ):
-        func = decorator(func)
-    return func
-
-
-def _entry_points_ok() -> bool:
-    try:
-        registry.available()
-    except Exception:  # a broken third-party plugin must not break --help
-        return False
-    return True
 
 
 @click.command()

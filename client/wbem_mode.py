@@ -16,9 +16,7 @@ import io
 import json
 import os
 import sys
-import tarfile
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +29,8 @@ from ediv import cim_names as N
 from ediv.errors import AlreadyExists, EdivError, InputError, NotFound, WrongState, no_scenario
 
 if TYPE_CHECKING:
+    import tarfile
+
     from ediv.client.backend import Deployed, DeployRequest
 
 NS = N.NAMESPACE
@@ -57,6 +57,8 @@ def target_of(server: str | None, user: str | None, password_file: str | None,
             ca_cert: str | None, profile: str | None) -> Target | None:
     data: dict[str, Any] = {}
     if profile:
+        import tomllib  # here: every cluster command imports this module for its options
+
         try:
             data = tomllib.loads(Path(profile).read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -224,6 +226,8 @@ def scenario_files(scenario_path: Path) -> bytes | None:
         members.append((path, str(path.relative_to(base))))
     if not members:
         return None
+    import tarfile
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for path, arc in members:

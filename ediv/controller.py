@@ -11,8 +11,10 @@ a release that ran first removed it, so a late agent (stopped, resumed) builds n
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ediv import state as st
@@ -60,9 +62,14 @@ class Controller:
         # deploy run in one agent process over one channel (ediv.agent_session)
         self.conns = Connections(SshOptions.from_cluster(cluster, trust_new=trust_new_hosts),
                                  sessions=True)
+        self._early: dict[str, Future] = {}  # host -> its probe started by start_probe
+        self._lock = threading.Lock()
+        self._closed = False
 
     def close(self) -> None:
-        self.conns.close()
+        with self._lock:
+            self._closed = True
+            self.conns.close()
 
     def __enter__(self) -> Controller:
         return self
@@ -97,12 +104,48 @@ class Controller:
         self.progress(event)
 
     # -- probe ---------------------------------------------------------------------------
+    def start_probe(self, hosts: list[str] | None = None) -> None:
+        """Begin the probe of ``hosts`` (default: all) now, in the background: the SSH
+        connection, the agent session's start-up and the probe itself go ahead while the
+        caller does its local work (imports, parsing, the state store); :meth:`probe` then
+        collects them. Only the network part runs early: the events, the store records and
+        the errors come from :meth:`probe` as if it had run them, and a probe never
+        collected (the command failed first) changes nothing but its host's sessions."""
+        todo: queue.SimpleQueue = queue.SimpleQueue()
+        for name in hosts or [h.name for h in self.cluster.hosts]:
+            host = self.cluster.host(name)
+            if host is None or name in self._early:
+                continue
+            self._early[name] = Future()
+            todo.put((host, self._early[name]))
+
+        def worker() -> None:
+            # daemon threads, not a pool: a command that ends before collecting does not
+            # wait here for a slow host's connect timeout
+            while True:
+                try:
+                    host, fut = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    fut.set_result(run_agent(self.conns, host, "probe", timeout=SHORT_TIMEOUT))
+                except BaseException as exc:  # re-raised where probe() collects it
+                    fut.set_exception(exc)
+                with self._lock:
+                    if self._closed:  # closed meanwhile: what this thread opened goes too
+                        self.conns.drop(host)
+
+        for _ in range(min(self.workers, todo.qsize())):
+            threading.Thread(target=worker, name="ediv-probe", daemon=True).start()
+
     def probe(self, hosts: list[str] | None = None) -> dict[str, HostOutcome]:
         names = hosts or [h.name for h in self.cluster.hosts]
 
         def work(host: Host) -> dict:
             self._emit(event="host", host=host.name, state="probing")
-            result = run_agent(self.conns, host, "probe", timeout=SHORT_TIMEOUT)
+            early = self._early.pop(host.name, None)
+            result = (early.result() if early is not None else
+                      run_agent(self.conns, host, "probe", timeout=SHORT_TIMEOUT))
             self.store.record_probe(host, result, "up")
             self._emit(event="host", host=host.name, state="up", load=result.get("load"))
             return result
