@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import io
 import json
 import os
@@ -315,6 +317,13 @@ def _request_args(parser: argparse.ArgumentParser, session: argparse.Namespace,
     return args
 
 
+def _warm(module: str) -> None:
+    """Import ``module`` now, while the session waits for its next request; a failure is
+    left for the verb that needs it to report (a signal meanwhile: the caller ends)."""
+    with contextlib.suppress(Exception):
+        importlib.import_module(module)
+
+
 def run_session(parser: argparse.ArgumentParser, session: argparse.Namespace,
                 em: Emitter) -> int:
     """``ediv-host session``: one agent process for a controller's whole command. Each
@@ -375,6 +384,10 @@ def run_session(parser: argparse.ArgumentParser, session: argparse.Namespace,
         em.emit(EVENT_DONE, status=status)
         if _signalled or em.broken:
             return EXIT_INTERRUPTED if _signalled else status
+        if req.verb == "probe":  # a deploy's receive and deploy come next: their code is
+            _warm("ediv.agent.deploy")  # imported while the controller plans, not after
+            if _signalled:
+                return EXIT_INTERRUPTED
 
 
 def main(argv: list[str] | None = None) -> int:
