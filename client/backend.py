@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from ediv import state as st
-from ediv.client.wbem_mode import SERVER_OPTIONS, target_of
+from ediv.client.wbem_target import SERVER_OPTIONS, target_of
 from ediv.errors import EdivError, NotFound, no_scenario
 
 if TYPE_CHECKING:
@@ -131,11 +131,12 @@ def open_backend(target: Any, state_path: str = st.DEFAULT_PATH,
 # ---------------------------------------------------------------- direct mode
 
 def resolve_cluster(path: str | None) -> Cluster:
-    from ediv import testbed
     from ediv.cluster import load_cluster
 
     if path:
         return load_cluster(path)
+    from ediv import testbed
+
     default = Path(testbed.DEFAULT_DIR) / "cluster.conf"
     if default.exists():
         return load_cluster(str(default))

@@ -14,18 +14,16 @@ import base64
 import functools
 import io
 import json
-import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from ediv import cim_names as N
+from ediv.client.wbem_target import SERVER_OPTIONS, Target, target_of
 from ediv.errors import AlreadyExists, EdivError, InputError, NotFound, WrongState, no_scenario
 
 if TYPE_CHECKING:
@@ -36,65 +34,6 @@ if TYPE_CHECKING:
 NS = N.NAMESPACE
 POLL_SECONDS = 0.5
 scenario_path = N.scenario_path
-
-
-@dataclass
-class Target:
-    url: str
-    user: str | None
-    password: str | None
-    ca_cert: str | None
-
-    def connect(self):
-        import pywbem
-
-        creds = (self.user, self.password or "") if self.user else None
-        return pywbem.WBEMConnection(self.url, creds, default_namespace=NS,
-                                     ca_certs=self.ca_cert, timeout=120)
-
-
-def target_of(server: str | None, user: str | None, password_file: str | None,
-            ca_cert: str | None, profile: str | None) -> Target | None:
-    data: dict[str, Any] = {}
-    if profile:
-        import tomllib  # here: every cluster command imports this module for its options
-
-        try:
-            data = tomllib.loads(Path(profile).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise EdivError(f"{profile}: cannot read the profile: {exc}") from None
-        base = Path(profile).resolve().parent
-        for key in ("password_file", "ca_cert"):
-            if data.get(key) and not Path(data[key]).expanduser().is_absolute():
-                data[key] = str(base / Path(data[key]).expanduser())
-    url = server or data.get("server")
-    if not url:
-        return None
-    user = user or data.get("user")
-    password_file = password_file or data.get("password_file")
-    password = os.environ.get("EDIV_PASSWORD")
-    if password_file:
-        try:
-            password = Path(password_file).expanduser().read_text(encoding="utf-8") \
-                .splitlines()[0]
-        except (OSError, IndexError) as exc:
-            raise EdivError(f"{password_file}: cannot read the password: {exc}") from None
-    elif password is None and user and sys.stdin.isatty():
-        password = click.prompt(f"Password for {user}", hide_input=True, err=True)
-    return Target(url, user, password, ca_cert or data.get("ca_cert"))
-
-
-SERVER_OPTIONS = (
-    click.option("--server", metavar="URL", envvar="EDIV_SERVER",
-                 help="Run through this ediv WBEM server (https://HOST:5989)."),
-    click.option("--user", metavar="NAME", help="WBEM user (with --server)."),
-    click.option("--password-file", type=click.Path(dir_okay=False),
-                 help="File whose first line is the password (with --server)."),
-    click.option("--ca-cert", type=click.Path(dir_okay=False, exists=True),
-                 help="CA (or the server's own) certificate, PEM (with --server)."),
-    click.option("--profile", type=click.Path(dir_okay=False, exists=True),
-                 help="TOML file with server, user, password_file, ca_cert."),
-)
 
 
 @contextmanager
