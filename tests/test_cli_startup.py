@@ -96,3 +96,72 @@ def test_unknown_command_is_a_usage_error():
     r = subprocess.run([sys.executable, "-m", "ediv.client.cli", "no-such-command"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "No such command" in r.stderr
+
+
+AT_PROBE = """
+import json, sys
+from ediv.controller import Controller
+
+def start_probe(self, hosts=None):
+    print("MODULES " + json.dumps(sorted(k for k, v in sys.modules.items() if v is not None)))
+    raise SystemExit(0)
+
+Controller.start_probe = start_probe
+sys.argv = {argv!r}
+from ediv.client.cli import main
+main()
+"""
+
+
+def closed_port_cluster(tmp_path) -> str:
+    """A one-host cluster whose sshd is a closed port on 127.0.0.1 (refused at once)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp_path / "cluster.conf"
+    conf.write_text("[cluster]\nhost = h1\nmgmt_network = 198.18.128.0\nmgmt_network_mask = 17\n"
+                    f"[h1]\nmem = 1024\ncpu = 100\naddress = 127.0.0.1\nssh_port = {port}\n"
+                    f"ssh_key = {tmp_path / 'no-key'}\nknown_hosts = {tmp_path / 'known_hosts'}\n")
+    return str(conf)
+
+
+def test_deploy_reaches_its_hosts_before_loading_the_planner(tmp_path):
+    """The hosts' probe starts before the scenario parser, lxml and the planner are imported
+    (their import overlaps the SSH handshake and the agent's start-up)."""
+    argv = ["ediv", "deploy", str(EXAMPLES / "simple6.xml"), "-c", closed_port_cluster(tmp_path),
+            "--state", str(tmp_path / "state.db")]
+    r = subprocess.run([sys.executable, "-c", AT_PROBE.format(argv=argv)], capture_output=True,
+                       text=True, timeout=120, stdin=subprocess.DEVNULL)
+    _, _, mods = r.stdout.rpartition("MODULES ")
+    assert mods, r.stderr
+    names = set(json.loads(mods))
+    assert "ediv.remote" in names  # it is the deploy path
+    early = {n for n in names if n.split(".")[0] in ("lxml", "xmlschema", "rich", "pywbem")
+             or n.startswith(("ediv.scenario", "ediv.plan", "ediv.partition", "ediv.service"))}
+    assert early == set()
+
+
+def test_deploy_errors_are_unchanged_by_the_early_probe(tmp_path):
+    """A bad scenario is reported alone (no host lines, though its probe had started); an
+    unreachable host fails the probe stage with the connection error, nothing built."""
+    cluster = closed_port_cluster(tmp_path)
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<vnuml><global><version>1.8</version><simulation_name>x</simulation_name>"
+                   "</global><vm name='a'><bogus/></vm></vnuml>")
+    common = ["-c", cluster, "--state", str(tmp_path / "state.db")]
+    r = subprocess.run([sys.executable, "-m", "ediv.client.cli", "deploy", str(bad), *common],
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1, r.stderr
+    assert "bogus" in r.stderr and "probing" not in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "ediv.client.cli", "deploy",
+                        str(EXAMPLES / "simple6.xml"), *common],
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode != 0
+    assert "hosts failed probe, nothing was built" in r.stderr, r.stderr
+    assert "cannot connect to 127.0.0.1" in r.stderr and "Traceback" not in r.stderr
+    status = subprocess.run([sys.executable, "-m", "ediv.client.cli", "status", "--json",
+                             "--state", str(tmp_path / "state.db")],
+                            capture_output=True, text=True, timeout=120)
+    assert json.loads(status.stdout or "[]") == [], status.stdout
