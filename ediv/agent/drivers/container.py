@@ -10,7 +10,7 @@ Per VM, in order (measured: everything a network lab does works, see tests/agent
   ping and packet capture work in the VM; host sysctls, modules, devices, clocks do not;
 - one veth pair per interface (``eth<id>`` inside, host end on the net's bridge);
 - a launcher forked by ``forker.py`` (one process for all VMs of a verb, see there): it
-  sets the VM's addresses and routes with ``ip -batch`` inside the netns, then, like
+  sets the VM's addresses and routes over rtnetlink inside the netns (``rtnl.py``), then, like
   ``nsenter --net=… unshare --fork --pid --mount --propagation private``, forks
   ``cinit.boot`` as PID 1 (host root, but in mount and PID namespaces no VM process can
   change): it mounts the overlay (lower: the host's ``/``, a configured rootfs, the
@@ -292,14 +292,16 @@ class ContainerDriver(ProcessOwner):
             os.kill(ctx.runtime[vm.name]["pid"], signal.SIGTERM)
 
     @staticmethod
-    def _netns_lines(v: VmLayout) -> str:
-        """``ip -batch`` lines run inside the VM's netns: loopback, addresses, routes."""
-        lines: list[C.Tokens] = [C.link_set("lo", up=True)]
+    def _netns_ops(v: VmLayout) -> list[list[str]]:
+        """Requests ``rtnl.py`` sends inside the VM's netns: loopback, addresses, routes
+        (what ``ip link set up`` / ``addr add`` / ``route add`` lines did)."""
+        ops: list[list[str]] = [["up", "lo"]]
         for i in v.all_interfaces:
-            lines += [C.addr_add(i.inside, a) for a in i.addresses]
-            lines.append(C.link_set(i.inside, up=True))
-        lines += [C.route_add(r.dest, r.gw, r.family) for r in v.routes]
-        return C.batch_text(lines)
+            ops += [["addr", i.inside, a] for a in i.addresses]
+            ops.append(["up", i.inside])
+        for r in v.routes:
+            ops.append(["route", C.route_add(r.dest, r.gw, r.family)[2], r.gw])
+        return ops
 
     def _launch_args(self, ctx: AgentContext, v: VmLayout, configure: bool) -> dict[str, Any]:
         """The VM's lower layer mounted (an id-mapped bind, journalled first) and its
@@ -319,7 +321,7 @@ class ContainerDriver(ProcessOwner):
                 os.close(ns_fd)
         env = base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key), VM_VAR: v.name})
         return {"netns": v.netns, "log": str(d / "init.log"),
-                **({"net": self._netns_lines(v)} if configure else {}),
+                **({"net": self._netns_ops(v)} if configure else {}),
                 "args": {"lower": self._lower(ctx, v), "upper": str(d / "upper"),
                          "work": str(d / "work"), "merged": str(d / "merged"),
                          "hostname": v.hostname, "fwd4": "1" if v.forward4 else "0",
