@@ -4,6 +4,7 @@ state store (``engine_server``) for the tests that talk to one."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,17 @@ TESTBED = [
     pytest.mark.root,
     pytest.mark.skipif(os.geteuid() != 0, reason="the testbed needs root"),
     pytest.mark.skipif(not Path(SSHD).exists(), reason="openssh-server not installed"),
+]
+
+# OVF packages booted under UML on a testbed (qemu-img converts their disks)
+OVF_UML_BOOT = [
+    *TESTBED,
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.access("/usr/bin/linux", os.X_OK),
+                       reason="User-Mode Linux not installed (apt-get install user-mode-linux)"),
+    pytest.mark.skipif(not os.path.exists("/bin/busybox"),
+                       reason="busybox-static not installed"),
+    pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed"),
 ]
 
 
