@@ -150,16 +150,10 @@ class Connections:
         if s is not None:  # it ended (agent killed between verbs): start another
             self.drop(host)
         opts = self.options
-        try:
+        with self._dropped_when_lost(host):
             s = AgentSession.open(host, self.client(host).get_transport(),
                                   agent_command(host, "session", heartbeat=opts.heartbeat),
                                   connect_timeout=opts.connect_timeout, bound=opts.host_timeout)
-        except HostUnreachable:
-            raise
-        except (TimeoutError, paramiko.SSHException, EOFError, OSError) as exc:
-            self.drop(host)
-            raise HostUnreachable(host.name, f"connection lost: {exc or type(exc).__name__}"
-                                  ) from None
         with self._lock:
             self._sessions[host.name] = s
         return s
