@@ -4,8 +4,10 @@ SIGTERM/SIGHUP and the deadline's SIGALRM stop a verb by raising an exception in
 thread (a deploy then rolls back). Python runs the handler between two bytecodes, so the
 exception can come right after a lock was taken and before the ``try`` that gives it back:
 a lock taken by the emitter just as the signal came stayed taken, every later event (the
-rollback's, the error line) then waited 5 s for it and was dropped. Such short sections run
-inside :func:`held`: a signal arriving there is raised as the section ends.
+rollback's, the error line) then waited 5 s for it and was dropped; one taken inside
+``threading`` (a Condition's ``__enter__`` is Python code) while a thread pool was being
+fed or waited on left its workers, and the pool's end waiting for them, blocked for ever.
+Such sections run inside :class:`held`: a signal arriving there is raised as it ends.
 """
 
 from __future__ import annotations
