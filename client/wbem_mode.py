@@ -314,7 +314,7 @@ class WbemBackend:
         ok, plan, error = finished(conn, rv, out, f"deploying {path.name}", req.quiet)
         if not ok:
             raise EdivError(error or "deploy failed")
-        status = self._status(name)
+        status = self.status(name)[0]
         hosts = len([h for h, v in (plan or {}).get("hosts", {}).items() if v["vms"]])
         return Deployed(name, len(status["vms"]), hosts, len(status["segments"]), status)
 
@@ -346,28 +346,21 @@ class WbemBackend:
         ok, _result, error = finished(conn, rv, out, f"releasing {name}", False)
         return None if ok else (error or "release failed")
 
-    def _status(self, name: str) -> dict:
-        conn = self.conn
-        sc = get_scenario(conn, name)
-        vms = [v for v in self._vms() if v.get("ScenarioName") == name]
-        nets = [n for n in conn.EnumerateInstances(N.VIRTUAL_NETWORK)
-                if n.get("ScenarioName") == name and n.get("SegmentKind") not in (None, "none")]
-        return {
-            "name": name,
-            "state": state_of(sc),
-            "error": sc.get("Description"),
-            "vms": [{"name": v.get("ElementName"), "host": v.get("HostName") or None,
-                     "state": state_of(v), "type": v.get("VirtualSystemType")} for v in vms],
-            "segments": sorted(({"net": n.get("ElementName"),
-                                 "hosts": list(n.get("Hosts") or []),
-                                 "kind": n.get("SegmentKind"), "id": int(n.get("SegmentID"))}
-                                for n in nets), key=lambda s: (s["kind"], s["id"])),
-        }
-
     def status(self, name: str | None) -> list[dict]:
-        names = [name] if name else [s.get("ElementName") for s in
-                                     self.conn.EnumerateInstances(N.SCENARIO)]
-        return [self._status(n) for n in names]
+        """One scenario, or all: three enumerations either way (VMs and networks grouped by
+        scenario here, not enumerated again per scenario)."""
+        conn = self.conn
+        scenarios = ([get_scenario(conn, name)] if name else
+                     conn.EnumerateInstances(N.SCENARIO))
+        vms: dict[str, list] = {}
+        for v in self._vms():
+            vms.setdefault(v.get("ScenarioName"), []).append(v)
+        nets: dict[str, list] = {}
+        for n in conn.EnumerateInstances(N.VIRTUAL_NETWORK):
+            if n.get("SegmentKind") not in (None, "none"):
+                nets.setdefault(n.get("ScenarioName"), []).append(n)
+        return [_status_of(sc, vms.get(sc.get("ElementName"), []),
+                           nets.get(sc.get("ElementName"), [])) for sc in scenarios]
 
     def _vms(self) -> list:
         """Every EDIV_VirtualSystem with only what status and locate read (the client's
@@ -451,3 +444,17 @@ def _name_of(spec: str) -> str | None:
         return parse_string(spec).name
     except (InputError, EdivError):
         return None
+
+
+def _status_of(sc, vms: list, nets: list) -> dict:
+    """``ediv status`` of one scenario from its EDIV_Scenario, VMs and segment networks."""
+    return {
+        "name": sc.get("ElementName"),
+        "state": state_of(sc),
+        "error": sc.get("Description"),
+        "vms": [{"name": v.get("ElementName"), "host": v.get("HostName") or None,
+                 "state": state_of(v), "type": v.get("VirtualSystemType")} for v in vms],
+        "segments": sorted(({"net": n.get("ElementName"), "hosts": list(n.get("Hosts") or []),
+                             "kind": n.get("SegmentKind"), "id": int(n.get("SegmentID"))}
+                            for n in nets), key=lambda s: (s["kind"], s["id"])),
+    }

@@ -239,6 +239,7 @@ class StateStore:
         )
         self.db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        self._given_on_finish: dict[int, Claim] = {}
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA busy_timeout=30000")
@@ -706,10 +707,22 @@ class StateStore:
                     "UPDATE jobs SET log = log || ? WHERE id=?", (line.rstrip("\n") + "\n", job)
                 )
 
+    def give_back_on_finish(self, job: int, claim: Claim) -> None:
+        """Give ``claim`` back in the transaction that finishes ``job`` on this connection:
+        a client that sees the job end may change the scenario at once, so the claim must not
+        outlive the job row by even a moment (whoever finishes the job: the service or the
+        job runner)."""
+        self._given_on_finish[job] = claim
+
     def finish_job(
         self, job: int, ok: bool, result: object = None, error: str | None = None
     ) -> None:
+        claim = self._given_on_finish.pop(job, None)
         with self.transaction() as db:
+            if claim is not None:
+                db.execute("UPDATE scenarios SET lock_owner=NULL, lock_token=NULL,"
+                           " lock_what=NULL WHERE name=? AND lock_token=?",
+                           (claim.name, claim.token))
             db.execute(
                 "UPDATE jobs SET state=?, percent=CASE WHEN ? THEN 100 ELSE percent END,"
                 " result=?, error=?, finished=? WHERE id=?",

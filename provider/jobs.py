@@ -52,7 +52,8 @@ class JobRunner:
               claim: st.Claim | None = None, element: str | None = None) -> int:
         """Record a running job and run ``work(job, store)`` in a thread. The work may finish
         the job row itself (the service does); otherwise its return value is the result.
-        ``claim``: the scenario's claim the request took, given back when the work ends.
+        ``claim``: the scenario's claim the request took, given back with the job's end
+        (one transaction: a client that sees the job finished finds the scenario free).
         ``element``: the VM key (``scenario/vm``) when the job affects one VM only."""
         job = self.engine.store().start_job(kind, scenario, requested_by=requester.get(),
                                             element=element)
@@ -65,6 +66,8 @@ class JobRunner:
 
     def _run(self, job: int, work: Work, claim: st.Claim | None) -> None:
         store = self.engine.new_store()
+        if claim is not None:
+            store.give_back_on_finish(job, claim)
         try:
             try:
                 result = work(job, store)

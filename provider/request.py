@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from pywbem import CIM_ERR_SERVER_LIMITS_EXCEEDED, CIMError
 
 T = TypeVar("T")
+CLIENT_GONE = "ediv.client_gone"  # the transport's environ key: a callable, True once gone
 _CANCEL_EVERY = 64  # ask the transport whether the client is gone every this many checks
 
 

@@ -51,6 +51,7 @@ import httptools
 import uvloop
 
 from ediv.provider.image_upload import ImageEndpoint, Upload, is_image_path, too_large
+from ediv.provider.request import CLIENT_GONE
 from ediv.provider.wbem_http import Prepared, Reply, WBEMApp
 
 log = logging.getLogger("ediv.provider.http")
@@ -152,6 +153,10 @@ class _Cycle:
     def wake(self) -> None:
         if self.event is not None:
             self.event.set()
+
+    def client_gone(self) -> bool:
+        """Whether the connection closed (read from the worker thread doing the CIM work)."""
+        return self.gone
 
     async def receive(self) -> dict:
         """ASGI-style: the body arrived so far (``more_body`` until the end) or a disconnect."""
@@ -327,6 +332,7 @@ class _HTTPConnection(asyncio.Protocol):
         environ.update(self.peer)
         expect = environ.get("HTTP_EXPECT", "").lower() == "100-continue"
         cycle = _Cycle(self, environ, parser.should_keep_alive(), expect)
+        environ[CLIENT_GONE] = cycle.client_gone
         self.reading = cycle
         if self.cycle is None:
             self._begin(cycle)

@@ -26,6 +26,7 @@ from urllib.parse import unquote
 from ediv.provider import cimxml, jobs
 from ediv.provider.auth import Role, TooManyFailures, UserStore
 from ediv.provider.operations import Dispatcher
+from ediv.provider.request import CLIENT_GONE
 
 log = logging.getLogger("ediv.provider")
 
@@ -224,7 +225,8 @@ class WBEMApp:
         host = environ.get("HTTP_HOST") or self.dispatcher.host
         token = jobs.requester.set(caller.name)
         try:
-            out = self.dispatcher.call(req, caller.role, user=caller.name, host=host)
+            out = self.dispatcher.call(req, caller.role, user=caller.name, host=host,
+                                       cancelled=environ.get(CLIENT_GONE))
         finally:
             jobs.requester.reset(token)
         return Reply(200, "OK", [("Content-Type", 'application/xml; charset="utf-8"'),

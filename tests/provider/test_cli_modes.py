@@ -68,6 +68,7 @@ def both(cli, modes, *args: str, cluster: bool = False):
 
 def test_reads_are_the_same(cli, modes, store):
     deployed_rows(store, "modes1")
+    deployed_rows(store, "modes1b")  # status of all: each scenario with its own VMs, segments
     for args in (["status", "modes1", "--json"], ["status", "--json"],
                  ["locate", "r1", "--json"], ["segments", "--json"]):
         got = both(cli, modes, *args)

@@ -19,6 +19,7 @@ import requests
 from test_wbem_security import GET_CLASS, _auth, post
 from wbem_support import USERS, connect
 
+from ediv.provider import request as creq
 from ediv.provider.auth import Role, add_user
 from ediv.provider.config import load_config
 from ediv.provider.operations import MethodProvider
@@ -150,7 +151,7 @@ def small_server(tmp_path, monkeypatch):
     handles = []
     gate = _Gate()
 
-    def make(**overrides):
+    def make(provider: MethodProvider | None = None, **overrides):
         cfg = load_config(tmp_path / "server.toml", listen="127.0.0.1:0")
         cfg.schema_cache_dir = tmp_path / "cache"
         for key, value in overrides.items():
@@ -159,7 +160,7 @@ def small_server(tmp_path, monkeypatch):
             add_user(cfg.users_file, name, Role.parse(role), password)
 
         def plugin(_registry, dispatcher, _config):
-            dispatcher.register_methods(EDIV_NAMESPACE, gate)
+            dispatcher.register_methods(EDIV_NAMESPACE, provider or gate)
 
         handle = serve(cfg, schema=load_schema(cfg.schema_cache_dir), plugins=[plugin])
         handles.append(handle)
@@ -230,6 +231,41 @@ def test_silent_peers_are_timed_out(small_server):
                     b"Authorization: " + _auth().encode() + b"\r\nContent-Length: 100\r\n\r\n")
         tls.settimeout(8)
         assert tls.recv(4096).startswith(b"HTTP/1.1 408")
+
+
+class _GoneWatch(MethodProvider):
+    """EDIV_ConcreteJob.GetError(): waits until the request's context says the client has
+    gone (what a long association walk checks between steps)."""
+    classname = "EDIV_ConcreteJob"
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.saw_gone = threading.Event()
+
+    def invoke(self, namespace, target, method, params):
+        self.entered.set()
+        ctx = creq.current()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if ctx is not None and ctx.cancelled is not None and ctx.cancelled():
+                self.saw_gone.set()
+                break
+            time.sleep(0.05)
+        return pywbem.Uint32(0), []
+
+
+def test_work_of_a_client_that_gave_up_learns_it_is_gone(small_server):
+    """A client that times out closes its connection: the CIM work in the worker can tell,
+    and stops at its next check instead of running to the time limit."""
+    watch = _GoneWatch()
+    handle, _gate = small_server(watch)
+    conn = connect(handle, "operator", str(handle.config.cert_file))
+    conn.timeout = 1
+    with pytest.raises(pywbem.Error):
+        conn.InvokeMethod("GetError", pywbem.CIMClassName("EDIV_ConcreteJob",
+                                                          namespace=EDIV_NAMESPACE))
+    assert watch.entered.is_set()
+    assert watch.saw_gone.wait(15)
 
 
 def test_stop_with_a_request_in_flight_returns_promptly(small_server):
