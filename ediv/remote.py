@@ -21,7 +21,7 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,16 +150,10 @@ class Connections:
         if s is not None:  # it ended (agent killed between verbs): start another
             self.drop(host)
         opts = self.options
-        try:
+        with self._dropped_when_lost(host):
             s = AgentSession.open(host, self.client(host).get_transport(),
                                   agent_command(host, "session", heartbeat=opts.heartbeat),
                                   connect_timeout=opts.connect_timeout, bound=opts.host_timeout)
-        except HostUnreachable:
-            raise
-        except (TimeoutError, paramiko.SSHException, EOFError, OSError) as exc:
-            self.drop(host)
-            raise HostUnreachable(host.name, f"connection lost: {exc or type(exc).__name__}"
-                                  ) from None
         with self._lock:
             self._sessions[host.name] = s
         return s
@@ -174,9 +168,10 @@ class Connections:
         if s is None or not s.lock.acquire(blocking=False):
             return None
         try:
-            return s.request(verb, args, stdin=stdin, deadline=deadline, timeout=timeout,
-                             on_line=on_line,
-                             unreachable=lambda why: HostUnreachable(host.name, why))
+            with self._dropped_when_lost(host):
+                return s.request(verb, args, stdin=stdin, deadline=deadline, timeout=timeout,
+                                 on_line=on_line,
+                                 unreachable=lambda why: HostUnreachable(host.name, why))
         except NoSession:
             self._no_session.add(host.name)
             with self._lock:
@@ -184,6 +179,15 @@ class Connections:
                     del self._sessions[host.name]
             s.close()
             return None
+        finally:
+            s.lock.release()
+
+    @contextlib.contextmanager
+    def _dropped_when_lost(self, host: Host) -> Iterator[None]:
+        """A host that stops answering, or whose connection breaks, is dropped (the next call
+        reconnects) and reported as HostUnreachable."""
+        try:
+            yield
         except HostUnreachable:
             self.drop(host)
             raise
@@ -191,8 +195,6 @@ class Connections:
             self.drop(host)
             raise HostUnreachable(host.name, f"connection lost: {exc or type(exc).__name__}"
                                   ) from None
-        finally:
-            s.lock.release()
 
     def client(self, host: Host) -> paramiko.SSHClient:
         with self._lock:
@@ -279,15 +281,8 @@ class Connections:
         HostUnreachable when the host stays silent for ``host_timeout`` seconds or the whole
         command takes longer than ``timeout``; the connection is then dropped."""
         bound = self.options.host_timeout
-        try:
+        with self._dropped_when_lost(host):
             return self._run(host, command, stdin, on_line, timeout, bound)
-        except HostUnreachable:
-            self.drop(host)
-            raise
-        except (TimeoutError, paramiko.SSHException, EOFError, OSError) as exc:
-            self.drop(host)
-            raise HostUnreachable(host.name, f"connection lost: {exc or type(exc).__name__}"
-                                  ) from None
 
     def _run(self, host: Host, command: str, stdin: bytes | None,
              on_line: Callable[[str], None] | None, timeout: float | None, bound: float

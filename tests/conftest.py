@@ -4,6 +4,7 @@ state store (``engine_server``) for the tests that talk to one."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -24,18 +25,44 @@ TESTBED = [
     pytest.mark.skipif(not Path(SSHD).exists(), reason="openssh-server not installed"),
 ]
 
+# OVF packages booted under UML on a testbed (qemu-img converts their disks)
+OVF_UML_BOOT = [
+    *TESTBED,
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.access("/usr/bin/linux", os.X_OK),
+                       reason="User-Mode Linux not installed (apt-get install user-mode-linux)"),
+    pytest.mark.skipif(not os.path.exists("/bin/busybox"),
+                       reason="busybox-static not installed"),
+    pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed"),
+]
+
+
+def deleting(state_dir: str | Path) -> bool:
+    """A background delete of a released scenario dir of ``state_dir`` is still running: its
+    dir (moved aside as ``.released-*``) is there, or its ``rm`` (whose command line names
+    it) has not exited yet: the dir goes a moment before the process that removed it."""
+    from ediv.agent.release import TRASH_PREFIX
+
+    root = Path(state_dir)
+    if root.is_dir() and any(root.glob(TRASH_PREFIX + "*")):
+        return True
+    needle = os.fsencode(f"{root}/{TRASH_PREFIX}")
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if needle in cmdline.read_bytes():  # a zombie's is empty
+                return True
+        except OSError:
+            continue
+    return False
+
 
 def state_entries(state_dir: str | Path, timeout: float = 60.0) -> list[str]:
     """What is left in an agent's state dir once the background deletes of released scenario
-    dirs (moved aside as ``.released-*``) are over, or after ``timeout`` if they never end."""
-    from ediv.agent.release import TRASH_PREFIX
-
+    dirs are over (``deleting``), or after ``timeout`` if they never end."""
     deadline = time.monotonic() + timeout
-    while True:
-        names = sorted(p.name for p in Path(state_dir).iterdir())
-        if not any(n.startswith(TRASH_PREFIX) for n in names) or time.monotonic() > deadline:
-            return names
+    while deleting(state_dir) and time.monotonic() < deadline:
         time.sleep(0.05)
+    return sorted(p.name for p in Path(state_dir).iterdir())
 
 
 def follow_job(conn, job, timeout: float = 300.0, interval: float = 0.3):

@@ -11,26 +11,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from lxml import etree
 
 from ediv import testbed, xmlsafe
 from tests import ovf_factory as f
-from tests.conftest import EDIV, TESTBED
+from tests.conftest import EDIV, OVF_UML_BOOT
 
-pytestmark = [
-    *TESTBED,
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.access("/usr/bin/linux", os.X_OK),
-                       reason="User-Mode Linux not installed (apt-get install user-mode-linux)"),
-    pytest.mark.skipif(not os.path.exists("/bin/busybox"),
-                       reason="busybox-static not installed"),
-    pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed"),
-]
+pytestmark = OVF_UML_BOOT
 
 READ_PROPERTY = ("sed -n 's/.*ovfenv:key=\"greeting\" ovfenv:value=\"\\([^\"]*\\)\".*/\\1/p' "
                  "/ovf-env.xml")

@@ -8,28 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 from functools import partial
 from pathlib import Path
-
-import pytest
 
 from ediv import testbed
 from ediv.images.digest import file_digest, hex_of
 from ediv.images.store import ImageStore
 from tests import ovf_factory as f
-from tests.conftest import EDIV, TESTBED, follow_job, state_entries
+from tests.conftest import EDIV, OVF_UML_BOOT, follow_job, state_entries
 
-pytestmark = [
-    *TESTBED,
-    pytest.mark.slow,
-    pytest.mark.skipif(not os.access("/usr/bin/linux", os.X_OK),
-                       reason="User-Mode Linux not installed (apt-get install user-mode-linux)"),
-    pytest.mark.skipif(not os.path.exists("/bin/busybox"),
-                       reason="busybox-static not installed"),
-    pytest.mark.skipif(shutil.which("qemu-img") is None, reason="qemu-img not installed"),
-]
+pytestmark = OVF_UML_BOOT
 
 OPERATOR = ("otto", "o-pass")
 _CA_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")

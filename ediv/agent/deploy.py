@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import time
@@ -16,6 +17,7 @@ from ediv.agent.context import by_driver, drivers_for, layout_from_bundle
 from ediv.agent.drivers.base import AgentContext
 from ediv.agent.events import Emitter
 from ediv.agent.execute import inside_files, run_sequence
+from ediv.agent.interrupts import held
 from ediv.agent.journal import ScenarioDir
 from ediv.agent.layout import VmLayout
 from ediv.agent.release import release
@@ -30,14 +32,36 @@ UPLOAD_LIMIT = 8 << 30  # bytes a received bundle may have
 def _no_empty_dir(sdir: ScenarioDir):
     """A verb stopped early (a signal, e.g. the heartbeat's SIGTERM when the controller is
     gone, may come while the lock is being taken) leaves no scenario dir holding only its
-    lock; one another agent holds is left to it."""
+    lock; one another agent holds is left to it. The clean-up runs inside ``held``: a
+    signal arriving during it (the heartbeat's SIGTERM often comes just as a late deploy
+    is refused) is raised once the dir is gone, not half way."""
     try:
         yield
     except BaseException:
-        with contextlib.suppress(EdivError, OSError), sdir.lock(blocking=False):
-            if sdir.only_lock_left():
-                shutil.rmtree(sdir.root, ignore_errors=True)
+        with held():
+            _remove_if_only_lock(sdir)
         raise
+
+
+def _remove_if_only_lock(sdir: ScenarioDir) -> None:
+    """Remove the scenario dir if it holds no more than a lock file no one holds. Never
+    creates it (taking ``sdir.lock()`` here did, for a dir already removed)."""
+    try:
+        fd = os.open(sdir.lock_path, os.O_RDWR)
+    except FileNotFoundError:  # no lock file (stopped before it was made): an empty dir?
+        with contextlib.suppress(OSError):
+            sdir.root.rmdir()
+        return
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if sdir.only_lock_left():
+            shutil.rmtree(sdir.root, ignore_errors=True)
+    except OSError:  # another agent holds it: the dir is its own
+        return
+    finally:
+        os.close(fd)
 
 
 def receive(state_root: Path, key: str, stream: IO[bytes]) -> dict[str, Any]:

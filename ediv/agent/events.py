@@ -7,6 +7,8 @@ import sys
 import threading
 from typing import IO, Any
 
+from ediv.agent.interrupts import held
+
 
 class Emitter:
     """Writes one JSON object per line and flushes, from any thread."""
@@ -19,20 +21,24 @@ class Emitter:
     def emit(self, event: str, **fields: Any) -> None:
         """Write one event; a reader that went away (SSH hangup) must not stop a rollback."""
         line = json.dumps({"event": event, **fields}, default=str)
-        # a writer stuck on a full pipe (link down) must not stop the others, nor a rollback
-        if not self._lock.acquire(timeout=5):
-            self.broken = True
-            return
-        try:
-            if self.broken:
+        # a signal that stops the verb waits until the lock is given back (and the line is
+        # whole): raised between acquire and try, it would leave the lock taken for good
+        with held():
+            # a writer stuck on a full pipe (link down) must not stop the others, nor a
+            # rollback
+            if not self._lock.acquire(timeout=5):
+                self.broken = True
                 return
             try:
-                self.stream.write(line + "\n")
-                self.stream.flush()
-            except (OSError, ValueError):
-                self.broken = True
-        finally:
-            self._lock.release()
+                if self.broken:
+                    return
+                try:
+                    self.stream.write(line + "\n")
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    self.broken = True
+            finally:
+                self._lock.release()
 
     def vm(self, name: str, state: str, **fields: Any) -> None:
         self.emit("vm", vm=name, state=state, **fields)

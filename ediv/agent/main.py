@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from ediv.agent import AGENT_VERSION
+from ediv.agent import AGENT_VERSION, interrupts
 from ediv.agent.config import DEFAULT_STATE_DIR, AgentConfig, load_config
 from ediv.agent.events import Emitter
 from ediv.agent.journal import ScenarioDir, list_keys
@@ -214,7 +214,7 @@ _signalled: list[int] = []  # a session ends after the request a signal stopped
 
 def _on_signal(signum: int, _frame: object) -> None:
     _signalled.append(signum)
-    raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
+    interrupts.stop(Terminated(f"terminated by signal {signal.Signals(signum).name}"))
 
 
 def _start_deadline(verb: str, limit: float | None) -> None:
@@ -225,7 +225,7 @@ def _start_deadline(verb: str, limit: float | None) -> None:
 
     def over(_signum: int, _frame: object) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        raise Terminated(f"{verb}: deadline of {limit:g} s passed; work stopped")
+        interrupts.stop(Terminated(f"{verb}: deadline of {limit:g} s passed; work stopped"))
 
     signal.signal(signal.SIGALRM, over)
     signal.setitimer(signal.ITIMER_REAL, limit)

@@ -76,17 +76,17 @@ class Agent:
 
 def wait_discarded(state: Path, timeout: float = 60) -> list[str]:
     """A release renames a scenario dir aside and deletes it in the background: wait until
-    those renamed dirs are gone (bounded) and return what is still there."""
+    those renamed dirs are gone and their ``rm`` has exited (bounded: a snapshot of the
+    test's processes taken in between would list it), and return what is still there."""
     import time
 
     from ediv.agent.release import TRASH_PREFIX
+    from tests.conftest import deleting
 
     deadline = time.monotonic() + timeout
-    while True:
-        left = sorted(p.name for p in state.glob(TRASH_PREFIX + "*")) if state.is_dir() else []
-        if not left or time.monotonic() > deadline:
-            return left
+    while deleting(state) and time.monotonic() < deadline:
         time.sleep(0.05)
+    return sorted(p.name for p in state.glob(TRASH_PREFIX + "*")) if state.is_dir() else []
 
 
 def agent_exec_command(agent, key: str, vms: list[str], command: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from ediv.agent import freeze, naming
 from ediv.agent.config import AgentConfig
 from ediv.agent.events import Emitter
+from ediv.agent.interrupts import held
 from ediv.agent.journal import ScenarioDir
 from ediv.agent.layout import HostLayout, VmLayout
 from ediv.agent.proc import alive, is_running, kill_and_wait, marked_pids, reap_registered
@@ -33,11 +34,16 @@ class AgentContext:
     runtime: dict[str, dict[str, Any]] = field(default_factory=dict)  # vm -> driver data
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-        """Run ``fn`` over ``items`` in the agent's thread pool; first exception is raised."""
+        """Run ``fn`` over ``items`` in the agent's thread pool; first exception is raised.
+
+        A signal that stops the verb takes effect once the pool is done (as it did: the
+        pool's end waits for every item anyway): raised inside it, between a lock taken in
+        ``threading`` and its ``try``, it left the workers waiting on that lock for ever."""
         items = list(items)
         if len(items) <= 1:
             return [fn(i) for i in items]
-        with ThreadPoolExecutor(max_workers=max(1, min(self.config.workers, len(items)))) as ex:
+        with held(), ThreadPoolExecutor(
+                max_workers=max(1, min(self.config.workers, len(items)))) as ex:
             return list(ex.map(fn, items))
 
 
