@@ -209,6 +209,12 @@ class Claim:
     interrupted: str | None = None
 
 
+def _clear_claim(db: sqlite3.Connection, name: str | None, token: str) -> None:
+    """Inside a transaction: scenario ``name`` is free again if ``token`` still holds it."""
+    db.execute("UPDATE scenarios SET lock_owner=NULL, lock_token=NULL, lock_what=NULL"
+               " WHERE name=? AND lock_token=?", (name, token))
+
+
 def new_token() -> str:
     return uuid.uuid4().hex
 
@@ -432,8 +438,7 @@ class StateStore:
         token = claim.token if isinstance(claim, Claim) else claim
         name = claim.name if isinstance(claim, Claim) else name
         with self.transaction() as db:
-            db.execute("UPDATE scenarios SET lock_owner=NULL, lock_token=NULL, lock_what=NULL"
-                       " WHERE name=? AND lock_token=?", (name, token))
+            _clear_claim(db, name, token)
 
     def holds(self, claim: Claim) -> bool:
         """Whether ``claim`` is still the scenario's claim."""
@@ -725,9 +730,7 @@ class StateStore:
         claim = self._given_on_finish.pop(job, None)
         with self.transaction() as db:
             if claim is not None:
-                db.execute("UPDATE scenarios SET lock_owner=NULL, lock_token=NULL,"
-                           " lock_what=NULL WHERE name=? AND lock_token=?",
-                           (claim.name, claim.token))
+                _clear_claim(db, claim.name, claim.token)
             db.execute(
                 "UPDATE jobs SET state=?, percent=CASE WHEN ? THEN 100 ELSE percent END,"
                 " result=?, error=?, finished=? WHERE id=?",
