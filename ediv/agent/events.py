@@ -30,15 +30,18 @@ class Emitter:
                 self.broken = True
                 return
             try:
-                if self.broken:
-                    return
-                try:
-                    self.stream.write(line + "\n")
-                    self.stream.flush()
-                except (OSError, ValueError):
-                    self.broken = True
+                self._write(line)
             finally:
                 self._lock.release()
+
+    def _write(self, line: str) -> None:
+        if self.broken:
+            return
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.broken = True
 
     def vm(self, name: str, state: str, **fields: Any) -> None:
         self.emit("vm", vm=name, state=state, **fields)
