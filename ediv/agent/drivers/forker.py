@@ -41,7 +41,7 @@ CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
 MS_REC, MS_PRIVATE = 0x4000, 0x40000
 MNT_DETACH = 2
 NS_GET_USERNS = 0xB701
-libc = ctypes.CDLL(None, use_errno=True)
+libc = cinit.libc  # the one handle of this process (cinit is loaded in it)
 
 
 def _check(rc: int, what: str) -> None:
