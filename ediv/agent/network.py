@@ -71,9 +71,17 @@ _SCRATCH_LINES = {
 }
 
 
+# the kernel module of each link type: loaded means supported (built-in ones may not show)
+_MODULES = {"bridge": "bridge", "vxlan": "vxlan", "vlan": "8021q", "veth": "veth"}
+
+
 @functools.cache
 def link_type_supported(kind: str) -> bool:
-    """Try creating a ``kind`` link in a scratch network namespace (loads modules as needed)."""
+    """True when the type's module is loaded; else try creating a ``kind`` link in a scratch
+    network namespace (loads modules as needed: three of them took 0.06-0.12 s of every
+    probe, which is on the critical path of a small deploy)."""
+    if Path("/sys/module", _MODULES[kind]).is_dir():
+        return True
     ns = f"ediv-probe-{uuid.uuid4().hex[:8]}"
     try:
         run(["ip", "netns", "add", ns])
@@ -88,7 +96,7 @@ def link_type_supported(kind: str) -> bool:
 
 def vlan_supported() -> bool:
     """True when 802.1q links can be created on this host."""
-    return Path("/sys/module/8021q").exists() or link_type_supported("vlan")
+    return link_type_supported("vlan")
 
 
 def other_scenarios_vnis(state_root: Path, key: str) -> dict[int, str]:
