@@ -39,8 +39,6 @@ from ediv.private import private_dir
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 CLEAN_WAIT = 5.0  # seconds an address without recent failures may wait for a check slot
-HEADER_TTL = 60.0  # seconds a verified Authorization header is taken without re-checking
-_HEADER_MAX = 4096  # verified headers remembered at most (then forgotten all at once)
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
 
 
@@ -94,12 +92,10 @@ class UserStore:
     """The users file, re-read when it changes; verified passwords cached in memory so that
     Basic authentication on every request does not pay scrypt every time.
 
-    Two caches, both emptied when the users file changes: per user, a digest of the
-    verified password (a wrong one never matches); and per verified Authorization header,
-    keyed by an HMAC of the header under a key of this process (so the table holds no
-    credentials), valid ``HEADER_TTL`` seconds: a repeated header costs one HMAC and a
-    dictionary look-up instead of decoding, hashing and locking. Only a header whose
-    password scrypt accepted is ever entered; any other header misses and is checked."""
+    The cache holds, per user, a SHA-256 of the stored hash and the password scrypt last
+    accepted (emptied when the users file changes): a wrong password never matches, and a
+    match (``cached_login``) costs one SHA-256 and a constant-time comparison, cheap enough
+    for the server's event loop; anything else is checked with ``authenticate``."""
 
     def __init__(self, path: Path, throttle: LoginThrottle | None = None,
                  verify_slots: int | None = None):
@@ -111,53 +107,27 @@ class UserStore:
         self._mtime: float | None = None
         self._users: dict[str, User] = {}
         self._verified: dict[str, bytes] = {}
-        self._header_key = secrets.token_bytes(32)
-        self._headers: dict[bytes, tuple[User, float]] = {}  # HMAC(header): user, until
 
     def _load(self) -> None:
         try:
             mtime = self.path.stat().st_mtime_ns
         except FileNotFoundError:
-            self._users, self._mtime, self._verified, self._headers = {}, None, {}, {}
+            self._users, self._mtime, self._verified = {}, None, {}
             return
         if mtime == self._mtime:
             return
         self._users = read_users(self.path)
         self._mtime = mtime
         self._verified = {}
-        self._headers = {}
 
-    def _header_digest(self, header: str) -> bytes:
-        return hmac.new(self._header_key, header.encode("utf-8", "surrogateescape"),
-                        hashlib.sha256).digest()
-
-    def verified_header(self, header: str) -> User | None:
-        """The user whose verified credentials ``header`` (an Authorization value) carries,
-        if it was verified less than ``HEADER_TTL`` seconds ago and the users file has not
-        changed since; else None (then check it with ``authenticate``)."""
-        digest = self._header_digest(header)
-        with self._lock:
-            self._load()
-            entry = self._headers.get(digest)
-            if entry is None:
-                return None
-            user, until = entry
-            if time.monotonic() > until:
-                del self._headers[digest]
-                return None
+    def cached_login(self, name: str, password: str) -> User | None:
+        """The user when ``password`` is the one scrypt last accepted for ``name`` and the
+        users file has not changed since; else None (then check it with ``authenticate``).
+        Never runs scrypt."""
+        user = self.get(name)
+        if user is not None and self._cached(name, _token(user, password)):
             return user
-
-    def remember_header(self, header: str, user: User) -> None:
-        """``header`` carried ``user``'s credentials and ``authenticate`` accepted them."""
-        digest = self._header_digest(header)
-        with self._lock:
-            self._load()
-            current = self._users.get(user.name)
-            if current is None or current != user:  # the file changed since the check
-                return
-            if len(self._headers) >= _HEADER_MAX:
-                self._headers.clear()
-            self._headers[digest] = (user, time.monotonic() + HEADER_TTL)
+        return None
 
     def get(self, name: str) -> User | None:
         with self._lock:
@@ -183,7 +153,7 @@ class UserStore:
             with self._slot(wait):
                 verify_password(password, _DUMMY_HASH)
             return None
-        token = hashlib.sha256(f"{user.password_hash}\0{password}".encode()).digest()
+        token = _token(user, password)
         if self._cached(name, token):
             return user
         with self._slot(wait):
@@ -210,6 +180,10 @@ class UserStore:
             yield
         finally:
             self._slots.release()
+
+
+def _token(user: User, password: str) -> bytes:
+    return hashlib.sha256(f"{user.password_hash}\0{password}".encode()).digest()
 
 
 _DUMMY_HASH = hash_password(secrets.token_hex(8))

@@ -238,30 +238,31 @@ class WBEMApp:
             user = self.users.get(cn) if cn else None
             if user is not None:
                 return user.name, user.role
-        auth = environ.get("HTTP_AUTHORIZATION", "")
+        credentials = _basic_credentials(environ.get("HTTP_AUTHORIZATION", ""))
+        if credentials is None:
+            return None
         client = environ.get("REMOTE_ADDR") or "?"
-        if auth:
-            known = self.users.verified_header(auth)
-            if known is not None:
-                self.users.throttle.check(client)  # as for a password checked anew
-                return known.name, known.role
+        known = self.users.cached_login(*credentials)
+        if known is not None:
+            self.users.throttle.check(client)  # as for a password checked anew
+            return known.name, known.role
         if not worker:
-            raise NeedsWorker
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() != "basic":
-            return None
-        try:
-            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        name, sep, password = decoded.partition(":")
-        if not sep:
-            return None
-        user = self.users.authenticate(name, password, client)
-        if user is None:
-            return None
-        self.users.remember_header(auth, user)
-        return user.name, user.role
+            raise NeedsWorker  # scrypt never runs on the event loop
+        user = self.users.authenticate(*credentials, client)
+        return (user.name, user.role) if user is not None else None
+
+
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    """(name, password) of a Basic ``Authorization`` value, else None."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    name, sep, password = decoded.partition(":")
+    return (name, password) if sep else None
 
 
 def _quick_key(req: cimxml.CIMRequest) -> tuple[str, str, str] | None:

@@ -18,6 +18,7 @@ import http.client
 import os
 import socket
 import ssl
+import time
 from functools import partial
 
 import pytest
@@ -176,6 +177,29 @@ def test_throttle_bucket_refills_and_stays_bounded():
         t.failed(addr)
     assert len(t) == 3  # bounded: the least recently seen goes first
     t.check("e")  # one failure of two
+
+
+def test_cached_login_never_runs_scrypt_and_takes_only_the_verified_password(tmp_path,
+                                                                           monkeypatch):
+    """What the event loop may authenticate alone: the password scrypt last accepted for
+    the user, until the users file changes; anything else is left to ``authenticate``."""
+    from ediv.provider import auth
+
+    path = tmp_path / "users.json"
+    add_user(path, "otto", Role.OPERATOR, "o-pass")
+    users = auth.UserStore(path)
+    real_verify = auth.verify_password
+    monkeypatch.setattr(auth, "verify_password", lambda *a: pytest.fail("scrypt ran"))
+    assert users.cached_login("otto", "o-pass") is None  # never verified yet
+    monkeypatch.setattr(auth, "verify_password", real_verify)
+    assert users.authenticate("otto", "o-pass") is not None
+    monkeypatch.setattr(auth, "verify_password", lambda *a: pytest.fail("scrypt ran"))
+    assert users.cached_login("otto", "o-pass").name == "otto"
+    assert users.cached_login("otto", "o-pass ") is None
+    assert users.cached_login("nobody", "o-pass") is None
+    add_user(path, "anna", Role.READER, "a-pass")  # the file changed: verify again
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 1))
+    assert users.cached_login("otto", "o-pass") is None
 
 
 def test_busy_password_checks_do_not_queue_failed_addresses(tmp_path):
