@@ -241,9 +241,9 @@ class ContainerDriver(ProcessOwner):
         self._mount_images(ctx, vms)
         for vm in vms:
             d = ctx.sdir.container_dir(vm.name)
-            # each directory is an inode and a block on the state dir's filesystem (on a
-            # discard-mounted ext4 every freed block is a synchronous discard at release):
-            # "lower" only where an id-mapped root is bound
+            # each directory is an inode (on the state dir's filesystem when the tmpfs is
+            # off: on a discard-mounted ext4 every freed block is a synchronous discard at
+            # release): "lower" only where an id-mapped root is bound
             subs = ("upper", "work", "merged") if self._host_root(ctx, vm) else \
                 ("upper", "work", "merged", "lower")
             for sub in subs:
