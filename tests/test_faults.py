@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 
@@ -153,7 +154,7 @@ def scenario(path: Path, name: str, on_boot: float | str = 0) -> Path:
     """Three containers on one net spanning both hosts (a VXLAN): a, c on h1 and b on h2;
     ``on_boot`` seconds of sleep (or that command) at the end of the deploy (everything built
     by then); the ``hold`` sequence sleeps HOLD seconds."""
-    cmd = on_boot if isinstance(on_boot, str) else f"sleep {on_boot:g}"
+    cmd = escape(on_boot) if isinstance(on_boot, str) else f"sleep {on_boot:g}"
     boot = (f'<exec seq="on_boot" type="verbatim">{cmd}</exec>' if on_boot else "")
     vms = "".join(
         f'<vm name="{vm}" type="container"><if id="1" net="N"><ipv4 mask="255.255.255.0">'
