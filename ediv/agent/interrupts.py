@@ -111,7 +111,9 @@ def command(argv: list[str], **popen: Any) -> Iterator[subprocess.Popen]:
     command and whatever it started in it, also inside a VM's PID namespace). Leaving by an
     exception (the stop, a timeout) kills the group too; a command that ended leaves its
     background processes alone (a daemon an on_boot started). The start and registration
-    are held: a stop cannot come between them and leave a command nobody kills."""
+    are held: a stop cannot come between them and leave a command nobody kills. For the
+    VMs' commands only: after a stop (until :func:`reset`) a new one is killed at once,
+    which a rollback's own tools must not be."""
     with held():
         proc = subprocess.Popen(argv, process_group=0, **popen)
         _groups[proc.pid] = None
