@@ -52,6 +52,10 @@ class AgentConfig:
     # container VMs over the host's /: directories hidden (empty, opaque), on top of
     # DEFAULT_HIDDEN_PATHS and the agent's state dir
     container_hidden_paths: list[str] = field(default_factory=list)
+    # container VMs' writable layers and logs: a tmpfs per scenario of at most this size
+    # (tmpfs "size=": bytes with a k/m/g suffix, or a % of RAM); empty: on the state dir's
+    # filesystem, for VMs that write more than memory holds
+    container_tmpfs_size: str = "25%"
     # net@capture_file: tcpdump writes <capture_dir>/<scenario>/<bare file name>; kept after
     # release (the capture is the result), never anywhere else on the host
     capture_dir: str = "/var/lib/ediv-host-captures"

@@ -11,7 +11,10 @@ Layout of ``<state-dir>/<key>/``::
     meta.json       scenario name, key, config of the deploy (written at the start)
     state.json      VMs and their runtime data (written when the deploy finished)
     bundle/         the deploy bundle (scenario.xml, deploy.json, files/)
-    vms/<vm>/       per-VM working files (overlay upper/work, cow files, hostfs share, logs)
+    vms/<vm>/       per-VM working files of UML VMs (cow files, hostfs share, logs)
+    containers/<vm>/  per-VM working files of container VMs (overlay upper/work/merged,
+                    init.log, ready), on a tmpfs of the scenario's own unless the agent
+                    setting ``container_tmpfs_size`` is empty (drivers/container.py)
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class ScenarioDir:
         self.bundle_dir = self.root / "bundle"
         self.upload_path = self.root / "upload.tar.gz"
         self.vms_dir = self.root / "vms"
+        self.containers_dir = self.root / "containers"
 
     def exists(self) -> bool:
         return self.root.is_dir()
@@ -51,6 +55,9 @@ class ScenarioDir:
 
     def vm_dir(self, vm_name: str) -> Path:
         return self.vms_dir / vm_name
+
+    def container_dir(self, vm_name: str) -> Path:
+        return self.containers_dir / vm_name
 
     @contextlib.contextmanager
     def lock(self, blocking: bool = True) -> Iterator[None]:

@@ -7,6 +7,7 @@ compared (``find -newer STAMP`` and contents): nothing outside the VM dirs chang
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -191,6 +192,52 @@ def test_container_vm_cannot_reach_host_secrets_devices_or_files(agent, tmp_path
 
     assert agent("release", "--key", key).rc == 0
     assert snapshot(key) == before
+
+
+@pytest.mark.parametrize("size", ["8m", ""])
+def test_container_writes_land_in_a_bounded_tmpfs_of_the_scenario(tmp_path, snapshot, size):
+    """A VM's writes cost memory of its scenario's own tmpfs (``container_tmpfs_size``), not
+    the host's disk, and stop at its size; empty: they go to the state dir's disk."""
+    config = tmp_path / "agent.json"
+    config.write_text(json.dumps({"container_tmpfs_size": size}))
+    agent = Agent(tmp_path / "state", config)
+    key = unique_key("tf")
+    before = snapshot(key)
+    try:
+        res = _deploy(agent, tmp_path, key, _scenario(
+            key, '<vm name="c" type="container"><if id="1" net="N"/></vm>'))
+        assert res.rc == 0, res.events
+        root = agent.state / key / "containers"
+        mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()
+                  if line.split()[1] == str(root)]
+        _, out = _exec(agent, key, "c",
+                        "dd if=/dev/zero of=/srv/big bs=1M count=32 2>&1; echo rc=$?")
+        upper_file = root / "c" / "upper" / "srv" / "big"
+        if size:
+            assert [(m[2], "size=8192k" in m[3]) for m in mounts] == [("tmpfs", True)]
+            assert "No space left on device" in out and "rc=1" in out, out
+        else:
+            assert mounts == [] and out.endswith("rc=0\n"), out
+            assert upper_file.stat().st_size == 32 << 20  # on the state dir's disk
+        assert agent("release", "--key", key).rc == 0
+        assert snapshot(key) == before
+    finally:
+        agent("purge")
+
+
+def test_container_tmpfs_size_that_is_not_a_size_refused(tmp_path, snapshot):
+    config = tmp_path / "agent.json"
+    config.write_text(json.dumps({"container_tmpfs_size": "lots"}))
+    agent = Agent(tmp_path / "state", config)
+    key = unique_key("ts")
+    before = snapshot(key)
+    try:
+        res = _deploy(agent, tmp_path, key, _scenario(
+            key, '<vm name="c" type="container"><if id="1" net="N"/></vm>'))
+        assert res.rc == 1 and "container_tmpfs_size" in res.result["message"], res.events
+        assert snapshot(key) == before
+    finally:
+        agent("purge")
 
 
 def test_container_root_directory_outside_allowed_roots_refused(tmp_path, snapshot):
