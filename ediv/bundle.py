@@ -171,11 +171,14 @@ def build_bundle(sub: Scenario, deploy: dict, basedir: str | Path,
                  allowed_dirs: Iterable[str | Path] = ()) -> bytes:
     """The bundle for one host; references outside the scope or missing are one error
     listing them all."""
-    sub = copy.deepcopy(sub)
     scope = FileScope.of(basedir, allowed_dirs)
     files = check_references(sub, scope)
-    for obj, attr, path in referenced_paths(sub):
-        setattr(obj, attr, _member_name(path))
+    if referenced_paths(sub):
+        # member names replace the local paths in this host's copy only (a deep copy of a
+        # 250-VM part takes 0.1 s: none where nothing is referenced, the common case)
+        sub = copy.deepcopy(sub)
+        for obj, attr, path in referenced_paths(sub):
+            setattr(obj, attr, _member_name(path))
 
     buf = io.BytesIO()
     total = 0

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ediv.agent import commands as C
-from ediv.agent import interrupts, naming, network
+from ediv.agent import interrupts, naming
 from ediv.agent.config import DEFAULT_HIDDEN_PATHS
 from ediv.agent.drivers import center, cinit, confine, forker, imagemount
 from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner, vm_running
@@ -261,22 +261,18 @@ class ContainerDriver(ProcessOwner):
         base = self._base(ctx)
         marker = {MARKER_VAR: naming.marker(ctx.sdir.key)}
         ctx.map(lambda v: confine.create_netns(v.netns, base, {**marker, VM_VAR: v.name}), vms)
-        adds: list[C.Tokens] = []
         lines: list[C.Tokens] = []
-        no_ipv6: list[str] = []
         for v in vms:
             for i in v.all_interfaces:
-                adds.append(C.veth_add(i.host, i.inside, v.netns, peer_mac=i.mac, mtu=i.mtu))
+                lines.append(C.veth_add(i.host, i.inside, v.netns, peer_mac=i.mac, mtu=i.mtu))
                 if i.bridge:
-                    no_ipv6.append(i.host)
-                    lines.append(C.link_set(i.host, master=i.bridge, up=True))
+                    lines.append(C.link_set(i.host, master=i.bridge, quiet6=True, up=True))
             if v.mgmt:
-                if network.ipv4_only(v.mgmt.host_addresses):
-                    no_ipv6.append(v.mgmt.host)
                 lines.append(C.link_set(v.mgmt.host, quiet6=True))
                 lines += [C.addr_add(v.mgmt.host, a) for a in v.mgmt.host_addresses]
                 lines.append(C.link_set(v.mgmt.host, up=True))
-        network.make_links(adds, no_ipv6, lines)
+        if lines:
+            run(C.ip_batch_argv(), input=C.batch_text(lines), timeout=600)
         # every VM's addresses and routes set, and its init forked, by one forker.py;
         # journalled in one write: a launcher started just before a crash is still found
         # by release through its environment marker

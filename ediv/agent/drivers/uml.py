@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from ediv.agent import commands as C
-from ediv.agent import interrupts, naming, network
+from ediv.agent import interrupts, naming
 from ediv.agent.drivers import confine
 from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner, vm_running
 from ediv.agent.layout import VmLayout
@@ -479,22 +479,18 @@ class UmlDriver(ProcessOwner):
             return
         ctx.sdir.record(*({"op": "link", "name": i.host} for v in vms for i in v.all_interfaces))
         uid = self._uid(ctx)
-        adds: list[C.Tokens] = []
         lines: list[C.Tokens] = []
-        no_ipv6: list[str] = []
         for v in vms:
             for i in v.all_interfaces:
-                adds.append([*C.tap_add(i.host), "user", str(uid), "group", str(uid)])
+                lines.append([*C.tap_add(i.host), "user", str(uid), "group", str(uid)])
                 if i.bridge:
-                    no_ipv6.append(i.host)
-                    lines.append(C.link_set(i.host, master=i.bridge, mtu=i.mtu, up=True))
+                    lines.append(C.link_set(i.host, master=i.bridge, mtu=i.mtu, quiet6=True,
+                                            up=True))
                 else:
-                    if network.ipv4_only(i.host_addresses):
-                        no_ipv6.append(i.host)
                     lines.append(C.link_set(i.host, quiet6=True))
                     lines += [C.addr_add(i.host, a) for a in i.host_addresses]
                     lines.append(C.link_set(i.host, up=True))
-        network.make_links(adds, no_ipv6, lines)
+        run(C.ip_batch_argv(), input=C.batch_text(lines), timeout=600)
         # at most uml_boot_slots boots at once (default: all), the rest as those become
         # ready (wait_ready)
         self._queue = list(vms)
