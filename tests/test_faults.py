@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 
@@ -29,6 +30,13 @@ pytestmark = [*TESTBED, pytest.mark.slow]
 
 BIN = str(Path(sys.executable).parent)
 HOST_TIMEOUT = 10  # seconds of silence after which the controller gives a host up
+# the long commands (on_boot, the "hold" exec) the faults land in: far longer than any test,
+# so a fault never comes after they ended; the agents' stop or the test itself ends them
+HOLD = 600
+# a deploy's on_boot that ends when the test says so (open_gate), or after HOLD seconds
+GATE = "/tmp/ediv-test-go"
+GATED = (f"i=0; while [ ! -e {GATE} ] && [ $i -lt {HOLD * 10} ]; do sleep 0.1; "
+         "i=$((i+1)); done")
 TALLY = {"tried": [], "clean": []}
 
 
@@ -142,15 +150,17 @@ class _FaultBed:
         host.sshd_pid = self.sshd_pid(host)
 
 
-def scenario(path: Path, name: str, on_boot: float = 0) -> Path:
+def scenario(path: Path, name: str, on_boot: float | str = 0) -> Path:
     """Three containers on one net spanning both hosts (a VXLAN): a, c on h1 and b on h2;
-    ``on_boot`` seconds of sleep at the end of the deploy (everything built by then)."""
-    boot = (f'<exec seq="on_boot" type="verbatim">sleep {on_boot:g}</exec>' if on_boot else "")
+    ``on_boot`` seconds of sleep (or that command) at the end of the deploy (everything built
+    by then); the ``hold`` sequence sleeps HOLD seconds."""
+    cmd = escape(on_boot) if isinstance(on_boot, str) else f"sleep {on_boot:g}"
+    boot = (f'<exec seq="on_boot" type="verbatim">{cmd}</exec>' if on_boot else "")
     vms = "".join(
         f'<vm name="{vm}" type="container"><if id="1" net="N"><ipv4 mask="255.255.255.0">'
         f"198.18.7.{i}</ipv4></if>"
         '<exec seq="check" type="verbatim">ping -c 1 -W 2 198.18.7.2</exec>'
-        '<exec seq="hold" type="verbatim">sleep 6</exec>'
+        f'<exec seq="hold" type="verbatim">sleep {HOLD}</exec>'
         f"{boot}</vm>" for i, vm in enumerate(("a", "b", "c"), start=1))
     path.write_text(
         f"<vnuml><global><version>1.8</version><simulation_name>{name}</simulation_name>"
@@ -367,6 +377,48 @@ def h2_received(env: Env) -> bool:
     return bool(d and ((d / "upload.tar.gz").exists() or (d / "journal.jsonl").exists()))
 
 
+def vm_inits(host) -> list[int]:
+    """The host's VM inits, as its agent recorded them (state.json of its scenario)."""
+    d = key_dir(host, "")
+    try:
+        state = json.loads((d / "state.json").read_text()) if d else {}
+    except (OSError, ValueError):
+        return []
+    return [v["runtime"]["pid"] for v in state.get("vms", {}).values()]
+
+
+def holds(host) -> list[int]:
+    """The ``sleep HOLD`` commands running in the host's VMs (in their PID namespaces)."""
+    spaces = set()
+    for pid in vm_inits(host):
+        with contextlib.suppress(OSError):
+            spaces.add(os.readlink(f"/proc/{pid}/ns/pid"))
+    argv = f"sleep\0{HOLD}\0".encode()
+    out = []
+    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if cmd.read_bytes() == argv and os.readlink(cmd.parent / "ns/pid") in spaces:
+                out.append(int(cmd.parent.name))
+        except OSError:
+            continue
+    return out
+
+
+def end_holds(host) -> None:
+    """The test ends the host's hold commands itself (the host's controller side is alive
+    and waits for them): they exit killed."""
+    for pid in wait_for(lambda: holds(host), 30, f"the hold commands on {host.name}"):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def open_gate(env: Env) -> None:
+    """Let every VM's GATED on_boot end: the gate file in each VM's own /tmp."""
+    for host in env.bed.hosts:
+        for pid in vm_inits(host):
+            Path(f"/proc/{pid}/root{GATE}").touch()
+
+
 def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
     _out, err = proc.communicate(timeout=timeout)
     return proc.returncode, err
@@ -376,11 +428,14 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str]:
 
 @pytest.mark.parametrize("point", ["early", "mid"])
 def test_cli_killed_during_deploy(env, point):
-    sc = scenario(env.tmp / "k.xml", "kcli", on_boot=6)
+    sc = scenario(env.tmp / "k.xml", "kcli", on_boot=HOLD)
     proc = env.start(*env.deploy_args(sc))
     wait_for(lambda: h2_received(env) if point == "early" else h2_built(env), 90, point, proc)
     proc.kill()
     proc.wait(timeout=10)
+    if point == "mid":  # both hosts in their on_boot: the orphaned agents roll back alone
+        wait_for(lambda: not any(agent_pids(h) or key_dir(h, "") for h in env.bed.hosts),
+                 60, "the orphaned agents to roll back and end")
     status = env.status("kcli")
     assert status["state"] == "interrupted", status
     env.release("kcli")
@@ -391,9 +446,14 @@ def test_cli_killed_during_exec(env):
     env.cli(*env.deploy_args(sc))
     no_agents_left(env.bed)
     proc = env.start("exec", "kexec", "hold", "--state", str(env.state))
-    wait_for(lambda: exec_agents(env.bed.hosts[1]), 30, "the exec agent")
+    for host in env.bed.hosts:
+        wait_for(lambda h=host: len(holds(h)) == len(vm_inits(h)), 30,
+                 f"the hold commands on {host.name}", proc)
     proc.kill()
     proc.wait(timeout=10)
+    # the orphaned agents stop their commands (not left running in the VMs) and end
+    wait_for(lambda: not any(holds(h) or agent_pids(h) for h in env.bed.hosts), 60,
+             "the orphaned exec agents to kill their commands and end")
     assert env.status("kexec")["state"] == "deployed"
     env.release("kexec")
 
@@ -402,7 +462,7 @@ def test_cli_killed_during_exec(env):
 
 @pytest.mark.parametrize("point", ["early", "mid"])
 def test_agent_killed_during_deploy_rolls_back(env, point):
-    sc = scenario(env.tmp / "a.xml", "kagent", on_boot=6)
+    sc = scenario(env.tmp / "a.xml", "kagent", on_boot=HOLD)
     proc = env.start(*env.deploy_args(sc))
     h2 = env.bed.hosts[1]
     # the deploy's agent on h2 (its session: probe, receive, deploy) once the bundle is there
@@ -419,6 +479,7 @@ def test_agent_killed_during_exec(env):
     no_agents_left(env.bed)
     proc = env.start("exec", "kagentx", "hold", "--state", str(env.state), "--json")
     kill9(wait_for(lambda: exec_agents(env.bed.hosts[1]), 30, "the exec agent"))
+    end_holds(env.bed.hosts[0])  # h1's exec, which the controller still waits for
     out, _err = proc.communicate(timeout=60)
     results = json.loads(out)
     lost = [r for r in results if r["host"] == "h2"]
@@ -430,7 +491,7 @@ def test_agent_killed_during_exec(env):
 
 @pytest.mark.parametrize("point", ["early", "mid"])
 def test_sshd_session_killed_during_deploy_rolls_back(env, point):
-    sc = scenario(env.tmp / "s.xml", "ksshd", on_boot=6)
+    sc = scenario(env.tmp / "s.xml", "ksshd", on_boot=HOLD)
     proc = env.start(*env.deploy_args(sc))
     wait_for(lambda: h2_received(env) if point == "early" else h2_built(env), 90, point, proc)
     kill9(session_sshds(env.bed, env.bed.hosts[1]))
@@ -441,7 +502,7 @@ def test_sshd_session_killed_during_deploy_rolls_back(env, point):
 def test_sshd_killed_outright_mid_deploy_then_release(env):
     """h2's sshd dies (listener and sessions): the deploy fails, rollback cannot reach h2 and
     says so; once sshd is back, release removes what h2 still has."""
-    sc = scenario(env.tmp / "so.xml", "ksshd2", on_boot=6)
+    sc = scenario(env.tmp / "so.xml", "ksshd2", on_boot=HOLD)
     proc = env.start(*env.deploy_args(sc))
     h2 = env.bed.hosts[1]
     wait_for(lambda: h2_built(env), 90, "h2 built", proc)
@@ -458,8 +519,13 @@ def test_sshd_session_killed_during_exec(env):
     env.cli(*env.deploy_args(sc))
     no_agents_left(env.bed)
     proc = env.start("exec", "ksshdx", "hold", "--state", str(env.state), "--json")
-    wait_for(lambda: exec_agents(env.bed.hosts[1]), 30, "the exec agent")
-    kill9(session_sshds(env.bed, env.bed.hosts[1]))
+    h1, h2 = env.bed.hosts
+    wait_for(lambda: holds(h2), 30, "the hold command on h2", proc)
+    kill9(session_sshds(env.bed, h2))
+    # h2's agent, its reader gone, kills its command and ends
+    wait_for(lambda: not holds(h2) and not agent_pids(h2), 60,
+             "h2's orphaned exec agent to kill its command and end")
+    end_holds(h1)  # h1's exec, which the controller still waits for
     out, _err = proc.communicate(timeout=60)
     lost = [r for r in json.loads(out) if r["host"] == "h2"]
     assert lost and all(r["exit_code"] is None for r in lost), out
@@ -472,7 +538,7 @@ def test_link_down_mid_deploy_fails_within_bound_and_rolls_back(env):
     """h2's link to the switch goes down with its part built: the controller gives it up
     after host_timeout (not after the agent's 1,800 s deadline), rolls h1 back and says h2
     could not be reached; with the link back, release removes h2's part."""
-    sc = scenario(env.tmp / "l.xml", "klink", on_boot=6)
+    sc = scenario(env.tmp / "l.xml", "klink", on_boot=HOLD)
     proc = env.start(*env.deploy_args(sc))
     h2 = env.bed.hosts[1]
     wait_for(lambda: h2_built(env), 90, "h2 built", proc)
@@ -524,18 +590,20 @@ def test_agent_stopped_before_its_lock_builds_nothing_late(env, controller, mode
 def test_release_during_deploy_is_refused_not_orphaned(env):
     """A second process releasing a scenario a live controller is deploying is refused (the
     scenario's lock), rather than racing it."""
-    sc = scenario(env.tmp / "b.xml", "kbusy", on_boot=15)
+    sc = scenario(env.tmp / "b.xml", "kbusy", on_boot=GATED)
     proc = env.start(*env.deploy_args(sc))
-    wait_for(lambda: h2_built(env), 90, "h2 built", proc)
+    wait_for(lambda: h2_built(env) and vm_inits(env.bed.hosts[0]), 90, "both hosts built",
+             proc)
     r = env.cli("release", "kbusy", "--state", str(env.state), check=False)
     assert r.returncode == 1 and "being changed" in r.stderr, r.stderr
+    open_gate(env)  # the deploy's on_boot ends now, not before
     rc, err = finish(proc)
     assert rc == 0, err
     env.release("kbusy")
 
 
 def test_cleanup_after_cli_killed(env):
-    sc = scenario(env.tmp / "c.xml", "kclean", on_boot=6)
+    sc = scenario(env.tmp / "c.xml", "kclean", on_boot=HOLD)
     proc = env.start(*env.deploy_args(sc))
     wait_for(lambda: h2_built(env), 90, "h2 built", proc)
     proc.kill()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ediv.agent import network
+from ediv.agent import interrupts, network
 from ediv.agent.drivers.base import AgentContext, ExecResult, vm_running
 from ediv.agent.freeze import recorded_paused
 from ediv.agent.layout import VmLayout
@@ -71,12 +71,14 @@ def run_sequence(ctx: AgentContext, drivers: dict[str, Any], seq: str, *,
         drv = drivers[v.driver]
         trees, cmds = plans[v.name]
         for src, dst in trees:
+            interrupts.check()  # stopped (controller gone, deadline): nothing more starts
             if not src.is_dir():
                 raise EdivError(f"vm {v.name}: filetree source {src.name} is not a directory")
             drv.put_files(ctx, v, src, dst)
             ctx.emitter.emit("filetree", vm=v.name, root=dst)
         results: list[ExecResult] = []
         for cmd in cmds:  # one by one: each result is reported as soon as it is known
+            interrupts.check()
             for r in drv.exec(ctx, v, [cmd]):
                 ctx.emitter.emit(EVENT_EXEC, vm=v.name, command=r.command,
                                  exit_code=r.exit_code, output=r.output)

@@ -362,6 +362,7 @@ def run_session(parser: argparse.ArgumentParser, session: argparse.Namespace,
             em.emit(EVENT_DONE, status=EXIT_ERROR)
             return EXIT_ERROR
         data = _Exact(stdin, req.size)
+        interrupts.reset()  # a deadline stopped the last request: this one starts afresh
         current[0] = req.verb
         try:
             try:

@@ -7,7 +7,9 @@ import io
 import json
 import os
 import signal
+import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +107,86 @@ def test_a_late_deploy_stopped_while_refused_leaves_no_dir(tmp_path, monkeypatch
     finally:
         signal.signal(signal.SIGUSR1, old)
     assert not (tmp_path / "k0late").exists()
+
+
+@pytest.fixture
+def fresh_stop():
+    """Each test starts with no stop (a stop marks the verb as stopping until reset)."""
+    interrupts.reset()
+    yield
+    interrupts.reset()
+
+
+# the shell forks the sleep (two commands), which keeps the output pipe open: killing the
+# shell alone left the waiter reading until the sleep ended
+FORKING = ["/bin/sh", "-c", "sleep 600; true"]
+
+
+def _alive_sleeps(marker: str) -> list[int]:
+    out = []
+    for env in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in env.read_bytes() and \
+                    (env.parent / "cmdline").read_bytes().startswith(b"sleep\0"):
+                out.append(int(env.parent.name))
+        except OSError:
+            continue
+    return out
+
+
+def test_a_stop_kills_a_command_a_worker_thread_waits_for(stopping_handler, fresh_stop,
+                                                           tmp_path):
+    """A pool's worker runs a command while the main thread waits in a held section (as
+    ctx.map does): the stop kills the command's whole group at once, the worker raises
+    Stopping, the section ends and raises the stop."""
+    marker = f"EDIV_TEST_MARK={tmp_path.name}"
+    env = {**os.environ, "EDIV_TEST_MARK": tmp_path.name}
+    out: list[BaseException] = []
+    started = threading.Event()
+
+    def work():
+        try:
+            started.set()
+            interrupts.run(FORKING, timeout=600, env=env)
+        except BaseException as e:
+            out.append(e)
+
+    t = threading.Thread(target=work)
+    with pytest.raises(Stopped), interrupts.held():
+        t.start()
+        started.wait()
+        while not _alive_sleeps(marker):
+            threading.Event().wait(0.02)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        t.join(60)
+        assert not t.is_alive(), "the worker still waits for its command"
+    assert len(out) == 1 and isinstance(out[0], interrupts.Stopping), out
+    assert _alive_sleeps(marker) == []
+
+
+def test_a_stop_in_the_main_thread_kills_the_command_it_waits_for(stopping_handler,
+                                                                  fresh_stop, tmp_path):
+    marker = f"EDIV_TEST_MARK={tmp_path.name}"
+    env = {**os.environ, "EDIV_TEST_MARK": tmp_path.name}
+    threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGUSR1)).start()
+    with pytest.raises(Stopped):
+        interrupts.run(FORKING, timeout=600, env=env)
+    assert _alive_sleeps(marker) == []
+
+
+def test_a_command_started_after_the_stop_is_killed_at_once(stopping_handler, fresh_stop):
+    """A worker that had not yet looked at the stop starts no command that outlives it."""
+    with pytest.raises(Stopped), interrupts.held():
+        os.kill(os.getpid(), signal.SIGUSR1)
+        with pytest.raises(interrupts.Stopping):
+            interrupts.run(FORKING, timeout=600)
+    interrupts.reset()
+    assert interrupts.run(["/bin/sh", "-c", "echo ok"], timeout=60).stdout == b"ok\n"
+
+
+def test_a_timeout_kills_the_whole_group(fresh_stop, tmp_path):
+    marker = f"EDIV_TEST_MARK={tmp_path.name}"
+    env = {**os.environ, "EDIV_TEST_MARK": tmp_path.name}
+    with pytest.raises(subprocess.TimeoutExpired):
+        interrupts.run(FORKING, timeout=0.5, env=env)
+    assert _alive_sleeps(marker) == []

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ediv.agent import commands as C
-from ediv.agent import naming
+from ediv.agent import interrupts, naming
 from ediv.agent.config import DEFAULT_HIDDEN_PATHS
 from ediv.agent.drivers import center, cinit, confine, forker, imagemount
 from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner, vm_running
@@ -421,10 +421,9 @@ class ContainerDriver(ProcessOwner):
         out = []
         for cmd in commands:
             try:
-                p = subprocess.run([*self._enter(pid), "/bin/sh", "-c", cmd],
-                                   stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   timeout=ctx.config.exec_timeout, env=base_env(), check=False)
+                # its own process group, which the agent's stop kills (controller gone)
+                p = interrupts.run([*self._enter(pid), "/bin/sh", "-c", cmd],
+                                   timeout=ctx.config.exec_timeout, env=base_env())
                 out.append(ExecResult(cmd, p.returncode, p.stdout.decode(errors="replace")))
             except subprocess.TimeoutExpired as e:
                 text = (e.output or b"").decode(errors="replace")

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from ediv.agent import commands as C
-from ediv.agent import naming
+from ediv.agent import interrupts, naming
 from ediv.agent.drivers import confine
 from ediv.agent.drivers.base import AgentContext, ExecResult, ProcessOwner, vm_running
 from ediv.agent.layout import VmLayout
@@ -654,6 +654,7 @@ class UmlDriver(ProcessOwner):
         deadline = time.monotonic() + ctx.config.exec_timeout
         delay = 0.01
         while not rc_path.exists():
+            interrupts.check()  # a worker thread stops waiting once the verb is stopped
             if time.monotonic() > deadline:
                 return 124, "[ediv: timed out waiting for the VM]"
             time.sleep(delay)
