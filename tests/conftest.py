@@ -65,6 +65,21 @@ def state_entries(state_dir: str | Path, timeout: float = 60.0) -> list[str]:
     return sorted(p.name for p in Path(state_dir).iterdir())
 
 
+def wait_for(pred, timeout: float, what: str, proc=None):
+    """``pred()`` once true; fails after ``timeout``, or when ``proc`` (the command whose
+    progress is awaited) ended first, with what it said."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = pred()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"waiting for {what}, the command ended ({proc.returncode}): "
+                                 f"{proc.stderr.read() if proc.stderr else ''}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def follow_job(conn, job, timeout: float = 300.0, interval: float = 0.3):
     """Poll an EDIV_ConcreteJob as a client would until it leaves Running (4); bounded."""
     deadline = time.monotonic() + timeout

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -23,7 +22,7 @@ import pytest
 
 from ediv import testbed
 from ediv.state import StateStore
-from tests.conftest import EDIV, TESTBED, state_entries
+from tests.conftest import EDIV, TESTBED, state_entries, wait_for
 from tests.test_controller import agent_processes, host_ids, host_links, netns_list, ours
 
 pytestmark = [*TESTBED, pytest.mark.slow]
@@ -167,22 +166,6 @@ def scenario(path: Path, name: str, on_boot: float | str = 0) -> Path:
         '<automac/><vm_mgmt type="none"/></global><net name="N" mode="virtual_bridge"/>'
         f"{vms}</vnuml>")
     return path
-
-
-def wait_for(pred: Callable[[], object], timeout: float, what: str,
-             proc: subprocess.Popen | None = None):
-    """``pred()`` once true; fails after ``timeout``, or when ``proc`` (the command whose
-    progress is awaited) ended first, with what it said."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = pred()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"waiting for {what}, the command ended ({proc.returncode}): "
-                                 f"{proc.stderr.read() if proc.stderr else ''}")
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def agent_pids(host, verb: str | None = None) -> list[int]:

@@ -194,18 +194,24 @@ def test_container_vm_cannot_reach_host_secrets_devices_or_files(agent, tmp_path
     assert snapshot(key) == before
 
 
+ONE_CONTAINER = '<vm name="c" type="container"><if id="1" net="N"/></vm>'
+
+
+def _tmpfs_agent(tmp_path: Path, snapshot, size: str) -> tuple[Agent, str, dict]:
+    """An agent whose ``container_tmpfs_size`` is ``size``, a new key, the host before."""
+    config = tmp_path / "agent.json"
+    config.write_text(json.dumps({"container_tmpfs_size": size}))
+    key = unique_key("tf")
+    return Agent(tmp_path / "state", config), key, snapshot(key)
+
+
 @pytest.mark.parametrize("size", ["8m", ""])
 def test_container_writes_land_in_a_bounded_tmpfs_of_the_scenario(tmp_path, snapshot, size):
     """A VM's writes cost memory of its scenario's own tmpfs (``container_tmpfs_size``), not
     the host's disk, and stop at its size; empty: they go to the state dir's disk."""
-    config = tmp_path / "agent.json"
-    config.write_text(json.dumps({"container_tmpfs_size": size}))
-    agent = Agent(tmp_path / "state", config)
-    key = unique_key("tf")
-    before = snapshot(key)
+    agent, key, before = _tmpfs_agent(tmp_path, snapshot, size)
     try:
-        res = _deploy(agent, tmp_path, key, _scenario(
-            key, '<vm name="c" type="container"><if id="1" net="N"/></vm>'))
+        res = _deploy(agent, tmp_path, key, _scenario(key, ONE_CONTAINER))
         assert res.rc == 0, res.events
         root = agent.state / key / "containers"
         mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()
@@ -226,14 +232,9 @@ def test_container_writes_land_in_a_bounded_tmpfs_of_the_scenario(tmp_path, snap
 
 
 def test_container_tmpfs_size_that_is_not_a_size_refused(tmp_path, snapshot):
-    config = tmp_path / "agent.json"
-    config.write_text(json.dumps({"container_tmpfs_size": "lots"}))
-    agent = Agent(tmp_path / "state", config)
-    key = unique_key("ts")
-    before = snapshot(key)
+    agent, key, before = _tmpfs_agent(tmp_path, snapshot, "lots")
     try:
-        res = _deploy(agent, tmp_path, key, _scenario(
-            key, '<vm name="c" type="container"><if id="1" net="N"/></vm>'))
+        res = _deploy(agent, tmp_path, key, _scenario(key, ONE_CONTAINER))
         assert res.rc == 1 and "container_tmpfs_size" in res.result["message"], res.events
         assert snapshot(key) == before
     finally:

@@ -14,11 +14,12 @@ import json
 import os
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 from agent_helpers import Agent, deploy_bundle, unique_key, wait_discarded
+
+from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="the agent needs root")]
@@ -76,18 +77,6 @@ def holds(state: Path, key: str) -> list[int]:
     return out
 
 
-def wait_for(pred, what: str, proc: subprocess.Popen | None = None, timeout: float = HANG):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = pred()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"waiting for {what}: the agent ended ({proc.returncode})")
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 class Session:
     """``ediv-host --heartbeat 0.3 session`` on real pipes, as sshd runs it for the
     controller; ``reader_gone()`` closes the read end of its stdout (the controller
@@ -131,7 +120,7 @@ def test_deploy_in_a_long_on_boot_rolls_back_when_its_reader_is_gone(agent, snap
         data = bundle(key, xml(key, vms, on_boot=True))
         s.send(request("receive", "--key", key, data=data) + request("deploy", "--key", key))
         wait_for(lambda: (agent.state / key / "state.json").exists() and
-                 len(holds(agent.state, key)) == vms, "the on_boot commands", s.proc)
+                 len(holds(agent.state, key)) == vms, HANG, "the on_boot commands", s.proc)
         s.reader_gone()
         s.wait_end()
     finally:
@@ -151,7 +140,7 @@ def test_exec_of_a_long_command_is_killed_when_its_reader_is_gone(agent, snapsho
     try:
         s.send(request("exec", "hold", "--key", key))
         running = wait_for(lambda: len(holds(agent.state, key)) == vms and
-                           holds(agent.state, key), "the exec's commands", s.proc)
+                           holds(agent.state, key), HANG, "the exec's commands", s.proc)
         s.reader_gone()
         s.wait_end()
     finally:
@@ -181,9 +170,9 @@ def test_release_carries_on_when_its_reader_is_gone(agent, tmp_path):
         # the main thread waits for the lock, the heartbeat thread beats; once it finds the
         # pipe broken, the heartbeat ends (leaving the main thread alone), and no stop came
         assert json.loads(s.proc.stdout.readline())["event"] == "session"
-        wait_for(lambda: _threads(s.proc.pid) == 2, "the heartbeat thread", s.proc)
+        wait_for(lambda: _threads(s.proc.pid) == 2, HANG, "the heartbeat thread", s.proc)
         s.reader_gone()
-        wait_for(lambda: _threads(s.proc.pid) == 1, "the heartbeat to see the broken pipe",
+        wait_for(lambda: _threads(s.proc.pid) == 1, HANG, "the heartbeat to see the broken pipe",
                  s.proc)
         assert s.proc.poll() is None, "the release was stopped"
         os.close(fd)
