@@ -88,11 +88,6 @@ def _kill_groups() -> None:
             os.killpg(pgid, signal.SIGKILL)
 
 
-def stopping() -> bool:
-    """A stop came during this verb (any thread may ask)."""
-    return bool(_stopping)
-
-
 def check() -> None:
     """In a worker thread, before the next piece of work: raise :class:`Stopping` if the
     verb was stopped (the main thread's own stop is raised by the signal handler)."""
@@ -119,18 +114,15 @@ def command(argv: list[str], **popen: Any) -> Iterator[subprocess.Popen]:
         _groups[proc.pid] = None
         if _stopping:  # the stop came before the registration: kill it as the stop would
             _kill_groups()
-    try:
-        with proc:
-            try:
-                yield proc
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                raise
-            finally:
-                _groups.pop(proc.pid, None)
-    finally:
-        _groups.pop(proc.pid, None)
+    with proc:
+        try:
+            yield proc
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        finally:
+            _groups.pop(proc.pid, None)
 
 
 def run(argv: list[str], *, timeout: float | None = None,
