@@ -6,15 +6,18 @@
   outside the ranges of real users (``/etc/subuid`` ranges start at 100,000 and take
   65,536 each; the default first id is 10⁹). Container VM root is the range's first id;
   UML processes run as that id too (both belong to the scenario, nothing else does).
-- **User + network namespace.** A short-lived holder (``unshare --user --net``) gets the
-  mapping written by the agent (root writes ``/proc/PID/uid_map`` itself: util-linux 2.38's
-  ``--map-users`` needs ``newuidmap``, not installed here, and an agent-written map needs
-  no setuid helper). Its network namespace is bind-mounted at ``/run/netns/<name>`` as
-  ``ip netns add`` would, so the agent's ``ip -n`` batches keep working (init-namespace
-  root is privileged over every descendant namespace); the network namespace is *owned* by
-  the scenario's user namespace, so VM root has CAP_NET_ADMIN/NET_RAW over it (addresses,
-  routes, forwarding, ping, tcpdump) and over nothing else. The netns pins its user
-  namespace: a VM booted again enters it through ``NS_GET_USERNS`` on the netns file.
+- **User + network namespaces.** A short-lived holder (``nsholder.py``) unshares the user
+  namespace and gets the mapping written by the agent (root writes ``/proc/PID/uid_map``
+  itself: util-linux 2.38's ``--map-users`` needs ``newuidmap``, not installed here, and an
+  agent-written map needs no setuid helper); then it unshares one network namespace per VM
+  on request, each bind-mounted at ``/run/netns/<name>`` as ``ip netns add`` would, so the
+  agent's ``ip -n`` batches keep working (init-namespace root is privileged over every
+  descendant namespace). Every network namespace of the verb is *owned* by that user
+  namespace, so VM root has CAP_NET_ADMIN/NET_RAW over its VM's (addresses, routes,
+  forwarding, ping, tcpdump) and over nothing of the host's; a VM reaches no other VM's
+  netns, as it has no handle on one (its PID namespace and mount table show none). The
+  netns pins its user namespace: a VM booted again enters it through ``NS_GET_USERNS`` on
+  the netns file.
 - **Id-mapped lower layers.** A VM root directory (its own ``<filesystem>`` directory, or a
   configured ``container_rootfs`` other than ``/``) is bind-mounted id-mapped through the
   scenario's user namespace (``open_tree`` + ``mount_setattr(MOUNT_ATTR_IDMAP)``), so its
@@ -28,11 +31,14 @@ import ctypes
 import fcntl
 import hashlib
 import os
+import select
 import shutil
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ediv.agent.proc import base_env
@@ -41,6 +47,7 @@ from ediv.errors import EdivError
 ID_COUNT = 65536
 NS_GET_USERNS = 0xB701  # _IO(0xb7, 0x1)
 NETNS_DIR = Path("/run/netns")
+_NSHOLDER = str(Path(__file__).with_name("nsholder.py"))
 
 # capabilities no network lab needs: dropped from the bounding set of every VM process (they
 # would only act inside the scenario's user namespace anyway; this is defence in depth)
@@ -124,31 +131,96 @@ def _userns_holder(extra: list[str], env: dict[str, str], timeout: float,
         time.sleep(0.002)
 
 
-def create_netns(name: str, base: int, env: dict[str, str], timeout: float = 20.0) -> None:
-    """A network namespace named ``name`` owned by a new user namespace mapping 0..65535 to
-    ``base``..; ``env`` (the scenario marker) lets release find a holder a crash left."""
-    _ensure_netns_dir()
-    target = NETNS_DIR / name
-    p = _userns_holder(["--net"], env, timeout, f"netns {name}")
-    try:
+class _NsHolder:
+    """A running ``nsholder.py``: makes network namespaces in its user namespace on request."""
+
+    def __init__(self, join: str | None, env: dict[str, str], timeout: float, what: str):
+        self.timeout, self.what = timeout, what
+        argv = [sys.executable, "-I", "-S", _NSHOLDER, *([join] if join else [])]
+        self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL, start_new_session=True,
+                                  close_fds=True, env=base_env(**env))
+        self.pid = self.p.pid
+        try:
+            self._expect("user")
+        except EdivError:
+            self.close()
+            raise
+
+    def _expect(self, word: str) -> None:
+        fd = self.p.stdout.fileno()
+        if not select.select([fd], [], [], self.timeout)[0]:
+            raise EdivError(f"{self.what}: no answer from the namespace holder in "
+                            f"{self.timeout:.0f}s")
+        line = self.p.stdout.readline().decode(errors="replace").strip()
+        if line != word:
+            raise EdivError(f"{self.what}: {line.removeprefix('error ') or 'holder exited'}")
+
+    def write_maps(self, base: int) -> None:
         for kind in ("uid_map", "gid_map"):
-            with open(f"/proc/{p.pid}/{kind}", "w") as f:
+            with open(f"/proc/{self.pid}/{kind}", "w") as f:
                 f.write(f"0 {base} {ID_COUNT}\n")
+
+    def make(self, name: str) -> None:
+        """Network namespace ``name``, bind-mounted at ``/run/netns/<name>`` as ``ip netns add``
+        leaves it."""
+        target = NETNS_DIR / name
         try:
             fd = os.open(target, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444)
         except FileExistsError:
             raise EdivError(f"netns {name} already exists") from None
         os.close(fd)
         try:
-            bind_file(f"/proc/{p.pid}/ns/net", str(target))
-        except EdivError:
+            self.p.stdin.write(b"net\n")
+            self.p.stdin.flush()
+            self._expect("net")
+            bind_file(f"/proc/{self.pid}/ns/net", str(target))
+        except (EdivError, OSError) as e:
             target.unlink(missing_ok=True)
-            raise
+            raise EdivError(f"netns {name}: {e}") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.p.stdin.close()
+        try:
+            self.p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.p.stdout.close()
+
+
+def create_netns(names: list[str], base: int, env: dict[str, str], timeout: float = 20.0,
+                 parallel: int = 1) -> None:
+    """Network namespaces ``names``, all owned by one new user namespace mapping 0..65535 to
+    ``base``.. (the scenario's, for this verb on this host); ``parallel`` holders share the
+    work. ``env`` (the scenario marker) lets release find a holder a crash left. A netns
+    pins its user namespace: a VM booted again enters it through ``NS_GET_USERNS``."""
+    if not names:
+        return
+    _ensure_netns_dir()
+    what = f"netns {names[0]}"
+    first = _NsHolder(None, env, timeout, what)
+    holders = [first]
+    try:
+        first.write_maps(base)
+        chunks = [names[i::max(1, parallel)] for i in range(min(max(1, parallel), len(names)))]
+        for _ in chunks[1:]:
+            holders.append(_NsHolder(f"/proc/{first.pid}/ns/user", env, timeout, what))
+
+        def fill(h: _NsHolder, chunk: list[str]) -> None:
+            for name in chunk:
+                h.make(name)
+
+        if len(chunks) == 1:
+            fill(first, chunks[0])
+        else:
+            with ThreadPoolExecutor(len(chunks)) as pool:
+                for f in [pool.submit(fill, h, c) for h, c in zip(holders, chunks, strict=True)]:
+                    f.result()
     finally:
-        p.kill()
-        p.wait()
-        if p.stderr:
-            p.stderr.close()
+        for h in holders:
+            h.close()
 
 
 def owner_view(src: str, dst: str, uid: int) -> None:

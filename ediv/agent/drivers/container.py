@@ -3,7 +3,8 @@ namespaces per VM, over an overlay root. What a VM can reach is in docs/threat-m
 
 Per VM, in order (measured: everything a network lab does works, see tests/agent):
 - a named network namespace ``ediv-<key>-<n>`` created *inside the scenario's user
-  namespace* (``confine.create_netns``: VM root = host uid ``id_base(key)``, 65,536 ids),
+  namespace* (``confine.create_netns``: VM root = host uid ``id_base(key)``, 65,536 ids;
+  one user namespace for every VM of a verb on the host, held by ``nsholder.py``),
   bind-mounted under ``/run/netns`` so that host root (privileged over it) creates links in
   it and configures it from the init user namespace, while VM root holds CAP_NET_ADMIN
   and CAP_NET_RAW over it and over nothing of the host's: addresses, routes, forwarding,
@@ -41,6 +42,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -58,6 +60,28 @@ from ediv.agent.proc import MARKER_VAR, VM_VAR, alive, base_env, run, start_time
 from ediv.errors import EdivError
 
 NSENTER_ALL = ["-U", "-m", "-u", "-n", "-p", "-i", "-r", "-w"]
+
+
+def _answer(p: subprocess.Popen[bytes], data: bytes, timeout: float) -> bytes:
+    """Send ``data`` to ``p`` and read its stdout to EOF (not to its exit) within
+    ``timeout`` seconds, else ``subprocess.TimeoutExpired``."""
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(BrokenPipeError):
+        p.stdin.write(data)
+    with contextlib.suppress(BrokenPipeError):
+        p.stdin.close()
+    fd, chunks = p.stdout.fileno(), []
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise subprocess.TimeoutExpired(p.args, timeout)
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        p.stdout.close()
 # over the host's /: directories VM root owns (merged with the host's), directories it owns
 # empty (opaque), files it does not see (see the module docstring)
 OWNED_DIRS = ("/etc", "/opt", "/srv", "/mnt", "/media", "/usr/local", "/var/lib", "/var/log",
@@ -260,7 +284,10 @@ class ContainerDriver(ProcessOwner):
                     *({"op": "link", "name": i.host} for v in vms for i in v.all_interfaces))
         base = self._base(ctx)
         marker = {MARKER_VAR: naming.marker(ctx.sdir.key)}
-        ctx.map(lambda v: confine.create_netns(v.netns, base, {**marker, VM_VAR: v.name}), vms)
+        # one holder per core (a netns takes about 1 ms of kernel work), each filling the
+        # same user namespace: the scenario's for this verb
+        confine.create_netns([v.netns for v in vms], base, marker,
+                             parallel=min(os.cpu_count() or 1, 1 + len(vms) // 32))
         lines: list[C.Tokens] = []
         for v in vms:
             for i in v.all_interfaces:
@@ -360,18 +387,20 @@ class ContainerDriver(ProcessOwner):
         returns their journal records (launcher and init, with start times)."""
         requests = ctx.map(lambda v: self._launch_args(ctx, v, configure), vms)
         env = base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key)})
+        # it answers, then stays as the inits' parent: read to EOF, do not wait for it
         p = subprocess.Popen([sys.executable, "-I", "-S", forker.__file__],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
                              start_new_session=True, env=env)
         try:
-            out, _ = p.communicate(json.dumps(requests).encode() + b"\n",
-                                   timeout=max(60.0, len(vms) * 0.5))
+            out = _answer(p, json.dumps(requests).encode() + b"\n",
+                          timeout=max(60.0, len(vms) * 0.5))
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
             raise EdivError("container launcher did not answer") from None
         replies = json.loads(out.splitlines()[0]) if out.strip() else []
         if len(replies) != len(vms):
+            p.wait()
             raise EdivError(f"container launcher failed (exit {p.returncode})")
         records: list[dict[str, Any]] = []
         errors = []
