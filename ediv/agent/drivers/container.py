@@ -10,11 +10,11 @@ Per VM, in order (measured: everything a network lab does works, see tests/agent
   and CAP_NET_RAW over it and over nothing of the host's: addresses, routes, forwarding,
   ping and packet capture work in the VM; host sysctls, modules, devices, clocks do not;
 - one veth pair per interface (``eth<id>`` inside, host end on the net's bridge);
-- a launcher forked by ``forker.py`` (one process for all VMs of a verb, see there): it
+- ``forker.py`` (one process for all VMs of a verb, see there, then their inits' parent)
   sets the VM's addresses and routes over rtnetlink inside the netns (``rtnl.py``), then, like
-  ``nsenter --net=… unshare --fork --pid --mount --propagation private``, forks
-  ``cinit.boot`` as PID 1 (host root, but in mount and PID namespaces no VM process can
-  change): it mounts the overlay (lower: the host's ``/``, a configured rootfs, the
+  ``nsenter --net=… unshare --fork --pid --mount --propagation private``, forks the init,
+  PID 1 (host root, but in mount and PID namespaces no VM process can change), which takes
+  its own mount namespace and runs ``cinit.boot``: it mounts the overlay (lower: the host's ``/``, a configured rootfs, the
   VM's own ``<filesystem>`` directory, or its ``<filesystem>`` image file, loop-mounted
   read-only once per host and shared by every VM using it (``imagemount``); all but the
   host's ``/`` id-mapped; upper and work in the VM's state dir)
