@@ -14,13 +14,14 @@ Per VM, in order (measured: everything a network lab does works, see tests/agent
   sets the VM's addresses and routes over rtnetlink inside the netns (``rtnl.py``), then, like
   ``nsenter --net=… unshare --fork --pid --mount --propagation private``, forks the init,
   PID 1 (host root, but in mount and PID namespaces no VM process can change), which takes
-  its own mount namespace and runs ``cinit.boot``: it mounts the overlay (lower: the host's ``/``, a configured rootfs, the
-  VM's own ``<filesystem>`` directory, or its ``<filesystem>`` image file, loop-mounted
-  read-only once per host and shared by every VM using it (``imagemount``); all but the
-  host's ``/`` id-mapped; upper and work in the VM's state dir)
-  with proc, sysfs and a private minimal /dev, pivots into it (the host's root is detached:
-  no chroot escape reaches it), enters the user namespace, creates its UTS/IPC namespaces,
-  drops unneeded capabilities from the bounding set and becomes the shell loop.
+  its own mount namespace and runs ``cinit.boot``: it mounts the overlay (lower: the
+  host's ``/``, a configured rootfs, the VM's own ``<filesystem>`` directory, or its
+  ``<filesystem>`` image file, loop-mounted read-only once per host and shared by every VM
+  using it (``imagemount``); all but the host's ``/`` id-mapped; upper and work in the
+  VM's state dir) with proc, sysfs and a private minimal /dev, pivots into it (the host's
+  root is detached: no chroot escape reaches it), enters the user namespace, creates its
+  UTS/IPC namespaces, drops unneeded capabilities from the bounding set and becomes the
+  shell loop.
 - over the host's ``/`` (not id-mapped) the VM is an unprivileged user for host files:
   it reads what every host user may read (not /etc/shadow, not 0600 files, not /root);
   its own are the root directory, /etc, /opt, /srv, /mnt, /media, /usr/local and the
