@@ -14,6 +14,11 @@ import pytest
 from agent_helpers import deploy_bundle, scenario_uid, unique_key
 from test_agent_vm_state import vm_status
 
+from ediv.agent import naming
+from ediv.agent.drivers import confine
+from ediv.agent.proc import MARKER_VAR, marked_pids
+from ediv.agent.release import _netns_del
+from ediv.errors import EdivError
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.root,
@@ -44,23 +49,16 @@ def _owner_of_netns(pid: int) -> str:
         os.close(user)
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _status(pid: int) -> dict[str, str]:
     return dict(line.split(":\t", 1) for line in
                 Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
-
-
-def _marked(key: str) -> list[tuple[int, bytes]]:
-    """(pid, cmdline) of every process carrying the scenario's marker."""
-    out = []
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            env = Path(f"/proc/{name}/environ").read_bytes().split(b"\0")
-            cmd = Path(f"/proc/{name}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if any(v.startswith(f"EDIV_HOST_KEY={key}@".encode()) for v in env):
-            out.append((int(name), cmd))
-    return out
 
 
 def test_a_deploys_vms_share_the_scenarios_user_namespace_and_one_reaping_parent(agent, tmp_path,
@@ -86,11 +84,11 @@ def test_a_deploys_vms_share_the_scenarios_user_namespace_and_one_reaping_parent
 
         # no holder left; one parent of all inits, holding nothing of the agent's and
         # sitting in the host's network namespace, not in a VM's
-        assert not [c for _, c in _marked(key) if b"nsholder.py" in c]
+        assert not [p for p in marked_pids(naming.marker(key)) if b"nsholder.py" in _cmdline(p)]
         parents = {int(_status(pid)["PPid"]) for pid in inits.values()}
         assert len(parents) == 1
         keeper = parents.pop()
-        assert b"forker.py" in Path(f"/proc/{keeper}/cmdline").read_bytes()
+        assert b"forker.py" in _cmdline(keeper)
         fds = {fd: os.readlink(f"/proc/{keeper}/fd/{fd}")
                for fd in os.listdir(f"/proc/{keeper}/fd")}
         assert fds == {"0": "/dev/null", "1": "/dev/null", "2": "/dev/null"}, fds
@@ -111,36 +109,21 @@ def test_a_deploys_vms_share_the_scenarios_user_namespace_and_one_reaping_parent
     finally:
         rel = agent("release", "--key", key)
     assert rel.rc == 0, rel.events
-    wait_for(lambda: not _marked(key), 10, "no process of the scenario left")
+    wait_for(lambda: not marked_pids(naming.marker(key)), 10, "no process of the scenario left")
     wait_for(lambda: not os.path.exists(f"/proc/{keeper}"), 10, "the inits' parent gone")
     assert snapshot(key) == before
 
 
 def test_a_netns_name_in_use_is_refused_and_its_holder_ends():
-    from ediv.agent.drivers import confine
-    from ediv.agent.release import _netns_del
-    from ediv.errors import EdivError
-
-    mark = f"EDIV_TEST_MARK=ln{os.getpid()}{os.urandom(4).hex()}"
+    mark = f"ln-test-{os.getpid()}-{os.urandom(4).hex()}"
     name = f"ediv-test-{mark[-8:]}"
-
-    def holders() -> list[int]:
-        out = []
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                if mark.encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                    out.append(int(pid))
-            except OSError:
-                continue
-        return out
-
-    env = dict([mark.split("=", 1)])
+    env = {MARKER_VAR: mark}
     # (the names a deploy makes are journalled before, so release removes those made)
     confine.create_netns([name], scenario_uid("ln-test"), env)
     try:
         with pytest.raises(EdivError, match="already exists"):
             confine.create_netns([f"{name}-b", name], scenario_uid("ln-test"), env, parallel=2)
-        wait_for(lambda: not holders(), 10, "the holders gone")
+        wait_for(lambda: not marked_pids(mark), 10, "the holders gone")
     finally:
         _netns_del(name)
         _netns_del(f"{name}-b")

@@ -134,8 +134,8 @@ def _userns_holder(extra: list[str], env: dict[str, str], timeout: float,
 class _NsHolder:
     """A running ``nsholder.py``: makes network namespaces in its user namespace on request."""
 
-    def __init__(self, join: str | None, env: dict[str, str], timeout: float, what: str):
-        self.timeout, self.what = timeout, what
+    def __init__(self, join: str | None, env: dict[str, str], timeout: float):
+        self.timeout = timeout
         argv = [sys.executable, "-I", "-S", _NSHOLDER, *([join] if join else [])]
         self.p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.DEVNULL, start_new_session=True,
@@ -143,18 +143,17 @@ class _NsHolder:
         self.pid = self.p.pid
         try:
             self._expect("user")
-        except EdivError:
+        except EdivError as e:
             self.close()
-            raise
+            raise EdivError(f"user namespace holder: {e}") from None
 
     def _expect(self, word: str) -> None:
         fd = self.p.stdout.fileno()
         if not select.select([fd], [], [], self.timeout)[0]:
-            raise EdivError(f"{self.what}: no answer from the namespace holder in "
-                            f"{self.timeout:.0f}s")
+            raise EdivError(f"no answer in {self.timeout:.0f}s")
         line = self.p.stdout.readline().decode(errors="replace").strip()
         if line != word:
-            raise EdivError(f"{self.what}: {line.removeprefix('error ') or 'holder exited'}")
+            raise EdivError(line.removeprefix("error ") or "the holder exited")
 
     def write_maps(self, base: int) -> None:
         for kind in ("uid_map", "gid_map"):
@@ -199,25 +198,17 @@ def create_netns(names: list[str], base: int, env: dict[str, str], timeout: floa
     if not names:
         return
     _ensure_netns_dir()
-    what = f"netns {names[0]}"
-    first = _NsHolder(None, env, timeout, what)
-    holders = [first]
+    holders = [_NsHolder(None, env, timeout)]
     try:
-        first.write_maps(base)
-        chunks = [names[i::max(1, parallel)] for i in range(min(max(1, parallel), len(names)))]
-        for _ in chunks[1:]:
-            holders.append(_NsHolder(f"/proc/{first.pid}/ns/user", env, timeout, what))
-
-        def fill(h: _NsHolder, chunk: list[str]) -> None:
-            for name in chunk:
-                h.make(name)
-
-        if len(chunks) == 1:
-            fill(first, chunks[0])
-        else:
-            with ThreadPoolExecutor(len(chunks)) as pool:
-                for f in [pool.submit(fill, h, c) for h, c in zip(holders, chunks, strict=True)]:
-                    f.result()
+        holders[0].write_maps(base)
+        k = max(1, min(parallel, len(names)))
+        for _ in range(k - 1):  # each one appended as made: closed below whatever fails
+            holders.append(_NsHolder(f"/proc/{holders[0].pid}/ns/user", env, timeout))
+        with ThreadPoolExecutor(k) as pool:
+            jobs = [pool.submit(lambda h, chunk: [h.make(n) for n in chunk], h, names[i::k])
+                    for i, h in enumerate(holders)]
+            for job in jobs:
+                job.result()
     finally:
         for h in holders:
             h.close()

@@ -62,6 +62,18 @@ from ediv.errors import EdivError
 
 NSENTER_ALL = ["-U", "-m", "-u", "-n", "-p", "-i", "-r", "-w"]
 
+# over the host's /: directories VM root owns (merged with the host's), directories it owns
+# empty (opaque), files it does not see (see the module docstring)
+OWNED_DIRS = ("/etc", "/opt", "/srv", "/mnt", "/media", "/usr/local", "/var/lib", "/var/log",
+              "/var/cache", "/var/spool", "/var/opt", "/var/local")
+PRIVATE_DIRS = ("/root", "/home", "/tmp", "/var/tmp", "/run")
+WHITEOUTS = ("/etc/ssh/ssh_host_*key*", "/etc/shadow", "/etc/shadow-", "/etc/gshadow",
+             "/etc/gshadow-")
+COPIES = ("/etc/passwd", "/etc/group", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf",
+          "/etc/motd")
+_UNSAFE_PATH_CHARS = (",", ":", "\\", "\n")
+_TMPFS_SIZE_RE = re.compile(r"[1-9][0-9]*[kKmMgG%]?")
+
 
 def _answer(p: subprocess.Popen[bytes], data: bytes, timeout: float) -> bytes:
     """Send ``data`` to ``p`` and read its stdout to EOF (not to its exit) within
@@ -83,17 +95,6 @@ def _answer(p: subprocess.Popen[bytes], data: bytes, timeout: float) -> bytes:
             chunks.append(chunk)
     finally:
         p.stdout.close()
-# over the host's /: directories VM root owns (merged with the host's), directories it owns
-# empty (opaque), files it does not see (see the module docstring)
-OWNED_DIRS = ("/etc", "/opt", "/srv", "/mnt", "/media", "/usr/local", "/var/lib", "/var/log",
-              "/var/cache", "/var/spool", "/var/opt", "/var/local")
-PRIVATE_DIRS = ("/root", "/home", "/tmp", "/var/tmp", "/run")
-WHITEOUTS = ("/etc/ssh/ssh_host_*key*", "/etc/shadow", "/etc/shadow-", "/etc/gshadow",
-             "/etc/gshadow-")
-COPIES = ("/etc/passwd", "/etc/group", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf",
-          "/etc/motd")
-_UNSAFE_PATH_CHARS = (",", ":", "\\", "\n")
-_TMPFS_SIZE_RE = re.compile(r"[1-9][0-9]*[kKmMgG%]?")
 
 
 class ContainerDriver(ProcessOwner):
@@ -302,8 +303,8 @@ class ContainerDriver(ProcessOwner):
         if lines:
             run(C.ip_batch_argv(), input=C.batch_text(lines), timeout=600)
         # every VM's addresses and routes set, and its init forked, by one forker.py;
-        # journalled in one write: a launcher started just before a crash is still found
-        # by release through its environment marker
+        # journalled in one write: a forker or init started just before a crash is still
+        # found by release through its environment marker
         self._ensure_mask(ctx)
         self._launch(ctx, vms, configure=True)
         for v in vms:
@@ -385,7 +386,8 @@ class ContainerDriver(ProcessOwner):
                 ) -> list[dict[str, Any]]:
         """Start the inits of ``vms`` through one ``forker.py`` (one Python start for all),
         first configuring their netns (``configure``: a deploy; a boot finds it done);
-        returns their journal records (launcher and init, with start times)."""
+        returns their journal records (the forker, recorded as each VM's "launcher", and
+        the init, with start times)."""
         requests = ctx.map(lambda v: self._launch_args(ctx, v, configure), vms)
         env = base_env(**{MARKER_VAR: naming.marker(ctx.sdir.key)})
         # it answers, then stays as the inits' parent: read to EOF, do not wait for it

@@ -80,7 +80,7 @@ def _init(req: dict, userns: int) -> None:
         os.closerange(3, userns)
         os.closerange(userns + 1, os.sysconf("SC_OPEN_MAX"))
         os.setsid()
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGCHLD):
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT):
             signal.signal(sig, signal.SIG_DFL)  # as exec would leave them for the VM's shell
         log = os.open(req["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         null = os.open("/dev/null", os.O_RDONLY)
@@ -152,13 +152,9 @@ def _keep() -> None:
     """Stay the inits' parent (their reaper) until the last one has exited."""
     with contextlib.suppress(OSError):
         os.chdir("/")
-    while True:
-        try:
+    with contextlib.suppress(ChildProcessError):
+        while True:
             os.wait()
-        except ChildProcessError:
-            return
-        except InterruptedError:
-            continue
 
 
 def main() -> None:
@@ -170,10 +166,10 @@ def main() -> None:
     sys.stdout.write(json.dumps(launch(json.loads(line))) + "\n")
     sys.stdout.flush()
     # the agent reads its answer to EOF, then goes on: nothing of it is kept open here
+    null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
-        null = os.open("/dev/null", os.O_RDWR)
         os.dup2(null, fd)
-        os.close(null)
+    os.close(null)
     _keep()
 
 
