@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from agent_helpers import deploy_bundle, scenario_uid, unique_key
+from agent_helpers import agent_exec_command, deploy_bundle, scenario_uid, unique_key
 from test_agent_vm_state import vm_status
 
 from ediv.agent import naming
@@ -127,3 +127,29 @@ def test_a_netns_name_in_use_is_refused_and_its_holder_ends():
     finally:
         _netns_del(name)
         _netns_del(f"{name}-b")
+
+
+def test_a_vm_finds_no_handle_on_the_other_vms_network_namespaces(agent, tmp_path, snapshot):
+    """The VMs share their user namespace, so VM root's capabilities would cover a sibling's
+    netns: a hostile VM looks for a way in (the bind mounts, /proc, the host's PIDs)."""
+    key = unique_key("lh")
+    before = snapshot(key)
+    dep = deploy_bundle(agent, tmp_path, key, _scenario(key, 2))
+    assert dep.rc == 0, dep.events
+    try:
+        names = sorted(n for n in os.listdir("/run/netns") if n.startswith(f"ediv-{key}-"))
+        assert len(names) == 2
+        sibling = vm_status(agent, key)["v1"]["pid"]
+        tries = " ".join(f"/run/netns/{n} /proc/1/root/run/netns/{n}" for n in names)
+        out = agent_exec_command(agent, key, ["v0"], (
+            "ls -A /run/netns 2>/dev/null | wc -l; "
+            "for p in /proc/[0-9]*/ns/net; do readlink $p; done 2>/dev/null | sort -u | wc -l; "
+            f"for f in {tries} /proc/{sibling}/ns/net; do "
+            "nsenter --net=$f true 2>/dev/null && echo entered $f; done; "
+            # the control: with a handle (its own netns), nsenter does get in
+            "nsenter --net=/proc/self/ns/net true && echo control"))["v0"]
+        assert out.split("\n")[:3] == ["0", "1", "control"], out
+    finally:
+        rel = agent("release", "--key", key)
+    assert rel.rc == 0, rel.events
+    assert snapshot(key) == before
